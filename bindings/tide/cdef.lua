@@ -1,0 +1,195 @@
+-- GENERATED from core/include/tide.h by 'make cdef'; never edit.
+return [==[
+/*
+ * tide.h -- the only exported C surface of libtide.
+ *
+ * Rules (STYLE.md section 3): this file minus its '#' lines is valid
+ * ffi.cdef input, so it has no macros, no varargs, no bitfields and no
+ * struct arguments by value. Every change bumps tide_abi_version().
+ *
+ * Errors: functions return TIDE_OK (0) or a negative TIDE_E* code. Details
+ * are on the handle (tide_<noun>_errmsg) or, before a handle exists, in a
+ * caller buffer 'err' of 'errlen' bytes.
+ */
+
+
+
+enum {
+    TIDE_OK       = 0,
+    TIDE_EINVAL   = -1,   /* bad argument */
+    TIDE_ENOMEM   = -2,   /* out of memory */
+    TIDE_EIO      = -3,   /* a system call failed; see errmsg */
+    TIDE_ENOENT   = -4,   /* no such stream, partition or file */
+    TIDE_EEXIST   = -5,   /* the stream exists already */
+    TIDE_ECORRUPT = -6,   /* a record or file failed its check */
+    TIDE_EAGAIN   = -7,   /* nothing to read yet */
+    TIDE_ENOBUFS  = -8,   /* caller buffer too small; size needed is set */
+    TIDE_EBUSY    = -9,   /* held by another process */
+    TIDE_ERANGE   = -10   /* offset or partition out of range */
+};
+
+/* Returns the ABI version; bindings refuse to load on a mismatch. */
+int tide_abi_version(void);
+
+/* Returns the release version, e.g. "0.1.0". Static storage. */
+const char *tide_version(void);
+
+/* Returns static text for a TIDE_E* code; never NULL ("unknown error"). */
+const char *tide_strerror(int rc);
+
+/* ------------------------------------------------------------------ */
+/* Partitioning                                                        */
+
+/* Returns Kafka's murmur2 hash (seed 0x9747b28c) of 'len' bytes of 'key'. */
+uint32_t tide_murmur2(const char *key, size_t len);
+
+/* Returns the partition Kafka's default partitioner gives 'key' among 'n'
+ * partitions: (murmur2(key) & 0x7fffffff) % n. Returns TIDE_EINVAL when
+ * n < 1. */
+int32_t tide_partition_get(const char *key, size_t len, int32_t n);
+
+/* ------------------------------------------------------------------ */
+/* Records                                                             */
+
+/* One message. A public layout because Lua reads its fields on the hot
+ * path. When read from a reader, every pointer points into the reader's
+ * buffer and stays valid until the next call on that reader. When pushed,
+ * the pointers are borrowed for the duration of the call.
+ *
+ * key == NULL means a nil key (klen is then -1); val == NULL means a nil
+ * value, a tombstone in a compacted stream (vlen is then -1). 'hdrs' is the
+ * opaque encoded header block (hlen bytes, 0 when there are none). */
+typedef struct tide_rec_s {
+    int64_t      offset;
+    int64_t      ts;          /* milliseconds since the epoch */
+    const char  *key;
+    const char  *val;
+    const char  *hdrs;
+    int32_t      klen;
+    int32_t      vlen;
+    int32_t      hlen;
+    int32_t      partition;
+} tide_rec_t;
+
+/* ------------------------------------------------------------------ */
+/* The embedded log: one stream in a data dir, all its partitions.     */
+
+typedef struct tide_log_s     tide_log_t;
+typedef struct tide_reader_s  tide_reader_t;
+
+enum {
+    TIDE_LOG_OPEN    = 0,     /* the stream must exist */
+    TIDE_LOG_CREATE  = 1,     /* create it when missing */
+    TIDE_LOG_EXCL    = 2      /* create it; TIDE_EEXIST when it exists */
+};
+
+enum {
+    TIDE_FSYNC_BATCH = 0,     /* fdatasync at every flush (group commit) */
+    TIDE_FSYNC_NONE  = 1      /* leave it to the OS; survives kill -9 only */
+};
+
+enum {
+    TIDE_OFFSET_END       = -1,
+    TIDE_OFFSET_BEGINNING = -2
+};
+
+/* Stream settings. A value of 0 (or -1 where noted) picks the default.
+ * 'partitions', 'compact' and 'segment_bytes' are fixed at creation; the
+ * others are read from the stream's meta file when it exists. */
+typedef struct tide_log_params_s {
+    int32_t      mode;                /* TIDE_LOG_OPEN, _CREATE or _EXCL */
+    int32_t      partitions;          /* default 1 */
+    int32_t      compact;             /* 1: keep the newest record per key */
+    int32_t      fsync;               /* TIDE_FSYNC_* */
+    int64_t      segment_bytes;       /* roll size; default 1 GiB */
+    int64_t      retention_ms;        /* -1: forever; default 7 days */
+    int64_t      retention_bytes;     /* per partition; -1 (default): none */
+    int64_t      delete_retention_ms; /* tombstone lifetime; default 1 day */
+    int64_t      flush_bytes;         /* auto-flush a partition's buffer */
+} tide_log_params_t;
+
+/* Opens stream 'name' under data dir 'dir' (created as needed with
+ * TIDE_LOG_CREATE/EXCL). 'params' may be NULL (TIDE_LOG_OPEN, defaults).
+ * Opening cuts a torn or corrupt tail of each partition back to its last
+ * whole record and logs a line on stderr saying what was cut.
+ * On success *out is the new handle; the caller owns it (tide_log_free).
+ * On failure *out is NULL and 'err' holds one line: TIDE_ENOENT (no such
+ * stream), TIDE_EEXIST (TIDE_LOG_EXCL), TIDE_EINVAL (bad name or params),
+ * TIDE_EIO, TIDE_ECORRUPT (bad meta file), TIDE_ENOMEM. */
+int tide_log_new(tide_log_t **out, const char *dir, const char *name,
+                 const tide_log_params_t *params, char *err, size_t errlen);
+
+/* Flushes pending records (see tide_log_flush) and frees the handle once
+ * its last reader is freed too. NULL is a no-op. */
+void tide_log_free(tide_log_t *log);
+
+/* Returns the number of partitions. */
+int32_t tide_log_count(const tide_log_t *log);
+
+/* Writes the stream's settings into *out. */
+int tide_log_get_params(const tide_log_t *log, tide_log_params_t *out);
+
+/* Writes the first offset still stored in 'partition' into *start and the
+ * offset the next record will get into *end (end - start records at most,
+ * fewer after compaction). Sees appends of other processes.
+ * Returns TIDE_OK, TIDE_ERANGE (partition), TIDE_EIO. */
+int tide_log_get_range(tide_log_t *log, int32_t partition, int64_t *start,
+                       int64_t *end);
+
+/* Buffers one record for appending. rec->partition < 0 picks one: murmur2
+ * of the key when keyed, round-robin when not. rec->ts == 0 means now.
+ * Key, value and headers are copied. On return rec->partition holds the
+ * partition chosen. Records become readable at the next flush (automatic
+ * once a partition buffers params.flush_bytes) and durable when it
+ * returns. Returns TIDE_OK, TIDE_EINVAL, TIDE_ERANGE, TIDE_EIO (from an
+ * automatic flush), TIDE_ENOMEM. */
+int tide_log_push(tide_log_t *log, tide_rec_t *rec);
+
+/* Appends every buffered record: per partition, one write and (with
+ * TIDE_FSYNC_BATCH) one fdatasync under the partition's file lock, so
+ * several processes can append to one stream. When it returns TIDE_OK
+ * every record pushed before is durable. On TIDE_EIO the records stay
+ * buffered and errmsg says what failed. */
+int tide_log_flush(tide_log_t *log);
+
+/* Runs retention (by age and size) and, for compacted streams, compaction
+ * on the closed segments of 'partition' (-1: all). Offsets never change
+ * and appends are never blocked. Returns the number of bytes freed (>= 0),
+ * or TIDE_EBUSY (another process is cleaning), TIDE_EIO, TIDE_ERANGE. */
+int64_t tide_log_clean(tide_log_t *log, int32_t partition);
+
+/* Returns the last error detail on this handle; valid until the next call
+ * on it. Never NULL. */
+const char *tide_log_errmsg(const tide_log_t *log);
+
+/* Opens a reader on 'partition' of 'log' at 'offset' (>= 0, or
+ * TIDE_OFFSET_BEGINNING / TIDE_OFFSET_END). An offset below the first one
+ * still stored starts at the first; one past the end waits for it. The
+ * reader keeps 'log' alive. Caller owns *out (tide_reader_free).
+ * Returns TIDE_OK, TIDE_ERANGE (partition), TIDE_EIO, TIDE_ENOMEM. */
+int tide_reader_new(tide_reader_t **out, tide_log_t *log, int32_t partition,
+                    int64_t offset);
+
+/* NULL is a no-op. */
+void tide_reader_free(tide_reader_t *r);
+
+/* Reads the next record into *rec; its pointers stay valid until the next
+ * call on 'r'. Returns TIDE_OK, TIDE_EAGAIN (nothing more yet: records
+ * appended later, by any process, show up on a later call), TIDE_ECORRUPT
+ * (a whole record failed its CRC; errmsg says where), TIDE_EIO. */
+int tide_reader_poll(tide_reader_t *r, tide_rec_t *rec);
+
+/* Reads up to 'n' records into recs[0..n-1]; their pointers stay valid
+ * until the next call on 'r'. Returns the count (>= 0, 0 meaning nothing
+ * yet) or a negative code as tide_reader_poll. */
+int tide_reader_poll_batch(tide_reader_t *r, tide_rec_t *recs, int n);
+
+/* Returns the offset the next record read will have at least. */
+int64_t tide_reader_get_offset(const tide_reader_t *r);
+
+/* Returns the last error detail on this reader; valid until the next call
+ * on it. Never NULL. */
+const char *tide_reader_errmsg(const tide_reader_t *r);
+
+
+]==]

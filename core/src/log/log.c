@@ -1,0 +1,971 @@
+/*
+ * The embedded log: streams of partitions of segment files under
+ * <data-dir>/streams/<name>/<partition>/, plus 'stream.conf'.
+ *
+ * Appends are buffered per partition and written by tide_log_flush with
+ * one write and one fdatasync per partition (group commit), under an
+ * flock on the partition's 'lock' file. The lock is held per flush, not
+ * per process, so several processes may append to one stream: offsets and
+ * CRCs are filled in at flush time, once the writer holds the lock and
+ * knows the true tail. A writer that died mid-write leaves a torn tail;
+ * the next writer (or any tide_log_new) cuts it back under the lock.
+ */
+#include "log/log.h"
+#include "log/format.h"
+#include "util/crc32c.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DEFAULT_SEGMENT_BYTES   (1024LL * 1024 * 1024)
+#define DEFAULT_RETENTION_MS    (7LL * 24 * 3600 * 1000)
+#define DEFAULT_DELETE_RET_MS   (24LL * 3600 * 1000)
+#define DEFAULT_FLUSH_BYTES     (1024LL * 1024)
+#define MAX_PARTITIONS          4096
+
+void *tide__clean_main(void *arg);   /* clean.c */
+static int flush_part(tide_log_t *log, int32_t i);
+
+void
+tide__warn(const char *fmt, ...)
+{
+    va_list  ap;
+    char     line[1024];
+
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "tide: %s\n", line);
+}
+
+static int
+set_err(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+    va_list  ap;
+
+    if (err != NULL && errlen > 0) {
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+static int
+name_ok(const char *name)
+{
+    size_t  i, n = strlen(name);
+
+    if (n == 0 || n > 200 || name[0] == '.') {
+        return 0;
+    }
+    for (i = 0; i < n; i++) {
+        if (!isalnum((unsigned char) name[i]) && name[i] != '-' &&
+            name[i] != '_' && name[i] != '.')
+        {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int
+mkdir_p(const char *path)
+{
+    char   tmp[4096];
+    char  *p;
+
+    if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int) sizeof(tmp)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
+                return -1;
+            }
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- stream.conf ------------------------------------------------------ */
+
+static int
+meta_write(const char *dir, const tide_log_params_t *p)
+{
+    char   path[4400];
+    FILE  *f;
+    int    ok;
+
+    snprintf(path, sizeof(path), "%s/stream.conf", dir);
+    f = fopen(path, "w");
+    if (f == NULL) {
+        return -1;
+    }
+    fprintf(f, "# tide stream settings; partitions, compact and "
+               "segment_bytes are fixed\n");
+    fprintf(f, "partitions=%d\ncompact=%d\nfsync=%s\nsegment_bytes=%lld\n"
+               "retention_ms=%lld\nretention_bytes=%lld\n"
+               "delete_retention_ms=%lld\n",
+            p->partitions, p->compact,
+            p->fsync == TIDE_FSYNC_NONE ? "none" : "batch",
+            (long long) p->segment_bytes, (long long) p->retention_ms,
+            (long long) p->retention_bytes,
+            (long long) p->delete_retention_ms);
+    ok = fflush(f) == 0 && fdatasync(fileno(f)) == 0;
+    ok = fclose(f) == 0 && ok;
+    return ok ? 0 : -1;
+}
+
+static int
+meta_read(const char *dir, tide_log_params_t *p, char *err, size_t errlen)
+{
+    char       path[4200], line[256], *eq, *end;
+    FILE      *f;
+    long long  v;
+    int        lineno = 0;
+
+    snprintf(path, sizeof(path), "%s/stream.conf", dir);
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return set_err(err, errlen, errno == ENOENT ? TIDE_ENOENT : TIDE_EIO,
+                       "cannot read %s: %s", path, strerror(errno));
+    }
+    p->partitions = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        lineno++;
+        line[strcspn(line, "\r\n")] = '\0';
+        if (line[0] == '#' || line[0] == '\0') {
+            continue;
+        }
+        eq = strchr(line, '=');
+        if (eq == NULL) {
+            fclose(f);
+            return set_err(err, errlen, TIDE_ECORRUPT,
+                           "%s:%d: expected key=value; fix or restore the "
+                           "file", path, lineno);
+        }
+        *eq++ = '\0';
+        if (strcmp(line, "fsync") == 0) {
+            p->fsync = strcmp(eq, "none") == 0 ? TIDE_FSYNC_NONE
+                                                : TIDE_FSYNC_BATCH;
+            continue;
+        }
+        errno = 0;
+        v = strtoll(eq, &end, 10);
+        if (errno != 0 || *end != '\0' || end == eq) {
+            fclose(f);
+            return set_err(err, errlen, TIDE_ECORRUPT,
+                           "%s:%d: '%s' is not a number; fix or restore the "
+                           "file", path, lineno, eq);
+        }
+        if (strcmp(line, "partitions") == 0) {
+            p->partitions = (int32_t) v;
+        } else if (strcmp(line, "compact") == 0) {
+            p->compact = v != 0;
+        } else if (strcmp(line, "segment_bytes") == 0) {
+            p->segment_bytes = v;
+        } else if (strcmp(line, "retention_ms") == 0) {
+            p->retention_ms = v;
+        } else if (strcmp(line, "retention_bytes") == 0) {
+            p->retention_bytes = v;
+        } else if (strcmp(line, "delete_retention_ms") == 0) {
+            p->delete_retention_ms = v;
+        }
+    }
+    fclose(f);
+    if (p->partitions < 1 || p->partitions > MAX_PARTITIONS ||
+        p->segment_bytes < 4096)
+    {
+        return set_err(err, errlen, TIDE_ECORRUPT,
+                       "%s: partitions or segment_bytes out of range; fix or "
+                       "restore the file", path);
+    }
+    return TIDE_OK;
+}
+
+static void
+params_defaults(tide_log_params_t *p)
+{
+    if (p->partitions == 0) {
+        p->partitions = 1;
+    }
+    if (p->segment_bytes == 0) {
+        p->segment_bytes = DEFAULT_SEGMENT_BYTES;
+    }
+    if (p->retention_ms == 0) {
+        p->retention_ms = p->compact ? -1 : DEFAULT_RETENTION_MS;
+    }
+    if (p->retention_bytes == 0) {
+        p->retention_bytes = -1;
+    }
+    if (p->delete_retention_ms == 0) {
+        p->delete_retention_ms = DEFAULT_DELETE_RET_MS;
+    }
+    if (p->flush_bytes <= 0) {
+        p->flush_bytes = DEFAULT_FLUSH_BYTES;
+    }
+}
+
+/* Creates the stream folder complete (meta and partition folders) under a
+ * temporary name, then renames it into place, so a stream either exists
+ * whole or not at all, even when two processes create it at once. */
+static int
+stream_create(const char *sdir, const tide_log_params_t *p, char *err,
+              size_t errlen)
+{
+    char     tmp[4200], part[4300];
+    int32_t  i;
+
+    snprintf(tmp, sizeof(tmp), "%s.tmp-%ld", sdir, (long) getpid());
+    if (mkdir(tmp, 0755) != 0) {
+        return set_err(err, errlen, TIDE_EIO, "cannot create %s: %s", tmp,
+                       strerror(errno));
+    }
+    for (i = 0; i < p->partitions; i++) {
+        snprintf(part, sizeof(part), "%s/%d", tmp, i);
+        if (mkdir(part, 0755) != 0) {
+            return set_err(err, errlen, TIDE_EIO, "cannot create %s: %s",
+                           part, strerror(errno));
+        }
+    }
+    if (meta_write(tmp, p) != 0) {
+        return set_err(err, errlen, TIDE_EIO, "cannot write %s/stream.conf: "
+                       "%s", tmp, strerror(errno));
+    }
+    if (rename(tmp, sdir) != 0) {
+        int  e = errno;
+        char cmd[4300];
+
+        /* Lost a race with another creator: drop our copy. */
+        for (i = 0; i < p->partitions; i++) {
+            snprintf(part, sizeof(part), "%s/%d", tmp, i);
+            rmdir(part);
+        }
+        snprintf(cmd, sizeof(cmd), "%s/stream.conf", tmp);
+        unlink(cmd);
+        rmdir(tmp);
+        if (e == EEXIST || e == ENOTEMPTY) {
+            return TIDE_EEXIST;
+        }
+        return set_err(err, errlen, TIDE_EIO, "cannot create %s: %s", sdir,
+                       strerror(e));
+    }
+    return TIDE_OK;
+}
+
+/* ---- the writer's view of a partition's tail -------------------------- */
+
+static void
+tail_close(tide__part_t *pt)
+{
+    if (pt->segfd >= 0) {
+        close(pt->segfd);
+    }
+    if (pt->idxfd >= 0) {
+        close(pt->idxfd);
+    }
+    pt->segfd = -1;
+    pt->idxfd = -1;
+    pt->known = 0;
+}
+
+/* Loads the tail of partition 'i' from its files: finds the last segment,
+ * checks its index and records, cuts a torn tail back to the last whole
+ * record (saying so on stderr) and sets seg_*, idx_* and 'next'. Called
+ * with the partition lock held. */
+static int
+tail_load(tide_log_t *log, int32_t i)
+{
+    tide__part_t  *pt = &log->parts[i];
+    int64_t       *bases;
+    size_t         n;
+    int64_t        base, start;
+    struct stat    st;
+    tide__scan_t   res;
+    int            rc;
+
+    tail_close(pt);
+    rc = tide__seg_bases(pt->dirfd, &bases, &n);
+    if (rc != TIDE_OK) {
+        snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d: cannot list "
+                 "segments: %s", log->dir, i, strerror(errno));
+        return rc;
+    }
+    base = n > 0 ? bases[n - 1] : 0;
+    free(bases);
+
+    rc = tide__seg_create(pt->dirfd, base, &pt->segfd, &pt->idxfd);
+    if (rc != TIDE_OK) {
+        snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d/%020lld.log: %s",
+                 log->dir, i, (long long) base,
+                 rc == TIDE_ECORRUPT ? "not a tide segment (bad header); "
+                 "move it away to recover the rest" : strerror(errno));
+        tail_close(pt);
+        return rc;
+    }
+    if (fstat(pt->segfd, &st) != 0) {
+        tail_close(pt);
+        return TIDE_EIO;
+    }
+    rc = tide__idx_trim(pt->idxfd, pt->segfd, base, st.st_size, &pt->idx_end,
+                        &pt->idx_pos);
+    if (rc != TIDE_OK) {
+        tail_close(pt);
+        return rc;
+    }
+    start = pt->idx_pos > 0 ? pt->idx_pos : TIDE__SEG_HDR;
+    rc = tide__seg_scan(pt->segfd, start, base, &res, pt->idxfd, &pt->idx_pos,
+                        &pt->idx_end);
+    if (rc != TIDE_OK) {
+        tail_close(pt);
+        return rc;
+    }
+    if (res.end < st.st_size) {
+        tide__warn("stream '%s' partition %d: cut a torn tail of %lld bytes "
+                   "from segment %020lld.log at byte %lld (after offset "
+                   "%lld); every record before it is intact",
+                   log->name, i, (long long) (st.st_size - res.end),
+                   (long long) base, (long long) res.end,
+                   (long long) (res.last >= 0 ? res.last : base - 1));
+        if (ftruncate(pt->segfd, res.end) != 0 || fdatasync(pt->segfd) != 0) {
+            tail_close(pt);
+            return TIDE_EIO;
+        }
+    }
+    pt->seg_base = base;
+    pt->seg_end = res.end;
+    if (res.last >= 0) {
+        pt->next = res.last + 1;
+    } else if (start > TIDE__SEG_HDR) {
+        /* The indexed record itself failed: rescan the whole segment. */
+        pt->idx_pos = 0;
+        pt->idx_end = 0;
+        if (ftruncate(pt->idxfd, 0) != 0) {
+            tail_close(pt);
+            return TIDE_EIO;
+        }
+        return tail_load(log, i);
+    } else {
+        pt->next = base;
+    }
+    pt->known = 1;
+    return TIDE_OK;
+}
+
+/* Returns whether the cached tail still matches the files: nobody else
+ * appended to the active segment or rolled a new one. */
+static int
+tail_fresh(tide_log_t *log, tide__part_t *pt)
+{
+    struct stat  st;
+    char         name[40];
+
+    (void) log;
+    if (!pt->known || fstat(pt->segfd, &st) != 0 || st.st_size != pt->seg_end) {
+        return 0;
+    }
+    tide__seg_name(name, sizeof(name), pt->next, "log");
+    if (pt->next != pt->seg_base &&
+        fstatat(pt->dirfd, name, &st, 0) == 0)
+    {
+        return 0;
+    }
+    return 1;
+}
+
+static int
+lock_part(tide__part_t *pt)
+{
+    while (flock(pt->lockfd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            return TIDE_EIO;
+        }
+    }
+    return TIDE_OK;
+}
+
+static void
+unlock_part(tide__part_t *pt)
+{
+    flock(pt->lockfd, LOCK_UN);
+}
+
+/* ---- open and free ---------------------------------------------------- */
+
+static void
+log_destroy(tide_log_t *log)
+{
+    int32_t  i;
+
+    if (log->parts != NULL) {
+        for (i = 0; i < log->nparts; i++) {
+            tail_close(&log->parts[i]);
+            if (log->parts[i].dirfd >= 0) {
+                close(log->parts[i].dirfd);
+            }
+            if (log->parts[i].lockfd >= 0) {
+                close(log->parts[i].lockfd);
+            }
+            free(log->parts[i].buf);
+        }
+    }
+    free(log->parts);
+    free(log->dir);
+    free(log->name);
+    free(log);
+}
+
+int
+tide_log_new(tide_log_t **out, const char *dir, const char *name,
+             const tide_log_params_t *params, char *err, size_t errlen)
+{
+    tide_log_params_t   p;
+    tide_log_t         *log;
+    char                sdir[4096], path[4200];
+    struct stat         st;
+    int32_t             i;
+    int                 rc, mode;
+
+    *out = NULL;
+    if (err != NULL && errlen > 0) {
+        err[0] = '\0';
+    }
+    if (dir == NULL || name == NULL) {
+        return set_err(err, errlen, TIDE_EINVAL, "no data dir or stream name");
+    }
+    if (!name_ok(name)) {
+        return set_err(err, errlen, TIDE_EINVAL, "bad stream name '%s': use "
+                       "letters, digits, '.', '_' and '-' (not first '.'), "
+                       "at most 200", name);
+    }
+    memset(&p, 0, sizeof(p));
+    if (params != NULL) {
+        p = *params;
+    }
+    mode = p.mode;
+    if (p.partitions < 0 || p.partitions > MAX_PARTITIONS ||
+        (p.segment_bytes != 0 && p.segment_bytes < 4096) ||
+        mode < TIDE_LOG_OPEN || mode > TIDE_LOG_EXCL)
+    {
+        return set_err(err, errlen, TIDE_EINVAL, "bad stream settings: "
+                       "partitions must be 1..%d and segment_bytes >= 4096",
+                       MAX_PARTITIONS);
+    }
+    if (snprintf(sdir, sizeof(sdir), "%s/streams/%s", dir, name) >=
+        (int) sizeof(sdir))
+    {
+        return set_err(err, errlen, TIDE_EINVAL, "data dir path too long");
+    }
+
+    if (stat(sdir, &st) != 0) {
+        if (mode == TIDE_LOG_OPEN) {
+            if (stat(dir, &st) != 0) {
+                return set_err(err, errlen, TIDE_ENOENT, "data dir '%s' does "
+                               "not exist (%s); check --data-dir", dir,
+                               strerror(errno));
+            }
+            return set_err(err, errlen, TIDE_ENOENT, "no stream '%s' in data "
+                           "dir '%s'; create it with 'tide streams create %s "
+                           "--partitions N'", name, dir, name);
+        }
+        snprintf(path, sizeof(path), "%s/streams", dir);
+        if (mkdir_p(path) != 0) {
+            return set_err(err, errlen, TIDE_EIO, "cannot create data dir "
+                           "'%s': %s", path, strerror(errno));
+        }
+        params_defaults(&p);
+        rc = stream_create(sdir, &p, err, errlen);
+        if (rc == TIDE_EEXIST && mode == TIDE_LOG_EXCL) {
+            return set_err(err, errlen, rc, "stream '%s' already exists in "
+                           "'%s'", name, dir);
+        }
+        if (rc != TIDE_OK && rc != TIDE_EEXIST) {
+            return rc;
+        }
+    } else if (mode == TIDE_LOG_EXCL) {
+        return set_err(err, errlen, TIDE_EEXIST, "stream '%s' already exists "
+                       "in '%s'", name, dir);
+    }
+
+    rc = meta_read(sdir, &p, err, errlen);
+    if (rc != TIDE_OK) {
+        return rc;
+    }
+    if (params != NULL && params->fsync != 0) {
+        p.fsync = params->fsync;
+    }
+    if (params != NULL && params->flush_bytes > 0) {
+        p.flush_bytes = params->flush_bytes;
+    }
+    params_defaults(&p);
+    p.mode = mode;
+
+    log = calloc(1, sizeof(*log));
+    if (log == NULL) {
+        return set_err(err, errlen, TIDE_ENOMEM, "out of memory");
+    }
+    log->refs = 1;
+    log->params = p;
+    log->nparts = p.partitions;
+    log->dir = strdup(sdir);
+    log->name = strdup(name);
+    log->parts = calloc((size_t) p.partitions, sizeof(tide__part_t));
+    if (log->dir == NULL || log->name == NULL || log->parts == NULL) {
+        log_destroy(log);
+        return set_err(err, errlen, TIDE_ENOMEM, "out of memory");
+    }
+    for (i = 0; i < log->nparts; i++) {
+        log->parts[i].dirfd = -1;
+        log->parts[i].lockfd = -1;
+        log->parts[i].segfd = -1;
+        log->parts[i].idxfd = -1;
+    }
+    for (i = 0; i < log->nparts; i++) {
+        tide__part_t  *pt = &log->parts[i];
+
+        snprintf(path, sizeof(path), "%s/%d", sdir, i);
+        pt->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (pt->dirfd < 0) {
+            rc = set_err(err, errlen, TIDE_EIO, "cannot open partition "
+                         "folder %s: %s", path, strerror(errno));
+            log_destroy(log);
+            return rc;
+        }
+        pt->lockfd = openat(pt->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC,
+                            0644);
+        if (pt->lockfd < 0) {
+            rc = set_err(err, errlen, TIDE_EIO, "cannot open %s/lock: %s "
+                         "(is the data dir writable?)", path, strerror(errno));
+            log_destroy(log);
+            return rc;
+        }
+        /* Recovery: cut a torn tail now, under the lock. */
+        rc = lock_part(pt);
+        if (rc == TIDE_OK) {
+            rc = tail_load(log, i);
+            unlock_part(pt);
+        }
+        if (rc != TIDE_OK) {
+            set_err(err, errlen, rc, "%s", log->errmsg[0] ? log->errmsg
+                    : strerror(errno));
+            log_destroy(log);
+            return rc;
+        }
+    }
+    *out = log;
+    return TIDE_OK;
+}
+
+void
+tide__log_unref(tide_log_t *log)
+{
+    if (--log->refs == 0) {
+        log_destroy(log);
+    }
+}
+
+void
+tide_log_free(tide_log_t *log)
+{
+    int32_t  i;
+
+    if (log == NULL || log->freed) {
+        return;
+    }
+    log->freed = 1;
+    if (tide_log_flush(log) != TIDE_OK) {
+        tide__warn("stream '%s': records lost at close: %s", log->name,
+                   log->errmsg);
+    }
+    for (i = 0; i < log->nparts; i++) {
+        if (log->parts[i].cleaning) {
+            pthread_join(log->parts[i].cleaner, NULL);
+            log->parts[i].cleaning = 0;
+        }
+    }
+    tide__log_unref(log);
+}
+
+int32_t
+tide_log_count(const tide_log_t *log)
+{
+    return log->nparts;
+}
+
+int
+tide_log_get_params(const tide_log_t *log, tide_log_params_t *out)
+{
+    *out = log->params;
+    return TIDE_OK;
+}
+
+const char *
+tide_log_errmsg(const tide_log_t *log)
+{
+    return log->errmsg[0] ? log->errmsg : "no error";
+}
+
+/* ---- append ----------------------------------------------------------- */
+
+int
+tide_log_push(tide_log_t *log, tide_rec_t *rec)
+{
+    tide__part_t  *pt;
+    int32_t        part = rec->partition;
+    size_t         need, klen, vlen, hlen;
+    char          *p;
+
+    klen = rec->key != NULL && rec->klen > 0 ? (size_t) rec->klen : 0;
+    vlen = rec->val != NULL && rec->vlen > 0 ? (size_t) rec->vlen : 0;
+    hlen = rec->hdrs != NULL && rec->hlen > 0 ? (size_t) rec->hlen : 0;
+    if (klen + vlen + hlen > TIDE__REC_MAX - TIDE__REC_HDR) {
+        snprintf(log->errmsg, sizeof(log->errmsg), "record of %zu bytes is "
+                 "over the limit of %d", klen + vlen + hlen, TIDE__REC_MAX);
+        return TIDE_EINVAL;
+    }
+    if (log->params.compact && rec->key == NULL) {
+        snprintf(log->errmsg, sizeof(log->errmsg), "stream '%s' is compacted "
+                 "and needs a key on every record", log->name);
+        return TIDE_EINVAL;
+    }
+    if (part < 0) {
+        if (rec->key != NULL) {
+            part = tide_partition_get(rec->key, klen, log->nparts);
+        } else {
+            part = (int32_t) (log->rr++ % (uint32_t) log->nparts);
+        }
+    } else if (part >= log->nparts) {
+        snprintf(log->errmsg, sizeof(log->errmsg), "partition %d out of range: "
+                 "stream '%s' has %d", part, log->name, log->nparts);
+        return TIDE_ERANGE;
+    }
+    rec->partition = part;
+    pt = &log->parts[part];
+
+    need = TIDE__REC_HDR + klen + vlen + hlen;
+    if (pt->len + need > pt->cap) {
+        size_t  cap = pt->cap ? pt->cap : 64 * 1024;
+        char   *nb;
+
+        while (cap < pt->len + need) {
+            cap *= 2;
+        }
+        nb = realloc(pt->buf, cap);
+        if (nb == NULL) {
+            return TIDE_ENOMEM;
+        }
+        pt->buf = nb;
+        pt->cap = cap;
+    }
+    p = pt->buf + pt->len;
+    tide__st32(p, (uint32_t) (need - 4));
+    tide__st64(p + 16, rec->ts != 0 ? rec->ts : tide__now_ms());
+    tide__st32(p + 24, rec->key != NULL ? (uint32_t) klen : (uint32_t) -1);
+    tide__st32(p + 28, rec->val != NULL ? (uint32_t) vlen : (uint32_t) -1);
+    tide__st32(p + 32, (uint32_t) hlen);
+    p += TIDE__REC_HDR;
+    if (klen) {
+        memcpy(p, rec->key, klen);
+        p += klen;
+    }
+    if (vlen) {
+        memcpy(p, rec->val, vlen);
+        p += vlen;
+    }
+    if (hlen) {
+        memcpy(p, rec->hdrs, hlen);
+    }
+    pt->len += need;
+    pt->count++;
+    if ((int64_t) pt->len >= log->params.flush_bytes) {
+        return flush_part(log, part);
+    }
+    return TIDE_OK;
+}
+
+/* Rolls to a new segment named after the next offset. Lock held. */
+static int
+roll(tide_log_t *log, int32_t i)
+{
+    tide__part_t  *pt = &log->parts[i];
+    int            rc;
+
+    if (pt->idxfd >= 0) {
+        close(pt->idxfd);
+    }
+    close(pt->segfd);
+    pt->segfd = -1;
+    pt->idxfd = -1;
+    pt->known = 0;
+    rc = tide__seg_create(pt->dirfd, pt->next, &pt->segfd, &pt->idxfd);
+    if (rc != TIDE_OK) {
+        snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d: cannot create "
+                 "segment %020lld.log: %s", log->dir, i, (long long) pt->next,
+                 strerror(errno));
+        tail_close(pt);
+        return rc;
+    }
+    if (ftruncate(pt->idxfd, 0) != 0) {
+        tail_close(pt);
+        return TIDE_EIO;
+    }
+    pt->seg_base = pt->next;
+    pt->seg_end = TIDE__SEG_HDR;
+    pt->idx_end = 0;
+    pt->idx_pos = 0;
+    pt->known = 1;
+    return TIDE_OK;
+}
+
+/* Starts retention/compaction of partition 'i' in the background after a
+ * roll; clean.c takes its own lock, so appends go on meanwhile. */
+static void
+clean_start(tide_log_t *log, int32_t i)
+{
+    tide__part_t  *pt = &log->parts[i];
+    struct {
+        tide_log_t *log;
+        int32_t     part;
+    } *arg;
+
+    if (!log->params.compact && log->params.retention_ms < 0 &&
+        log->params.retention_bytes < 0)
+    {
+        return;
+    }
+    if (pt->cleaning) {
+        pthread_join(pt->cleaner, NULL);
+        pt->cleaning = 0;
+    }
+    arg = malloc(sizeof(*arg));
+    if (arg == NULL) {
+        return;
+    }
+    arg->log = log;
+    arg->part = i;
+    if (pthread_create(&pt->cleaner, NULL, tide__clean_main, arg) == 0) {
+        pt->cleaning = 1;
+    } else {
+        free(arg);
+    }
+}
+
+static int
+flush_part(tide_log_t *log, int32_t i)
+{
+    tide__part_t  *pt = &log->parts[i];
+    char          *p, *end, *idx = NULL;
+    size_t         nidx = 0;
+    int64_t        off, pos, idx_pos;
+    uint32_t       len;
+    int            rc, rolled = 0;
+
+    rc = lock_part(pt);
+    if (rc != TIDE_OK) {
+        snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d/lock: %s",
+                 log->dir, i, strerror(errno));
+        return rc;
+    }
+    if (!tail_fresh(log, pt)) {
+        rc = tail_load(log, i);
+        if (rc != TIDE_OK) {
+            goto out;
+        }
+    }
+    if (pt->seg_end > TIDE__SEG_HDR &&
+        pt->seg_end + (int64_t) pt->len > log->params.segment_bytes)
+    {
+        rc = roll(log, i);
+        if (rc != TIDE_OK) {
+            goto out;
+        }
+        rolled = 1;
+    }
+
+    /* Fill in offsets and CRCs, and collect index entries. */
+    idx = malloc((pt->len / TIDE__INDEX_EVERY + 2) * TIDE__INDEX_ENTRY);
+    if (idx == NULL) {
+        rc = TIDE_ENOMEM;
+        goto out;
+    }
+    off = pt->next;
+    pos = pt->seg_end;
+    idx_pos = pt->idx_pos;
+    for (p = pt->buf, end = pt->buf + pt->len; p < end; p += len + 4) {
+        len = tide__ld32(p);
+        tide__st64(p + 8, off);
+        tide__st32(p + 4, tide__crc32c(0, p + 8, len - 4));
+        if (pos - idx_pos >= TIDE__INDEX_EVERY) {
+            tide__st32(idx + nidx * TIDE__INDEX_ENTRY,
+                       (uint32_t) (off - pt->seg_base));
+            tide__st32(idx + nidx * TIDE__INDEX_ENTRY + 4, (uint32_t) pos);
+            nidx++;
+            idx_pos = pos;
+        }
+        off++;
+        pos += len + 4;
+    }
+
+    {
+        size_t   done = 0;
+        ssize_t  n;
+
+        while (done < pt->len) {
+            n = pwrite(pt->segfd, pt->buf + done, pt->len - done,
+                       pt->seg_end + (int64_t) done);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d: write "
+                         "failed: %s", log->dir, i,
+                         n < 0 ? strerror(errno) : "no progress");
+                pt->known = 0;
+                rc = TIDE_EIO;
+                goto out;
+            }
+            done += (size_t) n;
+        }
+    }
+    if (nidx > 0 &&
+        pwrite(pt->idxfd, idx, nidx * TIDE__INDEX_ENTRY, pt->idx_end) !=
+        (ssize_t) (nidx * TIDE__INDEX_ENTRY))
+    {
+        /* The index is a hint; the next tail_load rebuilds it. */
+        pt->known = 0;
+    } else {
+        pt->idx_end += (int64_t) (nidx * TIDE__INDEX_ENTRY);
+        pt->idx_pos = idx_pos;
+    }
+    if (log->params.fsync == TIDE_FSYNC_BATCH && fdatasync(pt->segfd) != 0) {
+        snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d: fdatasync failed: "
+                 "%s", log->dir, i, strerror(errno));
+        pt->known = 0;
+        rc = TIDE_EIO;
+        goto out;
+    }
+    pt->seg_end = pos;
+    pt->next = off;
+    pt->len = 0;
+    pt->count = 0;
+    rc = TIDE_OK;
+out:
+    unlock_part(pt);
+    free(idx);
+    if (rc == TIDE_OK && rolled) {
+        clean_start(log, i);
+    }
+    return rc;
+}
+
+int
+tide_log_flush(tide_log_t *log)
+{
+    int32_t  i;
+    int      rc, first = TIDE_OK;
+
+    for (i = 0; i < log->nparts; i++) {
+        if (log->parts[i].len == 0) {
+            continue;
+        }
+        rc = flush_part(log, i);
+        if (rc != TIDE_OK && first == TIDE_OK) {
+            first = rc;
+        }
+    }
+    return first;
+}
+
+/* ---- range ------------------------------------------------------------ */
+
+int
+tide_log_get_range(tide_log_t *log, int32_t partition, int64_t *start,
+                   int64_t *end)
+{
+    tide__part_t  *pt;
+    int64_t       *bases;
+    size_t         n;
+    int            rc, fd, ifd;
+    char           name[40];
+    struct stat    st;
+    tide__scan_t   res;
+    int64_t        pos, dummy_pos = 0, dummy_end = 0;
+    char           hdr[TIDE__REC_HDR];
+
+    *start = 0;
+    *end = 0;
+    if (partition < 0 || partition >= log->nparts) {
+        return TIDE_ERANGE;
+    }
+    pt = &log->parts[partition];
+    rc = tide__seg_bases(pt->dirfd, &bases, &n);
+    if (rc != TIDE_OK) {
+        return rc;
+    }
+    if (n == 0) {
+        free(bases);
+        return TIDE_OK;
+    }
+
+    /* End: scan the last segment from its last index entry. */
+    tide__seg_name(name, sizeof(name), bases[n - 1], "log");
+    fd = openat(pt->dirfd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        free(bases);
+        return TIDE_EIO;
+    }
+    tide__seg_name(name, sizeof(name), bases[n - 1], "index");
+    ifd = openat(pt->dirfd, name, O_RDONLY | O_CLOEXEC);
+    pos = tide__idx_seek(ifd, fd, bases[n - 1], INT64_MAX, st.st_size);
+    if (ifd >= 0) {
+        close(ifd);
+    }
+    rc = tide__seg_scan(fd, pos, bases[n - 1], &res, -1, &dummy_pos,
+                        &dummy_end);
+    if (rc == TIDE_OK && res.last < 0 && pos > TIDE__SEG_HDR) {
+        rc = tide__seg_scan(fd, TIDE__SEG_HDR, bases[n - 1], &res, -1,
+                            &dummy_pos, &dummy_end);
+    }
+    close(fd);
+    if (rc != TIDE_OK) {
+        free(bases);
+        return rc;
+    }
+    *end = res.last >= 0 ? res.last + 1 : bases[n - 1];
+
+    /* Start: the first record of the first segment. */
+    *start = bases[0];
+    tide__seg_name(name, sizeof(name), bases[0], "log");
+    fd = openat(pt->dirfd, name, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (pread(fd, hdr, sizeof(hdr), TIDE__SEG_HDR) ==
+            (ssize_t) sizeof(hdr))
+        {
+            *start = tide__ld64(hdr + 8);
+            if (*start < bases[0] || *start > *end) {
+                *start = bases[0];
+            }
+        }
+        close(fd);
+    }
+    free(bases);
+    return TIDE_OK;
+}

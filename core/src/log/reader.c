@@ -1,0 +1,385 @@
+/*
+ * Readers: sequential reads of one partition from any offset. A reader
+ * owns its file descriptor and a buffer that records are parsed in place
+ * from; it follows appends of any process and moves to the next segment
+ * once the writer has rolled (a writer never appends to a segment after
+ * creating the next one, so a reader that sees a newer segment re-reads
+ * its current one to the end before moving on).
+ */
+#include "log/log.h"
+#include "log/format.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define READ_CHUNK (1024 * 1024)
+
+struct tide_reader_s {
+    tide_log_t  *log;
+    int32_t      part;
+    int          fd;          /* current segment, -1 before the first */
+    int64_t      seg_base;
+    int64_t      fpos;        /* file position of buf[hi] */
+    int64_t      want;        /* skip records below this offset */
+    int64_t      next;        /* offset after the last record returned */
+    char        *buf;
+    size_t       cap;
+    size_t       lo;          /* first unparsed byte */
+    size_t       hi;          /* end of the bytes read */
+    int          hinted;      /* fpos came from the index: check it */
+    char         errmsg[TIDE__ERRLEN];
+};
+
+static int
+reader_open_seg(tide_reader_t *r, int64_t base, int64_t offset)
+{
+    tide__part_t  *pt = &r->log->parts[r->part];
+    char           name[40];
+    struct stat    st;
+    int            fd, ifd, rc;
+
+    tide__seg_name(name, sizeof(name), base, "log");
+    fd = openat(pt->dirfd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "%s/%d/%s: %s", r->log->dir,
+                 r->part, name, strerror(errno));
+        return errno == ENOENT ? TIDE_ENOENT : TIDE_EIO;
+    }
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return TIDE_EIO;
+    }
+    rc = tide__seg_check_hdr(fd, st.st_size);
+    if (rc != TIDE_OK) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "%s/%d/%s: not a tide segment "
+                 "(bad header)", r->log->dir, r->part, name);
+        close(fd);
+        return rc;
+    }
+    if (r->fd >= 0) {
+        close(r->fd);
+    }
+    r->fd = fd;
+    r->seg_base = base;
+    r->lo = r->hi = 0;
+    r->fpos = TIDE__SEG_HDR;
+    r->hinted = 0;
+    if (offset > base) {
+        tide__seg_name(name, sizeof(name), base, "index");
+        ifd = openat(pt->dirfd, name, O_RDONLY | O_CLOEXEC);
+        r->fpos = tide__idx_seek(ifd, fd, base, offset, st.st_size);
+        r->hinted = r->fpos > TIDE__SEG_HDR;
+        if (ifd >= 0) {
+            close(ifd);
+        }
+    }
+    return TIDE_OK;
+}
+
+/* Finds the segment after the current one; 0 with *base set, or 1 when
+ * there is none yet. */
+static int
+next_seg(tide_reader_t *r, int64_t *base)
+{
+    int64_t  *bases;
+    size_t    n, i;
+    int       rc;
+
+    rc = tide__seg_bases(r->log->parts[r->part].dirfd, &bases, &n);
+    if (rc != TIDE_OK) {
+        return rc;
+    }
+    rc = 1;
+    for (i = 0; i < n; i++) {
+        if (bases[i] > r->seg_base) {
+            *base = bases[i];
+            rc = 0;
+            break;
+        }
+    }
+    free(bases);
+    return rc;
+}
+
+/* Positions the reader at the segment holding 'offset' (or the first one
+ * when the offset is gone). */
+static int
+reader_seek(tide_reader_t *r, int64_t offset)
+{
+    int64_t  *bases, base;
+    size_t    n, i;
+    int       rc;
+
+    rc = tide__seg_bases(r->log->parts[r->part].dirfd, &bases, &n);
+    if (rc != TIDE_OK) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "%s/%d: cannot list segments",
+                 r->log->dir, r->part);
+        return rc;
+    }
+    if (n == 0) {
+        free(bases);
+        snprintf(r->errmsg, sizeof(r->errmsg), "%s/%d: no segments",
+                 r->log->dir, r->part);
+        return TIDE_ENOENT;
+    }
+    base = bases[0];
+    for (i = 0; i < n; i++) {
+        if (bases[i] <= offset) {
+            base = bases[i];
+        }
+    }
+    free(bases);
+    r->want = offset;
+    return reader_open_seg(r, base, offset);
+}
+
+int
+tide_reader_new(tide_reader_t **out, tide_log_t *log, int32_t partition,
+                int64_t offset)
+{
+    tide_reader_t  *r;
+    int64_t         start, end;
+    int             rc;
+
+    *out = NULL;
+    if (partition < 0 || partition >= log->nparts) {
+        snprintf(log->errmsg, sizeof(log->errmsg), "partition %d out of range: "
+                 "stream '%s' has %d", partition, log->name, log->nparts);
+        return TIDE_ERANGE;
+    }
+    if (offset < TIDE_OFFSET_BEGINNING) {
+        return TIDE_EINVAL;
+    }
+    if (offset == TIDE_OFFSET_END) {
+        rc = tide_log_get_range(log, partition, &start, &end);
+        if (rc != TIDE_OK) {
+            return rc;
+        }
+        offset = end;
+    } else if (offset == TIDE_OFFSET_BEGINNING) {
+        offset = 0;
+    }
+    r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        return TIDE_ENOMEM;
+    }
+    r->cap = READ_CHUNK;
+    r->buf = malloc(r->cap);
+    if (r->buf == NULL) {
+        free(r);
+        return TIDE_ENOMEM;
+    }
+    r->log = log;
+    r->part = partition;
+    r->fd = -1;
+    rc = reader_seek(r, offset);
+    if (rc != TIDE_OK) {
+        snprintf(log->errmsg, sizeof(log->errmsg), "%s", r->errmsg);
+        free(r->buf);
+        free(r);
+        return rc;
+    }
+    r->next = offset;
+    log->refs++;
+    *out = r;
+    return TIDE_OK;
+}
+
+void
+tide_reader_free(tide_reader_t *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    if (r->fd >= 0) {
+        close(r->fd);
+    }
+    free(r->buf);
+    tide__log_unref(r->log);
+    free(r);
+}
+
+/* Reads more bytes of the current segment. Returns 1 when some arrived,
+ * 0 at its end, or a negative code. Moves parsed-past bytes out first, so
+ * it invalidates every record pointer handed out. */
+static int
+fill(tide_reader_t *r)
+{
+    ssize_t  n;
+    size_t   need;
+
+    if (r->lo > 0) {
+        memmove(r->buf, r->buf + r->lo, r->hi - r->lo);
+        r->hi -= r->lo;
+        r->lo = 0;
+    }
+    if (r->hi >= 4) {
+        need = (size_t) tide__ld32(r->buf) + 4;
+        if (need > r->cap && need <= TIDE__REC_MAX + 4u) {
+            char  *nb = realloc(r->buf, need);
+
+            if (nb == NULL) {
+                return TIDE_ENOMEM;
+            }
+            r->buf = nb;
+            r->cap = need;
+        }
+    }
+    if (r->hi == r->cap) {
+        return 0;
+    }
+    for (;;) {
+        n = pread(r->fd, r->buf + r->hi, r->cap - r->hi, r->fpos);
+        if (n >= 0) {
+            break;
+        }
+        if (errno != EINTR) {
+            snprintf(r->errmsg, sizeof(r->errmsg), "%s/%d: read failed: %s",
+                     r->log->dir, r->part, strerror(errno));
+            return TIDE_EIO;
+        }
+    }
+    r->hi += (size_t) n;
+    r->fpos += n;
+    return n > 0;
+}
+
+/* Called at the end of the current segment's bytes: moves to the next
+ * segment when one exists. Returns 1 when it moved, 0 when there is no
+ * newer segment yet, or a negative code. */
+static int
+advance(tide_reader_t *r)
+{
+    int64_t  base = 0;
+    int      rc;
+
+    rc = next_seg(r, &base);
+    if (rc < 0) {
+        return rc;
+    }
+    if (rc == 1) {
+        return 0;
+    }
+    /* The writer rolled: read what it wrote to this segment before. */
+    rc = fill(r);
+    if (rc != 0) {
+        return rc < 0 ? rc : 1;
+    }
+    if (r->hi > r->lo) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "%s/%d/%020lld.log: %zu "
+                 "trailing bytes are not a whole record (file damaged)",
+                 r->log->dir, r->part, (long long) r->seg_base, r->hi - r->lo);
+        return TIDE_ECORRUPT;
+    }
+    rc = reader_open_seg(r, base, r->want);
+    return rc == TIDE_OK ? 1 : rc;
+}
+
+/* Parses the next record without refilling. Returns 1, 0 (need bytes) or
+ * TIDE_ECORRUPT. */
+static int
+parse_next(tide_reader_t *r, tide_rec_t *rec)
+{
+    size_t  size;
+    int     p;
+
+    for (;;) {
+        p = tide__rec_parse(r->buf + r->lo, r->hi - r->lo, rec, &size);
+        if (p == 0) {
+            return 0;
+        }
+        if (r->hinted && (p < 0 || rec->offset > r->want)) {
+            /* A stale index (a segment being compacted): scan instead. */
+            r->hinted = 0;
+            r->lo = r->hi = 0;
+            r->fpos = TIDE__SEG_HDR;
+            return 0;
+        }
+        r->hinted = 0;
+        if (p < 0) {
+            snprintf(r->errmsg, sizeof(r->errmsg), "%s/%d/%020lld.log: "
+                     "corrupt record at byte %lld (after offset %lld); the "
+                     "records before it are readable",
+                     r->log->dir, r->part, (long long) r->seg_base,
+                     (long long) (r->fpos - (int64_t) (r->hi - r->lo)),
+                     (long long) (r->next - 1));
+            return TIDE_ECORRUPT;
+        }
+        r->lo += size;
+        if (rec->offset < r->want) {
+            continue;
+        }
+        rec->partition = r->part;
+        r->want = rec->offset + 1;
+        r->next = rec->offset + 1;
+        return 1;
+    }
+}
+
+int
+tide_reader_poll_batch(tide_reader_t *r, tide_rec_t *recs, int n)
+{
+    int  got = 0, rc;
+
+    if (n < 1) {
+        return TIDE_EINVAL;
+    }
+    for (;;) {
+        while (got < n) {
+            rc = parse_next(r, &recs[got]);
+            if (rc < 0) {
+                return got > 0 ? got : rc;
+            }
+            if (rc == 0) {
+                break;
+            }
+            got++;
+        }
+        if (got > 0) {
+            /* Refilling would move the bytes the records point into. */
+            return got;
+        }
+        rc = fill(r);
+        if (rc < 0) {
+            return rc;
+        }
+        if (rc > 0) {
+            continue;
+        }
+        rc = advance(r);
+        if (rc < 0) {
+            return rc;
+        }
+        if (rc == 0) {
+            return 0;
+        }
+    }
+}
+
+int
+tide_reader_poll(tide_reader_t *r, tide_rec_t *rec)
+{
+    int  rc = tide_reader_poll_batch(r, rec, 1);
+
+    if (rc == 0) {
+        return TIDE_EAGAIN;
+    }
+    return rc < 0 ? rc : TIDE_OK;
+}
+
+int64_t
+tide_reader_get_offset(const tide_reader_t *r)
+{
+    return r->next;
+}
+
+const char *
+tide_reader_errmsg(const tide_reader_t *r)
+{
+    return r->errmsg[0] ? r->errmsg : "no error";
+}

@@ -1,0 +1,36 @@
+/* Library identity and error texts. */
+#include "tide.h"
+
+/* Bump on every change to tide.h; bindings/tide/base.lua checks it. */
+#define TIDE_ABI_VERSION 1
+
+int
+tide_abi_version(void)
+{
+    return TIDE_ABI_VERSION;
+}
+
+const char *
+tide_version(void)
+{
+    return "0.1.0";
+}
+
+const char *
+tide_strerror(int rc)
+{
+    switch (rc) {
+    case TIDE_OK:       return "ok";
+    case TIDE_EINVAL:   return "invalid argument";
+    case TIDE_ENOMEM:   return "out of memory";
+    case TIDE_EIO:      return "i/o error";
+    case TIDE_ENOENT:   return "not found";
+    case TIDE_EEXIST:   return "already exists";
+    case TIDE_ECORRUPT: return "corrupt data";
+    case TIDE_EAGAIN:   return "nothing to read yet";
+    case TIDE_ENOBUFS:  return "buffer too small";
+    case TIDE_EBUSY:    return "busy: held by another process";
+    case TIDE_ERANGE:   return "out of range";
+    default:            return "unknown error";
+    }
+}
