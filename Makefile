@@ -42,7 +42,7 @@ cdef: build
 	@cmake --build build --target cdef
 
 demo: build
-	@sh bench/demo.sh
+	@sh scripts/demo.sh
 
 bench: build
 	@sh bench/run.sh

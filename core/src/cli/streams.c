@@ -102,7 +102,8 @@ do_describe(cli_t *c, const char *name)
     printf("  segment_bytes    %lld\n", (long long) p.segment_bytes);
     printf("  retention_ms     %lld\n", (long long) p.retention_ms);
     printf("  retention_bytes  %lld\n", (long long) p.retention_bytes);
-    printf("partition  start  end  segments  bytes\n");
+    printf("%9s %12s %12s %8s %14s\n", "partition", "start", "end",
+           "segments", "bytes");
     for (i = 0; i < p.partitions; i++) {
         rc = tide_log_get_range(log, i, &start, &end);
         if (rc != TIDE_OK) {
@@ -129,7 +130,7 @@ do_describe(cli_t *c, const char *name)
         if (d != NULL) {
             closedir(d);
         }
-        printf("%d  %lld  %lld  %d  %lld\n", i, (long long) start,
+        printf("%9d %12lld %12lld %8d %14lld\n", i, (long long) start,
                (long long) end, segs, (long long) bytes);
     }
     tide_log_free(log);
