@@ -1,14 +1,15 @@
 /*
  * tide produce STREAM: stdin lines -> records. Records are flushed (one
  * write and fdatasync per partition) whenever stdin has nothing more to
- * give at once, and at the end, so an interactive producer is durable line
- * by line and a piped one is written in large batches. Exit 0 means every
- * line read is durable.
+ * give at once, every flush_bytes, and at the end, so an interactive
+ * producer is durable line by line and a piped one is written in large
+ * batches. Exit 0 means every line read is durable.
  */
 #include "cli/cli.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,18 @@ static void
 on_signal(int sig)
 {
     stop_sig = sig;
+}
+
+/* Returns whether a read of stdin would return data (or EOF) now. */
+static int
+stdin_ready(void)
+{
+    struct pollfd  pfd;
+
+    pfd.fd = STDIN_FILENO;
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    return poll(&pfd, 1, 0) > 0;
 }
 
 static const char usage[] =
@@ -202,8 +215,8 @@ cmd_produce(int argc, char **argv)
         }
         memmove(buf, buf + start, have - start);
         have -= start;
-        /* stdin gave less than asked: nothing more at once, so commit. */
-        if (rc == TIDE_OK && (size_t) n < cap / 2) {
+        /* Nothing more to read at once: commit what we have. */
+        if (rc == TIDE_OK && !eof && !stdin_ready()) {
             rc = tide_log_flush(p.log);
         }
     }
