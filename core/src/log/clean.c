@@ -141,7 +141,11 @@ keymap_put(keymap_t *m, const char *key, int32_t klen, int64_t offset)
         m->arena_ptr = m->arenas[m->narenas++];
         m->arena_left = sz;
     }
-    memcpy(m->arena_ptr, key, (size_t) klen);
+    /* Before the first arena exists arena_ptr is NULL, and memcpy to NULL
+     * is undefined even for 0 bytes. */
+    if (klen > 0) {
+        memcpy(m->arena_ptr, key, (size_t) klen);
+    }
     s->key = klen > 0 ? m->arena_ptr : "";
     s->klen = klen;
     s->hash = h;
@@ -386,7 +390,7 @@ fail:
     return -1;
 }
 
-/* ---- one partition -------------------------------------------------------- */
+/* ---- one partition ---------------------------------------------------- */
 
 static int64_t
 clean_part(tide_log_t *log, int32_t i, char *err, size_t errlen)
