@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -655,6 +657,49 @@ test_poll_batch(void)
     ASSERT_EQ(next, 1000);
     tide_reader_free(r);
     tide_log_free(log);
+    tmp_free(dir);
+}
+
+/* A flush that fails part-way (here: the file size limit) takes back what
+ * reached the file, keeps the batch, and a retry writes it exactly once. */
+static void
+test_failed_flush_is_taken_back(void)
+{
+    tide_log_params_t   p = params_create();
+    tide_log_t         *log;
+    tide_reader_t      *r;
+    tide_rec_t          rec;
+    struct rlimit       old, lim;
+    char               *dir = tmp_new(), val[100];
+    int64_t             next = 0;
+    int                 i;
+
+    p.flush_bytes = 64 * 1024 * 1024;
+    log = log_open(dir, "s", &p);
+    fill_log(log, 100, 100, 100);
+    signal(SIGXFSZ, SIG_IGN);
+    ASSERT_OK(getrlimit(RLIMIT_FSIZE, &old));
+    for (i = 0; i < 1000; i++) {
+        push(log, 0, NULL, -1, val, make_val(val, 100 + i, 0));
+    }
+    lim = old;
+    lim.rlim_cur = 100 * 1024;       /* room for part of the batch only */
+    ASSERT_OK(setrlimit(RLIMIT_FSIZE, &lim));
+    ASSERT_EQ(tide_log_flush(log), TIDE_EIO);
+    ASSERT_OK(setrlimit(RLIMIT_FSIZE, &old));
+    ASSERT_OK(tide_log_flush(log));
+
+    ASSERT_OK(tide_reader_new(&r, log, 0, 0));
+    while (tide_reader_poll(r, &rec) == TIDE_OK) {
+        ASSERT_EQ(rec.offset, next);
+        make_val(val, (int) next, 0);
+        ASSERT_OK(memcmp(rec.val, val, 100));
+        next++;
+    }
+    ASSERT_EQ(next, 1100);
+    tide_reader_free(r);
+    tide_log_free(log);
+    signal(SIGXFSZ, SIG_DFL);
     tmp_free(dir);
 }
 
@@ -1349,6 +1394,7 @@ main(void)
     RUN(test_poll_sees_appends_of_other_handles);
     RUN(test_auto_flush_at_flush_bytes);
     RUN(test_poll_batch);
+    RUN(test_failed_flush_is_taken_back);
     RUN(test_reader_from_offset_and_end);
     RUN(test_segment_rolls_keep_offsets_dense);
     RUN(test_get_range);

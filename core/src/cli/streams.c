@@ -173,9 +173,9 @@ cmd_streams(int argc, char **argv)
             p.partitions = (int32_t) v;
             break;
         case 'S':
-            if (cli_int(optarg, 4096, INT64_MAX, &v) != 0) {
-                return cli_usage(&c, "--segment-bytes takes a size of at "
-                                 "least 4096, not '%s'", optarg);
+            if (cli_int(optarg, 4096, 2147483647, &v) != 0) {
+                return cli_usage(&c, "--segment-bytes takes a size from 4096 "
+                                 "to 2147483647, not '%s'", optarg);
             }
             p.segment_bytes = v;
             break;

@@ -30,6 +30,8 @@
 #define DEFAULT_DELETE_RET_MS   (24LL * 3600 * 1000)
 #define DEFAULT_FLUSH_BYTES     (1024LL * 1024)
 #define MAX_PARTITIONS          4096
+/* Index entries hold 32-bit positions; Kafka caps segment.bytes alike. */
+#define MAX_SEGMENT_BYTES       (2LL * 1024 * 1024 * 1024 - 1)
 
 void *tide__clean_main(void *arg);   /* clean.c */
 static int flush_part(tide_log_t *log, int32_t i);
@@ -459,12 +461,13 @@ tide_log_new(tide_log_t **out, const char *dir, const char *name,
     }
     mode = p.mode;
     if (p.partitions < 0 || p.partitions > MAX_PARTITIONS ||
-        (p.segment_bytes != 0 && p.segment_bytes < 4096) ||
+        (p.segment_bytes != 0 && (p.segment_bytes < 4096 ||
+                                  p.segment_bytes > MAX_SEGMENT_BYTES)) ||
         mode < TIDE_LOG_OPEN || mode > TIDE_LOG_EXCL)
     {
         return set_err(err, errlen, TIDE_EINVAL, "bad stream settings: "
-                       "partitions must be 1..%d and segment_bytes >= 4096",
-                       MAX_PARTITIONS);
+                       "partitions must be 1..%d and segment_bytes 4096..%lld",
+                       MAX_PARTITIONS, (long long) MAX_SEGMENT_BYTES);
     }
     if (snprintf(sdir, sizeof(sdir), "%s/streams/%s", dir, name) >=
         (int) sizeof(sdir))
@@ -835,9 +838,8 @@ flush_part(tide_log_t *log, int32_t i)
                 snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d: write "
                          "failed: %s", log->dir, i,
                          n < 0 ? strerror(errno) : "no progress");
-                pt->known = 0;
                 rc = TIDE_EIO;
-                goto out;
+                goto undo;
             }
             done += (size_t) n;
         }
@@ -855,15 +857,24 @@ flush_part(tide_log_t *log, int32_t i)
     if (log->params.fsync == TIDE_FSYNC_BATCH && fdatasync(pt->segfd) != 0) {
         snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d: fdatasync failed: "
                  "%s", log->dir, i, strerror(errno));
-        pt->known = 0;
         rc = TIDE_EIO;
-        goto out;
+        goto undo;
     }
     pt->seg_end = pos;
     pt->next = off;
     pt->len = 0;
     pt->count = 0;
     rc = TIDE_OK;
+    goto out;
+undo:
+    /* The batch stays buffered for a retry: take back whatever part of it
+     * reached the file, or the retry would write those records twice. */
+    if (ftruncate(pt->segfd, pt->seg_end) != 0) {
+        tide__warn("stream '%s' partition %d: cannot take back a failed "
+                   "write (%s); the next open cuts it", log->name, i,
+                   strerror(errno));
+    }
+    pt->known = 0;
 out:
     unlock_part(pt);
     free(idx);
