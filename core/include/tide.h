@@ -87,8 +87,9 @@ enum {
 };
 
 enum {
-    TIDE_FSYNC_BATCH = 0,     /* fdatasync at every flush (group commit) */
-    TIDE_FSYNC_NONE  = 1      /* leave it to the OS; survives kill -9 only */
+    TIDE_FSYNC_DEFAULT = 0,   /* the stream's setting (batch when new) */
+    TIDE_FSYNC_BATCH   = 1,   /* fdatasync at every flush (group commit) */
+    TIDE_FSYNC_NONE    = 2    /* leave it to the OS; survives kill -9 only */
 };
 
 enum {
@@ -96,19 +97,20 @@ enum {
     TIDE_OFFSET_BEGINNING = -2
 };
 
-/* Stream settings. A value of 0 (or -1 where noted) picks the default.
- * 'partitions', 'compact' and 'segment_bytes' are fixed at creation; the
- * others are read from the stream's meta file when it exists. */
+/* Stream settings. A value of 0 picks the default (-1 means "none" where
+ * noted). 'partitions', 'compact' and 'segment_bytes' (4096 .. 2 GiB - 1)
+ * are fixed at creation and the others stored then too; on open, a
+ * non-default 'fsync' or 'flush_bytes' applies to this handle only. */
 typedef struct tide_log_params_s {
     int32_t      mode;                /* TIDE_LOG_OPEN, _CREATE or _EXCL */
     int32_t      partitions;          /* default 1 */
     int32_t      compact;             /* 1: keep the newest record per key */
-    int32_t      fsync;               /* TIDE_FSYNC_* */
+    int32_t      fsync;               /* TIDE_FSYNC_*; default batch */
     int64_t      segment_bytes;       /* roll size; default 1 GiB */
     int64_t      retention_ms;        /* -1: forever; default 7 days */
     int64_t      retention_bytes;     /* per partition; -1 (default): none */
     int64_t      delete_retention_ms; /* tombstone lifetime; default 1 day */
-    int64_t      flush_bytes;         /* auto-flush a partition's buffer */
+    int64_t      flush_bytes;         /* auto-flush size; default 1 MiB */
 } tide_log_params_t;
 
 /* Opens stream 'name' under data dir 'dir' (created as needed with
@@ -158,7 +160,8 @@ int tide_log_flush(tide_log_t *log);
 /* Runs retention (by age and size) and, for compacted streams, compaction
  * on the closed segments of 'partition' (-1: all). Offsets never change
  * and appends are never blocked. Returns the number of bytes freed (>= 0),
- * or TIDE_EBUSY (another process is cleaning), TIDE_EIO, TIDE_ERANGE. */
+ * or TIDE_EBUSY (another process is cleaning it), TIDE_EIO, TIDE_ERANGE.
+ * Waits for this handle's own background cleaning first. */
 int64_t tide_log_clean(tide_log_t *log, int32_t partition);
 
 /* Returns the last error detail on this handle; valid until the next call
@@ -169,7 +172,9 @@ const char *tide_log_errmsg(const tide_log_t *log);
  * TIDE_OFFSET_BEGINNING / TIDE_OFFSET_END). An offset below the first one
  * still stored starts at the first; one past the end waits for it. The
  * reader keeps 'log' alive. Caller owns *out (tide_reader_free).
- * Returns TIDE_OK, TIDE_ERANGE (partition), TIDE_EIO, TIDE_ENOMEM. */
+ * Returns TIDE_OK, TIDE_EINVAL (offset below TIDE_OFFSET_BEGINNING),
+ * TIDE_ERANGE (partition), TIDE_EIO, TIDE_ENOMEM; the log's errmsg says
+ * more. */
 int tide_reader_new(tide_reader_t **out, tide_log_t *log, int32_t partition,
                     int64_t offset);
 
@@ -184,7 +189,7 @@ int tide_reader_poll(tide_reader_t *r, tide_rec_t *rec);
 
 /* Reads up to 'n' records into recs[0..n-1]; their pointers stay valid
  * until the next call on 'r'. Returns the count (>= 0, 0 meaning nothing
- * yet) or a negative code as tide_reader_poll. */
+ * yet), TIDE_EINVAL when n < 1, or a negative code as tide_reader_poll. */
 int tide_reader_poll_batch(tide_reader_t *r, tide_rec_t *recs, int n);
 
 /* Returns the offset the next record read will have at least. */

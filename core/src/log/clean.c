@@ -335,6 +335,19 @@ compact_seg(int dirfd, int64_t base, keymap_t *map, int64_t tomb_before,
     }
     tide__seg_name(name, sizeof(name), base, "log");
     tide__seg_name(iname, sizeof(iname), base, "index");
+    if (w.kept == 0) {
+        /* Nothing left: drop the segment; readers skip to the next. */
+        if (fstatat(dirfd, name, &st, 0) != 0 ||
+            unlinkat(dirfd, name, 0) != 0)
+        {
+            snprintf(err, errlen, "segment %s: cannot delete: %s", name,
+                     strerror(errno));
+            return -1;
+        }
+        unlinkat(dirfd, iname, 0);
+        fsync(dirfd);
+        return st.st_size;
+    }
     snprintf(tmp, sizeof(tmp), "%s.cleaned", name);
     snprintf(itmp, sizeof(itmp), "%s.cleaned", iname);
     if (fstatat(dirfd, name, &st, 0) != 0) {
@@ -417,7 +430,13 @@ clean_part(tide_log_t *log, int32_t i, char *err, size_t errlen)
         return TIDE_EBUSY;
     }
     rc = tide__seg_bases(pt->dirfd, &bases, &n);
-    if (rc != TIDE_OK || n < 2) {
+    if (rc != TIDE_OK) {
+        snprintf(err, errlen, "%s/%d: cannot list segments: %s", log->dir, i,
+                 strerror(errno));
+        freed = rc;
+        goto done;
+    }
+    if (n < 2) {
         goto done;
     }
     now = tide__now_ms();
@@ -510,6 +529,8 @@ tide_log_clean(tide_log_t *log, int32_t partition)
     int32_t  i, from = partition, to = partition + 1;
 
     if (partition < -1 || partition >= log->nparts) {
+        snprintf(log->errmsg, sizeof(log->errmsg), "partition %d out of range: "
+                 "stream '%s' has %d", partition, log->name, log->nparts);
         return TIDE_ERANGE;
     }
     if (partition == -1) {
@@ -517,6 +538,11 @@ tide_log_clean(tide_log_t *log, int32_t partition)
         to = log->nparts;
     }
     for (i = from; i < to; i++) {
+        if (log->parts[i].cleaning) {
+            /* Our own background clean holds the lock: let it finish. */
+            pthread_join(log->parts[i].cleaner, NULL);
+            log->parts[i].cleaning = 0;
+        }
         r = clean_part(log, i, log->errmsg, sizeof(log->errmsg));
         if (r < 0) {
             return r;

@@ -218,6 +218,9 @@ params_defaults(tide_log_params_t *p)
     if (p->delete_retention_ms == 0) {
         p->delete_retention_ms = DEFAULT_DELETE_RET_MS;
     }
+    if (p->fsync != TIDE_FSYNC_NONE) {
+        p->fsync = TIDE_FSYNC_BATCH;
+    }
     if (p->flush_bytes <= 0) {
         p->flush_bytes = DEFAULT_FLUSH_BYTES;
     }
@@ -463,10 +466,12 @@ tide_log_new(tide_log_t **out, const char *dir, const char *name,
     if (p.partitions < 0 || p.partitions > MAX_PARTITIONS ||
         (p.segment_bytes != 0 && (p.segment_bytes < 4096 ||
                                   p.segment_bytes > MAX_SEGMENT_BYTES)) ||
-        mode < TIDE_LOG_OPEN || mode > TIDE_LOG_EXCL)
+        mode < TIDE_LOG_OPEN || mode > TIDE_LOG_EXCL ||
+        p.fsync < TIDE_FSYNC_DEFAULT || p.fsync > TIDE_FSYNC_NONE)
     {
         return set_err(err, errlen, TIDE_EINVAL, "bad stream settings: "
-                       "partitions must be 1..%d and segment_bytes 4096..%lld",
+                       "partitions must be 1..%d, segment_bytes 4096..%lld, "
+                       "mode and fsync one of their TIDE_* values",
                        MAX_PARTITIONS, (long long) MAX_SEGMENT_BYTES);
     }
     if (snprintf(sdir, sizeof(sdir), "%s/streams/%s", dir, name) >=
@@ -509,7 +514,7 @@ tide_log_new(tide_log_t **out, const char *dir, const char *name,
     if (rc != TIDE_OK) {
         return rc;
     }
-    if (params != NULL && params->fsync != 0) {
+    if (params != NULL && params->fsync != TIDE_FSYNC_DEFAULT) {
         p.fsync = params->fsync;
     }
     if (params != NULL && params->flush_bytes > 0) {
@@ -670,6 +675,8 @@ tide_log_push(tide_log_t *log, tide_rec_t *rec)
         }
         nb = realloc(pt->buf, cap);
         if (nb == NULL) {
+            snprintf(log->errmsg, sizeof(log->errmsg), "out of memory "
+                     "buffering %zu bytes for partition %d", cap, part);
             return TIDE_ENOMEM;
         }
         pt->buf = nb;
@@ -752,7 +759,11 @@ clean_start(tide_log_t *log, int32_t i)
         return;
     }
     if (pt->cleaning) {
-        pthread_join(pt->cleaner, NULL);
+        /* Still at work: it, or the next roll, will see this segment too.
+         * Never wait for it here, or appends would. */
+        if (pthread_tryjoin_np(pt->cleaner, NULL) != 0) {
+            return;
+        }
         pt->cleaning = 0;
     }
     arg = malloc(sizeof(*arg));
@@ -917,15 +928,21 @@ tide_log_get_range(tide_log_t *log, int32_t partition, int64_t *start,
     tide__scan_t   res;
     int64_t        pos, dummy_pos = 0, dummy_end = 0;
     char           hdr[TIDE__REC_HDR];
+    size_t         k;
+    ssize_t        got;
 
     *start = 0;
     *end = 0;
     if (partition < 0 || partition >= log->nparts) {
+        snprintf(log->errmsg, sizeof(log->errmsg), "partition %d out of range: "
+                 "stream '%s' has %d", partition, log->name, log->nparts);
         return TIDE_ERANGE;
     }
     pt = &log->parts[partition];
     rc = tide__seg_bases(pt->dirfd, &bases, &n);
     if (rc != TIDE_OK) {
+        snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d: cannot list "
+                 "segments: %s", log->dir, partition, strerror(errno));
         return rc;
     }
     if (n == 0) {
@@ -937,6 +954,8 @@ tide_log_get_range(tide_log_t *log, int32_t partition, int64_t *start,
     tide__seg_name(name, sizeof(name), bases[n - 1], "log");
     fd = openat(pt->dirfd, name, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) != 0) {
+        snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d/%s: %s", log->dir,
+                 partition, name, strerror(errno));
         if (fd >= 0) {
             close(fd);
         }
@@ -957,25 +976,30 @@ tide_log_get_range(tide_log_t *log, int32_t partition, int64_t *start,
     }
     close(fd);
     if (rc != TIDE_OK) {
+        snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d/%s: cannot read: "
+                 "%s", log->dir, partition, name, tide_strerror(rc));
         free(bases);
         return rc;
     }
     *end = res.last >= 0 ? res.last + 1 : bases[n - 1];
 
-    /* Start: the first record of the first segment. */
-    *start = bases[0];
-    tide__seg_name(name, sizeof(name), bases[0], "log");
-    fd = openat(pt->dirfd, name, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        if (pread(fd, hdr, sizeof(hdr), TIDE__SEG_HDR) ==
-            (ssize_t) sizeof(hdr))
-        {
-            *start = tide__ld64(hdr + 8);
-            if (*start < bases[0] || *start > *end) {
-                *start = bases[0];
-            }
+    /* Start: the first record stored (compaction may empty segments). */
+    *start = *end;
+    for (k = 0; k < n; k++) {
+        tide__seg_name(name, sizeof(name), bases[k], "log");
+        fd = openat(pt->dirfd, name, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            continue;        /* deleted by retention meanwhile */
         }
+        got = pread(fd, hdr, sizeof(hdr), TIDE__SEG_HDR);
         close(fd);
+        if (got == (ssize_t) sizeof(hdr)) {
+            *start = tide__ld64(hdr + 8);
+            if (*start < bases[k] || *start > *end) {
+                *start = bases[k];
+            }
+            break;
+        }
     }
     free(bases);
     return TIDE_OK;

@@ -153,6 +153,9 @@ tide_reader_new(tide_reader_t **out, tide_log_t *log, int32_t partition,
         return TIDE_ERANGE;
     }
     if (offset < TIDE_OFFSET_BEGINNING) {
+        snprintf(log->errmsg, sizeof(log->errmsg), "bad offset %lld: use an "
+                 "offset >= 0, TIDE_OFFSET_BEGINNING or TIDE_OFFSET_END",
+                 (long long) offset);
         return TIDE_EINVAL;
     }
     if (offset == TIDE_OFFSET_END) {
@@ -165,13 +168,14 @@ tide_reader_new(tide_reader_t **out, tide_log_t *log, int32_t partition,
         offset = 0;
     }
     r = calloc(1, sizeof(*r));
-    if (r == NULL) {
-        return TIDE_ENOMEM;
+    if (r != NULL) {
+        r->cap = READ_CHUNK;
+        r->buf = malloc(r->cap);
     }
-    r->cap = READ_CHUNK;
-    r->buf = malloc(r->cap);
-    if (r->buf == NULL) {
+    if (r == NULL || r->buf == NULL) {
         free(r);
+        snprintf(log->errmsg, sizeof(log->errmsg), "out of memory for a "
+                 "reader of partition %d", partition);
         return TIDE_ENOMEM;
     }
     r->log = log;
