@@ -381,7 +381,7 @@ test_new_bad_meta_and_unusable_dir(void)
     f = fopen(path, "w");
     ASSERT(f != NULL);
     ASSERT_OK(fclose(f));
-    expect_new_fails(path, "s", &p, TIDE_EIO);
+    expect_new_fails(path, "s", &p, TIDE_EINVAL);
     tmp_free(dir);
 }
 

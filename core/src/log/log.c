@@ -480,7 +480,16 @@ tide_log_new(tide_log_t **out, const char *dir, const char *name,
         return set_err(err, errlen, TIDE_EINVAL, "data dir path too long");
     }
 
+    if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        return set_err(err, errlen, TIDE_EINVAL, "data dir '%s' is not a "
+                       "folder; check --data-dir or $TIDE_DATA_DIR", dir);
+    }
     if (stat(sdir, &st) != 0) {
+        if (errno != ENOENT) {
+            return set_err(err, errlen, TIDE_EIO, "cannot read stream '%s' "
+                           "in data dir '%s': %s", name, dir,
+                           strerror(errno));
+        }
         if (mode == TIDE_LOG_OPEN) {
             if (stat(dir, &st) != 0) {
                 return set_err(err, errlen, TIDE_ENOENT, "data dir '%s' does "
@@ -556,9 +565,14 @@ tide_log_new(tide_log_t **out, const char *dir, const char *name,
         }
         pt->lockfd = openat(pt->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC,
                             0644);
+        if (pt->lockfd < 0 && (errno == EACCES || errno == EROFS)) {
+            /* A data dir we may read but not write: readers work, appends
+             * fail, and a torn tail is left for a writer to cut. */
+            continue;
+        }
         if (pt->lockfd < 0) {
-            rc = set_err(err, errlen, TIDE_EIO, "cannot open %s/lock: %s "
-                         "(is the data dir writable?)", path, strerror(errno));
+            rc = set_err(err, errlen, TIDE_EIO, "cannot open %s/lock: %s",
+                         path, strerror(errno));
             log_destroy(log);
             return rc;
         }
@@ -789,6 +803,11 @@ flush_part(tide_log_t *log, int32_t i)
     uint32_t       len;
     int            rc, rolled = 0;
 
+    if (pt->lockfd < 0) {
+        snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d: the data dir is "
+                 "read-only for this process; cannot append", log->dir, i);
+        return TIDE_EIO;
+    }
     rc = lock_part(pt);
     if (rc != TIDE_OK) {
         snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d/lock: %s",
