@@ -1,0 +1,71 @@
+--- Streams by spec: parses "[system:]name" and opens the stream through
+--- its system module (tide.system.local, tide.system.mem). The interface
+--- every system provides is in docs/runtime.md ("System interface").
+local type, error, require, tostring = type, error, require, tostring
+local str_find, str_sub = string.find, string.sub
+
+local _M = {}
+
+--- Name of the system a spec without "system:" uses.
+_M.DEFAULT = "local"
+
+-- Systems that can be opened, and their modules.
+local MODULES = {
+    ["local"] = "tide.system.local",
+    mem = "tide.system.mem",
+}
+local KNOWN = "local, mem, kafka"
+local NOT_BUILT = { kafka = true }
+
+--- Returns the system name and the stream name of `spec` ("[system:]name";
+--- the system defaults to "local"), or nil and an error for an empty
+--- name, an unknown system or one not built yet.
+---@param spec string
+---@return string|nil system, string name_or_err
+function _M.parse(spec)
+    if type(spec) ~= "string" then
+        return nil, "bad stream '" .. tostring(spec)
+                    .. "': string \"[system:]name\" expected, got " .. type(spec)
+    end
+    local system, name = _M.DEFAULT, spec
+    local colon = str_find(spec, ":", 1, true)
+    if colon then
+        system, name = str_sub(spec, 1, colon - 1), str_sub(spec, colon + 1)
+        if NOT_BUILT[system] then
+            return nil, "system '" .. system .. "' is not built yet (stream '"
+                        .. spec .. "'); use local or mem"
+        end
+        if not MODULES[system] then
+            return nil, "unknown system '" .. system .. "' in stream '" .. spec
+                        .. "' (known: " .. KNOWN .. ")"
+        end
+    end
+    if name == "" then
+        return nil, "bad stream '" .. spec .. "': empty stream name"
+    end
+    return system, name
+end
+
+--- Opens the stream `spec` ("[system:]name") through its system: returns
+--- the stream object, or nil and a one-line error. `env` and `opts` are
+--- those of the system interface: env = { data_dir = ..., mem = ... },
+--- opts = { create = bool, partitions = n }.
+---@param env table
+---@param spec string
+---@param opts table|nil
+---@return table|nil stream, string|nil err
+function _M.open(env, spec, opts)
+    if type(env) ~= "table" then
+        error("bad env: table expected, got " .. type(env), 2)
+    end
+    if opts ~= nil and type(opts) ~= "table" then
+        error("bad options: table expected, got " .. type(opts), 2)
+    end
+    local system, name = _M.parse(spec)
+    if not system then
+        return nil, name
+    end
+    return require(MODULES[system]).open(env, name, opts)
+end
+
+return _M
