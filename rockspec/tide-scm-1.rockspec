@@ -1,8 +1,16 @@
--- LuaRocks spec for tide's Lua side: the FFI bindings (bindings/tide/) and
--- the runtime (lua/tide/). Every .lua file under those folders is listed in
--- build.modules; spec/bindings/drift_spec.lua checks it. The C library
--- (libtide.so) is built with CMake for now; the bindings find it through
--- TIDE_LIB or the system library path.
+-- LuaRocks spec for tide's Lua side: libtide (the C core), its FFI bindings
+-- (bindings/tide/) and the runtime (lua/). CMake builds the core and its
+-- install rules put libtide.so where package.cpath finds it as the C
+-- module 'tide.libtide' (lib/lua/5.1/tide/libtide.so in the tree) and the
+-- Lua files under share/lua/5.1; bindings/tide/base.lua looks there when
+-- TIDE_LIB is unset. build.install.lua lists every Lua module once more,
+-- for LuaRocks' own manifest; spec/bindings/drift_spec.lua checks that it
+-- names every .lua file under bindings/ and lua/, so add new modules here.
+--
+--   luarocks --lua-version=5.1 make --deps-mode=none rockspec/tide-scm-1.rockspec
+--
+-- needs the Debian packages of DESIGN.md section 3 (pkg-config finds
+-- luajit, librdkafka, librocksdb and libuv) and no network.
 rockspec_format = "3.0"
 package = "tide"
 version = "scm-1"
@@ -18,8 +26,8 @@ description = {
    summary = "Stream processor in the spirit of Apache Samza, with LuaJIT jobs",
    detailed = [[
 tide runs Lua jobs over partitioned, replayable streams with local state
-that is snapshotted, changelogged and restored. These are its LuaJIT FFI
-bindings to libtide and its Lua runtime.
+that is snapshotted, changelogged and restored. This rock holds its C core
+(libtide), the LuaJIT FFI bindings to it and its Lua runtime.
 ]],
 }
 
@@ -28,10 +36,35 @@ dependencies = {
 }
 
 build = {
-   type = "builtin",
-   modules = {
-      ["tide.base"] = "bindings/tide/base.lua",
-      ["tide.cdef"] = "bindings/tide/cdef.lua",
-      ["tide.log"]  = "bindings/tide/log.lua",
+   type = "cmake",
+   variables = {
+      CMAKE_BUILD_TYPE = "Release",
+      CMAKE_INSTALL_PREFIX = "$(PREFIX)",
+      TIDE_INSTALL_LMOD = "$(LUADIR)",
+      TIDE_INSTALL_CMOD = "$(LIBDIR)",
+      -- The library only: no binary, no tests, so that a rock builds fast.
+      TIDE_BUILD_CLI = "OFF",
+      TIDE_BUILD_TESTS = "OFF",
+   },
+   install = {
+      lua = {
+         ["tide"]                   = "lua/tide.lua",
+         ["tide.base"]              = "bindings/tide/base.lua",
+         ["tide.cdef"]              = "bindings/tide/cdef.lua",
+         ["tide.fs"]                = "bindings/tide/fs.lua",
+         ["tide.log"]               = "bindings/tide/log.lua",
+         ["tide.loop"]              = "bindings/tide/loop.lua",
+         ["tide.checkpoint"]        = "lua/tide/checkpoint.lua",
+         ["tide.cli"]               = "lua/tide/cli.lua",
+         ["tide.headers"]           = "lua/tide/headers.lua",
+         ["tide.job"]               = "lua/tide/job.lua",
+         ["tide.partition"]         = "lua/tide/partition.lua",
+         ["tide.runner"]            = "lua/tide/runner.lua",
+         ["tide.serde"]             = "lua/tide/serde.lua",
+         ["tide.system"]            = "lua/tide/system.lua",
+         ["tide.system.local"]      = "lua/tide/system/local.lua",
+         ["tide.system.mem"]        = "lua/tide/system/mem.lua",
+         ["tide.testing"]           = "lua/tide/testing.lua",
+      },
    },
 }

@@ -6,12 +6,13 @@ local ffi = require("ffi")
 local ffi_new, ffi_string, ffi_typeof = ffi.new, ffi.string, ffi.typeof
 local error, pcall, tostring = error, pcall, tostring
 local os_getenv = os.getenv
+local package_searchpath, package_cpath = package.searchpath, package.cpath
 local str_format = string.format
 
 local _M = {}
 
 --- ABI version of tide.h these bindings were written for.
-_M.ABI_VERSION = 2
+_M.ABI_VERSION = 3
 
 -- Declare the C surface once, even when this module is loaded again
 -- (package.loaded cleared): a second ffi.cdef of the structs would raise.
@@ -19,18 +20,24 @@ if not pcall(ffi_typeof, "tide_log_params_t") then
     ffi.cdef(require("tide.cdef"))
 end
 
--- Inside the tide binary (linked with -Wl,-E) the symbols are already in
--- the global namespace; in a plain luajit the library is loaded by name.
+-- Where the library comes from, in this order: the tide binary itself
+-- (linked with -Wl,-E, so the symbols are already global), $TIDE_LIB, the
+-- C module 'tide.libtide' on package.cpath (how the rockspec installs
+-- it), then the system library path.
 local lib
 if pcall(function() return ffi.C.tide_abi_version end) then
     lib = ffi.C
 else
-    local name = os_getenv("TIDE_LIB") or "tide"
+    local name = os_getenv("TIDE_LIB")
+    if name == nil or name == "" then
+        name = package_searchpath("tide.libtide", package_cpath) or "tide"
+    end
     local ok, clib = pcall(ffi.load, name)
     if not ok then
         error(str_format("tide: cannot load the C library '%s': %s; build it "
                          .. "(cmake --build build) and set TIDE_LIB to the "
-                         .. "path of libtide.so", name, tostring(clib)), 2)
+                         .. "path of libtide.so, or install the rock",
+                         name, tostring(clib)), 2)
     end
     lib = clib
 end

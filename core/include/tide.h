@@ -119,8 +119,10 @@ typedef struct tide_log_params_s {
  * whole record and logs a line on stderr saying what was cut.
  * On success *out is the new handle; the caller owns it (tide_log_free).
  * On failure *out is NULL and 'err' holds one line: TIDE_ENOENT (no such
- * stream), TIDE_EEXIST (TIDE_LOG_EXCL), TIDE_EINVAL (bad name or params),
- * TIDE_EIO, TIDE_ECORRUPT (bad meta file), TIDE_ENOMEM. */
+ * stream or data dir), TIDE_EEXIST (TIDE_LOG_EXCL), TIDE_EINVAL (bad name
+ * or params, or 'dir' is not a folder), TIDE_EIO, TIDE_ECORRUPT (bad meta
+ * file), TIDE_ENOMEM. A data dir that can be read but not written opens
+ * for reading only: readers work, tide_log_flush fails with TIDE_EIO. */
 int tide_log_new(tide_log_t **out, const char *dir, const char *name,
                  const tide_log_params_t *params, char *err, size_t errlen);
 
@@ -198,6 +200,91 @@ int64_t tide_reader_get_offset(const tide_reader_t *r);
 /* Returns the last error detail on this reader; valid until the next call
  * on it. Never NULL. */
 const char *tide_reader_errmsg(const tide_reader_t *r);
+
+/* ------------------------------------------------------------------ */
+/* Clocks                                                              */
+
+enum {
+    TIDE_TIME_MONO = 0,       /* ms since an arbitrary point; never jumps */
+    TIDE_TIME_REAL = 1        /* ms since the epoch; may jump (NTP, admin) */
+};
+
+/* Returns the time of 'clock' in milliseconds (>= 0), or TIDE_EINVAL for
+ * an unknown clock. TIDE_TIME_MONO is for intervals and deadlines,
+ * TIDE_TIME_REAL for timestamps. */
+int64_t tide_time_get(int clock);
+
+/* ------------------------------------------------------------------ */
+/* The container loop: libuv, with signals turned into events.         */
+
+typedef struct tide_loop_s  tide_loop_t;
+
+/* Event bits returned by tide_loop_poll. */
+enum {
+    TIDE_LOOP_STOP   = 1,     /* SIGINT or SIGTERM arrived */
+    TIDE_LOOP_RELOAD = 2      /* SIGHUP arrived */
+};
+
+/* Makes a loop that watches SIGINT, SIGTERM (TIDE_LOOP_STOP) and SIGHUP
+ * (TIDE_LOOP_RELOAD). While at least one loop exists these signals no
+ * longer take their default action; once the last loop is freed they do
+ * again. Several loops may exist; each sees every signal. On success
+ * *out is the new loop and the caller owns it (tide_loop_free). On
+ * failure *out is NULL: TIDE_EINVAL (out is NULL), TIDE_ENOMEM, TIDE_EIO
+ * (libuv could not set up, e.g. out of file descriptors). */
+int tide_loop_new(tide_loop_t **out);
+
+/* Closes the loop's handles, waits until libuv has released them and
+ * frees the loop. NULL is a no-op. */
+void tide_loop_free(tide_loop_t *l);
+
+/* Runs the loop once and returns the TIDE_LOOP_* bits of the events seen
+ * since the previous poll (>= 0; 0: none), clearing them. With
+ * 'timeout_ms' 0 it only collects what is already there; otherwise it
+ * waits until an event arrives or 'timeout_ms' milliseconds have passed,
+ * whichever comes first. Returns TIDE_EINVAL when 'l' is NULL or
+ * 'timeout_ms' is negative. Never calls back into the caller. */
+int tide_loop_poll(tide_loop_t *l, int timeout_ms);
+
+/* ------------------------------------------------------------------ */
+/* Files                                                               */
+
+typedef struct tide_lock_s  tide_lock_t;
+
+/* Replaces the file at 'path' with 'len' bytes of 'data', atomically and
+ * durably: the bytes go to a temporary file in the same folder, which is
+ * fsync'ed, renamed over 'path', and then the folder is fsync'ed. Missing
+ * parent folders are created (mode 0755, subject to the umask). After a
+ * crash at any point 'path' holds either its old or its new content,
+ * never a mix; a leftover temporary file ('.<name>.tmp.*') may remain
+ * only after a crash. 'data' is borrowed for the call; it may be NULL
+ * when 'len' is 0. Returns TIDE_OK, TIDE_EINVAL (path NULL, empty, a
+ * folder name or too long; data NULL with len > 0), TIDE_EIO (a system
+ * call failed; the temporary file is removed and 'path' is unchanged,
+ * except when only the final folder fsync failed: then 'path' has the new
+ * content, which a crash may still undo). On failure 'err' (errlen bytes;
+ * may be NULL when errlen is 0) holds one line saying what failed and
+ * where. */
+int tide_file_set(const char *path, const char *data, size_t len,
+                  char *err, size_t errlen);
+
+/* Takes an exclusive process lock on the file at 'path' (flock, so it is
+ * released when the process exits, even by SIGKILL), creating the file
+ * and its missing parent folders, and writes the holder's pid into it.
+ * The lock belongs to the open file: a second tide_lock_new on the same
+ * path, even in the same process, fails with TIDE_EBUSY. The descriptor
+ * is close-on-exec; a forked child shares the lock until it exits.
+ * On success *out is the new lock and the caller owns it
+ * (tide_lock_free). On failure *out is NULL and 'err' holds one line:
+ * TIDE_EBUSY (another holder; "held by pid N" when its pid is readable),
+ * TIDE_EINVAL (path NULL or empty, out NULL), TIDE_EIO, TIDE_ENOMEM. */
+int tide_lock_new(tide_lock_t **out, const char *path, char *err,
+                  size_t errlen);
+
+/* Empties the lock file (the pid), releases the lock and frees the
+ * handle. The file itself stays: removing it would let two processes
+ * lock different files of one name. NULL is a no-op. */
+void tide_lock_free(tide_lock_t *lk);
 
 #pragma GCC visibility pop
 

@@ -97,16 +97,16 @@ describe("drift", function()
     describe("rockspec/tide-scm-1.rockspec", function()
         local spec = load_rockspec("rockspec/tide-scm-1.rockspec")
 
-        it("names package tide, version scm-1, builtin build", function()
+        it("names package tide, version scm-1, cmake build", function()
             assert.equals("tide", spec.package)
             assert.equals("scm-1", spec.version)
-            assert.equals("builtin", spec.build.type)
+            assert.equals("cmake", spec.build.type)
             assert.same({ "lua >= 5.1" }, spec.dependencies)
         end)
 
         it("lists every .lua file under bindings/ and lua/", function()
             local listed = {}
-            for _, path in pairs(spec.build.modules) do
+            for _, path in pairs(spec.build.install.lua) do
                 listed[path] = true
             end
             local missing = {}
@@ -119,7 +119,7 @@ describe("drift", function()
         end)
 
         it("maps each module name to its file, and each file exists", function()
-            for mod, path in pairs(spec.build.modules) do
+            for mod, path in pairs(spec.build.install.lua) do
                 local rel = path:match("^bindings/(.*)%.lua$")
                             or path:match("^lua/(.*)%.lua$")
                 assert.is_string(rel, path .. " is outside bindings/ and lua/")

@@ -1,7 +1,8 @@
 /*
  * tide: the engine binary. Commands that need no job are written in C
- * here; LuaJIT is linked in (and tide_* exported with -Wl,-E) so that the
- * Lua runtime can reach the core through ffi.C.
+ * here; the others (run, ...) are the Lua runtime's, reached through one
+ * embedded lua_State (cmd_lua). LuaJIT is linked in, and tide_* exported
+ * with -Wl,-E, so that the Lua runtime reaches the core through ffi.C.
  */
 #include "cli/cli.h"
 
@@ -11,9 +12,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <lauxlib.h>
 #include <librdkafka/rdkafka.h>
+#include <lua.h>
 #include <luajit.h>
+#include <lualib.h>
 #include <uv.h>
+
+#ifndef TIDE_SOURCE_DIR
+#define TIDE_SOURCE_DIR "."
+#endif
+#ifndef TIDE_LMOD_DIR
+#define TIDE_LMOD_DIR "/usr/local/share/lua/5.1"
+#endif
 
 static const char usage[] =
 "usage: tide <command> [options]\n"
@@ -27,6 +38,10 @@ static const char usage[] =
 "  consume STREAM [-f FMT] [-o beginning|end|N|-N] [-p N] [-e] [-c N]\n"
 "                                    records -> stdout, kcat-like format\n"
 "  version                           versions of tide and its libraries\n"
+"\n"
+"Jobs:\n"
+"  run JOB [-c KEY=VALUE]... [--drain]   run a job until SIGINT/SIGTERM;\n"
+"                                    --drain: stop at the end of the inputs\n"
 "\n"
 "Every command takes --data-dir DIR (default: $TIDE_DATA_DIR, else\n"
 "./tide-data) and --help.\n";
@@ -108,10 +123,121 @@ cmd_version(int argc, char **argv)
     return 0;
 }
 
+/* Commands implemented by the Lua runtime's tide.cli. */
+static const char *const lua_cmds[] = { "run", NULL };
+
+typedef struct lua_cmd_s {
+    const char  *cmd;
+    int          argc;
+    char       **argv;
+    int          code;          /* exit code returned by tide.cli.main */
+} lua_cmd_t;
+
+/* Sets package.path: $TIDE_LUA_PATH (where ";;" stands for the default
+ * path, as in LUA_PATH), else the source tree, then the installed
+ * modules, then the default path. */
+static void
+lua_path_set(lua_State *L)
+{
+    const char  *env;
+
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");                 /* the default path */
+    env = getenv("TIDE_LUA_PATH");
+    if (env != NULL && *env != '\0') {
+        lua_pushfstring(L, ";%s;", lua_tostring(L, -1));
+        luaL_gsub(L, env, ";;", lua_tostring(L, -1));
+        lua_remove(L, -2);
+    } else {
+        lua_pushfstring(L, "%s/bindings/?.lua;%s/lua/?.lua;%s/lua/?/init.lua;"
+                        "%s/?.lua;%s/?/init.lua;%s", TIDE_SOURCE_DIR,
+                        TIDE_SOURCE_DIR, TIDE_SOURCE_DIR, TIDE_LMOD_DIR,
+                        TIDE_LMOD_DIR, lua_tostring(L, -1));
+    }
+    lua_remove(L, -2);                           /* the default path */
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);                               /* package */
+}
+
+/* Runs require("tide.cli").main(cmd, args) in protected mode (through
+ * lua_cpcall) and stores its result as the exit code: an integer as is,
+ * nil or true as 0, false as 1. */
+static int
+lua_cmd_main(lua_State *L)
+{
+    lua_cmd_t  *lc = lua_touserdata(L, 1);
+    int         i;
+
+    lua_path_set(L);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "tide.cli");
+    lua_call(L, 1, 1);
+    if (!lua_istable(L, -1)) {
+        return luaL_error(L, "module 'tide.cli' returned a %s, not a table",
+                          luaL_typename(L, -1));
+    }
+    lua_getfield(L, -1, "main");
+    if (!lua_isfunction(L, -1)) {
+        return luaL_error(L, "module 'tide.cli' has no function 'main'");
+    }
+    lua_pushstring(L, lc->cmd);
+    lua_createtable(L, lc->argc, 0);
+    for (i = 0; i < lc->argc; i++) {
+        lua_pushstring(L, lc->argv[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_call(L, 2, 1);
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+        lc->code = (int) lua_tointeger(L, -1);
+    } else if (lua_isnil(L, -1)) {
+        lc->code = 0;
+    } else if (lua_isboolean(L, -1)) {
+        lc->code = lua_toboolean(L, -1) ? 0 : 1;
+    } else {
+        return luaL_error(L, "tide.cli.main returned a %s, not an exit code",
+                          luaL_typename(L, -1));
+    }
+    return 0;
+}
+
+/* Runs 'tide CMD ARGS...' in a fresh lua_State. A Lua error prints
+ * "tide CMD: <message>" on stderr and gives exit code 1. */
+static int
+cmd_lua(const char *cmd, int argc, char **argv)
+{
+    lua_cmd_t    lc;
+    lua_State   *L;
+    const char  *msg;
+    int          rc;
+
+    L = luaL_newstate();
+    if (L == NULL) {
+        fprintf(stderr, "tide %s: out of memory\n", cmd);
+        return 1;
+    }
+    luaL_openlibs(L);
+
+    lc.cmd = cmd;
+    lc.argc = argc;
+    lc.argv = argv;
+    lc.code = 1;
+    rc = lua_cpcall(L, lua_cmd_main, &lc);
+    if (rc != 0) {
+        msg = lua_tostring(L, -1);
+        fprintf(stderr, "tide %s: %s\n", cmd,
+                msg != NULL ? msg : "(error object is not a string)");
+        lc.code = 1;
+    }
+    /* Runs the finalizers: loops, locks and logs are closed properly. */
+    lua_close(L);
+    return lc.code;
+}
+
 int
 main(int argc, char **argv)
 {
     const char  *cmd;
+    int          i;
 
     /* A leading '--data-dir DIR' applies to the command that follows. */
     while (argc >= 2 && strncmp(argv[1], "--data-dir", 10) == 0) {
@@ -146,6 +272,11 @@ main(int argc, char **argv)
     }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         return cmd_version(argc - 1, argv + 1);
+    }
+    for (i = 0; lua_cmds[i] != NULL; i++) {
+        if (strcmp(cmd, lua_cmds[i]) == 0) {
+            return cmd_lua(cmd, argc - 2, argv + 2);
+        }
     }
     fprintf(stderr, "tide: unknown command '%s'; run 'tide --help' for the "
             "list\n", cmd);
