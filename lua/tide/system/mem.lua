@@ -15,7 +15,6 @@
 local partition = require("tide.partition")
 
 local type, error, setmetatable = type, error, setmetatable
-local os_time = os.time
 local str_find, str_format = string.find, string.format
 local part_get = partition.get
 
@@ -29,11 +28,9 @@ local reader_mt = { __index = Reader }
 local MAX_PARTITIONS = 4096             -- as the embedded log
 
 --- Returns the time in milliseconds since the epoch used for records
---- pushed without one. Seconds resolution; a spec may replace it.
+--- pushed without one; a spec may replace it.
 ---@return integer
-function _M.clock()
-    return os_time() * 1000
-end
+_M.clock = require("tide.loop").realtime
 
 local function is_int(v)
     return type(v) == "number" and v % 1 == 0

@@ -1,0 +1,281 @@
+--- Loads a job file, applies -c overrides and validates it (DESIGN.md 4.2).
+local serde = require("tide.serde")
+local system = require("tide.system")
+
+local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
+local setmetatable, setfenv, loadfile, pcall = setmetatable, setfenv, loadfile, pcall
+local str_format, str_match, str_find = string.format, string.match, string.find
+local concat, sort = table.concat, table.sort
+
+local _M = {}
+
+-- Fields a job table may have, and what each must be.
+local FIELDS = {
+    name = "string", inputs = "table", outputs = "table", serde = "string",
+    key_serde = "string", commit_interval = "duration",
+    window_interval = "duration", on_error = "string", config = "table",
+    init = "function", process = "function", window = "function",
+    close = "function", stores = "table",
+}
+
+local function known_fields()
+    local names = {}
+    for k in pairs(FIELDS) do
+        names[#names + 1] = k
+    end
+    sort(names)
+    return concat(names, ", ")
+end
+
+local UNITS = { ms = 1, s = 1000, m = 60000, h = 3600000 }
+
+--- Returns milliseconds for a duration: a number of seconds or a string
+--- such as "250ms", "5s", "2m", "1h"; nil and an error otherwise.
+---@param v number|string
+---@return number|nil ms, string|nil err
+function _M.duration_ms(v)
+    if type(v) == "number" and v > 0 then
+        return v * 1000
+    end
+    if type(v) == "string" then
+        local n, unit = str_match(v, "^%s*([%d%.]+)%s*(%a*)%s*$")
+        n = tonumber(n)
+        local mul = UNITS[unit ~= "" and unit or "s"]
+        if n and n > 0 and mul then
+            return n * mul
+        end
+    end
+    return nil, str_format("bad duration %s: use seconds or a string like "
+                           .. "'500ms', '5s', '2m', '1h'", tostring(v))
+end
+
+-- Parses the text of a -c value: numbers, true/false, else the string.
+local function parse_value(s)
+    if s == "true" then
+        return true
+    elseif s == "false" then
+        return false
+    end
+    local n = tonumber(s)
+    if n ~= nil and str_match(s, "^%s*[-+]?[%d%.]") then
+        return n
+    end
+    return s
+end
+
+--- Applies "a.b.c=value" overrides to table `t` in place.
+---@param t table
+---@param overrides string[]
+---@return boolean|nil ok, string|nil err
+function _M.override(t, overrides)
+    for _, o in ipairs(overrides or {}) do
+        local path, value = str_match(o, "^([%w_%.]+)=(.*)$")
+        if not path or str_find(path, "%.%.") or str_find(path, "^%.")
+            or str_find(path, "%.$") then
+            return nil, str_format("bad -c '%s': expected KEY=VALUE, with "
+                                   .. "KEY like top_n or config.top_n", o)
+        end
+        local node, last = t, nil
+        local keys = {}
+        for k in path:gmatch("[^%.]+") do
+            keys[#keys + 1] = tonumber(k) or k
+        end
+        for i = 1, #keys - 1 do
+            local k = keys[i]
+            if node[k] == nil then
+                node[k] = {}
+            elseif type(node[k]) ~= "table" then
+                return nil, str_format("bad -c '%s': '%s' is a %s, not a "
+                                       .. "table", o, k, type(node[k]))
+            end
+            node = node[k]
+        end
+        last = keys[#keys]
+        node[last] = parse_value(value)
+    end
+    return true
+end
+
+-- Normalises one entry of inputs/outputs.
+local function stream_entry(job, field, i, e)
+    local spec, opts
+    if type(e) == "string" then
+        spec, opts = e, {}
+    elseif type(e) == "table" and type(e[1]) == "string" then
+        spec, opts = e[1], e
+        for k in pairs(e) do
+            if k ~= 1 and k ~= "serde" and k ~= "key_serde" then
+                return nil, str_format("%s[%d]: unknown option '%s' (known: "
+                                       .. "serde, key_serde)", field, i,
+                                       tostring(k))
+            end
+        end
+    else
+        return nil, str_format("%s[%d]: expected a stream name or { name, "
+                               .. "serde = ... }", field, i)
+    end
+    local sys, name = system.parse(spec)
+    if not sys then
+        return nil, str_format("%s[%d]: %s", field, i, name)
+    end
+    local vs, err = serde.get(opts.serde or job.serde or "string")
+    if not vs then
+        return nil, str_format("%s[%d] '%s': %s", field, i, spec, err)
+    end
+    local ks
+    ks, err = serde.get(opts.key_serde or job.key_serde or "string")
+    if not ks then
+        return nil, str_format("%s[%d] '%s': %s", field, i, spec, err)
+    end
+    return { spec = spec, system = sys, name = name, serde = vs,
+             key_serde = ks }
+end
+
+--- Checks a job table and adds the normalised fields of docs/runtime.md.
+--- `where` names the job in errors (its path).
+---@param job table
+---@param where string|nil
+---@return table|nil job, string|nil err
+function _M.validate(job, where)
+    where = where or "job"
+    local function fail(fmt, ...)
+        return nil, where .. ": " .. str_format(fmt, ...)
+    end
+    if type(job) ~= "table" then
+        return fail("the file must return a table (the job), not %s",
+                    type(job))
+    end
+    for k, v in pairs(job) do
+        local want = FIELDS[k]
+        if want == nil then
+            return fail("unknown field '%s' (known: %s)", tostring(k),
+                        known_fields())
+        end
+        if want == "duration" then
+            if not _M.duration_ms(v) then
+                return fail("field '%s': %s", k, select(2, _M.duration_ms(v)))
+            end
+        elseif type(v) ~= want then
+            return fail("field '%s' must be a %s, not a %s", k, want, type(v))
+        end
+    end
+    if job.name == nil then
+        return fail("missing field 'name' (it names the job's checkpoints "
+                    .. "and streams)")
+    end
+    if not str_match(job.name, "^[%w_%-][%w_%.%-]*$") or #job.name > 100 then
+        return fail("bad name '%s': use letters, digits, '.', '_' and '-'",
+                    job.name)
+    end
+    if job.process == nil then
+        return fail("missing field 'process' (function(msg, ctx))")
+    end
+    if job.stores ~= nil and next(job.stores) ~= nil then
+        return fail("field 'stores': state stores are not available in this "
+                    .. "version of tide")
+    end
+    if type(job.inputs) ~= "table" or #job.inputs == 0 then
+        return fail("field 'inputs' must list at least one stream")
+    end
+    for _, name in ipairs({ "serde", "key_serde" }) do
+        if job[name] ~= nil then
+            local ok, err = serde.get(job[name])
+            if not ok then
+                return fail("field '%s': %s", name, err)
+            end
+        end
+    end
+    local on_error = job.on_error or "fail"
+    if on_error ~= "fail" and on_error ~= "skip"
+        and on_error ~= "dead_letter" then
+        return fail("field 'on_error' must be fail, skip or dead_letter, not "
+                    .. "'%s'", tostring(on_error))
+    end
+
+    local ins, outs, seen = {}, {}, {}
+    for i, e in ipairs(job.inputs) do
+        local s, err = stream_entry(job, "inputs", i, e)
+        if not s then
+            return nil, where .. ": " .. err
+        end
+        if seen[s.system .. ":" .. s.name] then
+            return fail("inputs: stream '%s' is listed twice", s.spec)
+        end
+        seen[s.system .. ":" .. s.name] = true
+        ins[i] = s
+    end
+    for i, e in ipairs(job.outputs or {}) do
+        local s, err = stream_entry(job, "outputs", i, e)
+        if not s then
+            return nil, where .. ": " .. err
+        end
+        outs[i] = s
+    end
+
+    local norm = setmetatable({}, { __index = job })
+    norm.source = job
+    norm.inputs = ins
+    norm.outputs = outs
+    norm.on_error = on_error
+    norm.config = job.config or {}
+    norm.commit_interval_ms = _M.duration_ms(job.commit_interval or "5s")
+    if job.window then
+        norm.window_interval_ms = _M.duration_ms(job.window_interval or "10s")
+    end
+    return norm
+end
+
+-- The environment job files run in: the standard globals, read-only, so
+-- that a job that forgets 'local' gets an error instead of a shared global.
+local function job_env(path)
+    return setmetatable({}, {
+        __index = _G,
+        __newindex = function(_, k)
+            error(str_format("%s: assignment to global '%s' (use 'local')",
+                             path, tostring(k)), 2)
+        end,
+    })
+end
+
+--- Loads the job file at `path`, applies `overrides` ("key=value") and
+--- validates it. Modules next to the job file can be required.
+---@param path string
+---@param overrides string[]|nil
+---@return table|nil job, string|nil err
+function _M.load(path, overrides)
+    local chunk, err = loadfile(path)
+    if not chunk then
+        if str_find(err, "No such file", 1, true)
+            or str_find(err, "cannot open", 1, true) then
+            return nil, str_format("%s: cannot open the job file; check the "
+                                   .. "path", path)
+        end
+        return nil, err      -- "path:line: message" from the compiler
+    end
+    local dir = str_match(path, "^(.*)/[^/]*$") or "."
+    local lpath = dir .. "/?.lua;"
+    if not str_find(package.path, lpath, 1, true) then
+        package.path = lpath .. package.path
+    end
+    setfenv(chunk, job_env(path))
+    local ok, t = pcall(chunk)
+    if not ok then
+        return nil, tostring(t)
+    end
+    if type(t) == "table" then
+        ok, err = _M.override(t, overrides)
+        if not ok then
+            return nil, err
+        end
+    end
+    local job
+    job, err = _M.validate(t, path)
+    if not job then
+        return nil, err
+    end
+    job.path = path
+    job.dir = dir
+    return job
+end
+
+return _M

@@ -1,0 +1,483 @@
+--- The container: runs one task per input partition of a job, in batches,
+--- with per-message atomic sends, the on_error policy, commits, windows,
+--- stop and drain (DESIGN.md 4.2 and 5, docs/runtime.md).
+local system = require("tide.system")
+local checkpoint = require("tide.checkpoint")
+local headers = require("tide.headers")
+local loop_mod = require("tide.loop")
+
+local type, pairs, ipairs, tostring, select = type, pairs, ipairs, tostring, select
+local setmetatable, xpcall, error = setmetatable, xpcall, error
+local str_format, concat = string.format, table.concat
+local traceback = debug.traceback
+local bit_band = require("bit").band
+local now_ms = loop_mod.now
+
+local _M = {}
+local mt = { __index = _M }
+
+local BATCH = 256
+local IDLE_WAIT_MS = 50
+local PROGRESS_EVERY_MS = 10000
+
+-- ---- ctx -------------------------------------------------------------------
+
+local Ctx = {}
+Ctx.__index = Ctx
+
+--- Sends `value` with `key` to output `stream`. The send is held until
+--- process() returns, so a message that raises sends nothing.
+function Ctx:send(stream, key, value)
+    local out = self._outs[stream]
+    if not out then
+        error(str_format("ctx:send: '%s' is not an output of job '%s' "
+                         .. "(outputs: %s); declare it in 'outputs'",
+                         tostring(stream), self.job, self._out_list), 2)
+    end
+    local pend = self._pending
+    local n = pend.n
+    pend[n + 1] = out
+    pend[n + 2] = key ~= nil and out.kenc(key) or nil
+    pend[n + 3] = value ~= nil and out.venc(value) or nil
+    pend.n = n + 3
+end
+
+--- Asks for a commit after the current batch.
+function Ctx:commit()
+    self._runner.commit_requested = true
+end
+
+-- ---- logging ---------------------------------------------------------------
+
+local function default_log(level, line)
+    io.stderr:write(os.date("!%Y-%m-%dT%H:%M:%SZ "), level, " ", line, "\n")
+end
+
+-- ---- construction ------------------------------------------------------------
+
+local function fail_open(self, err)
+    self:close_streams()
+    return nil, err
+end
+
+--- Opens the job's streams and checkpoint and makes its tasks.
+---@param job table   a job from tide.job.load/validate
+---@param env table   { data_dir = ..., mem = ... }
+---@param opts table  { drain = bool, loop = tide.loop object or nil, log = fn }
+---@return table|nil runner, string|nil err
+function _M.new(job, env, opts)
+    opts = opts or {}
+    local self = setmetatable({
+        job = job, env = env, drain = opts.drain, loop = opts.loop,
+        log = opts.log or default_log, streams = {}, tasks = {},
+        processed = 0, skipped = 0, dead = 0, commit_requested = false,
+    }, mt)
+
+    local nparts, first
+    self.inputs = {}
+    for i, inp in ipairs(job.inputs) do
+        local s, err = system.open(env, inp.spec, { create = false })
+        if not s then
+            return fail_open(self, str_format("input '%s': %s", inp.spec, err))
+        end
+        self.streams[#self.streams + 1] = s
+        local n = s:count()
+        if nparts and n ~= nparts then
+            return fail_open(self, str_format(
+                "inputs must have equal partition counts (one task per "
+                .. "partition): '%s' has %d, '%s' has %d", first, nparts,
+                inp.spec, n))
+        end
+        nparts, first = n, first or inp.spec
+        self.inputs[i] = {
+            spec = inp.spec, name = inp.name, stream = s,
+            key = inp.system .. ":" .. inp.name,
+            kdec = inp.key_serde.decode, vdec = inp.serde.decode,
+        }
+    end
+    self.nparts = nparts
+
+    self.outs = {}
+    local names = {}
+    for _, o in ipairs(job.outputs) do
+        local s, err = system.open(env, o.spec, { create = true,
+                                                  partitions = nparts })
+        if not s then
+            return fail_open(self, str_format("output '%s': %s", o.spec, err))
+        end
+        self.streams[#self.streams + 1] = s
+        local out = { spec = o.spec, stream = s, kenc = o.key_serde.encode,
+                      venc = o.serde.encode }
+        self.outs[o.spec] = out
+        if self.outs[o.name] == nil then
+            self.outs[o.name] = out
+        end
+        names[#names + 1] = o.spec
+    end
+    self.out_list = #names > 0 and concat(names, ", ") or "none"
+
+    if job.on_error == "dead_letter" then
+        local spec = job.inputs[1].system .. ":" .. job.name .. "-dead-letters"
+        local s, err = system.open(env, spec, { create = true,
+                                                partitions = nparts })
+        if not s then
+            return fail_open(self, str_format("dead-letter stream '%s': %s",
+                                              spec, err))
+        end
+        self.streams[#self.streams + 1] = s
+        self.dlq = s
+        self.dlq_name = spec
+    end
+
+    self.ckpt = checkpoint.new(env, job.name)
+    local saved, err = self.ckpt:load()
+    if not saved then
+        return fail_open(self, err)
+    end
+
+    for p = 0, nparts - 1 do
+        local ctx = setmetatable({
+            job = job.name, partition = p, config = job.config,
+            _outs = self.outs, _out_list = self.out_list,
+            _pending = { n = 0 }, _runner = self,
+        }, Ctx)
+        local task = { partition = p, ctx = ctx, inputs = {} }
+        for i, inp in ipairs(self.inputs) do
+            local off = saved[p] and saved[p][inp.key]
+            local r, rerr = inp.stream:reader(p, off or "beginning")
+            if not r then
+                return fail_open(self, str_format("input '%s' partition %d: %s",
+                                                  inp.spec, p, rerr))
+            end
+            task.inputs[i] = {
+                spec = inp.spec, name = inp.name, key = inp.key, reader = r,
+                kdec = inp.kdec, vdec = inp.vdec, next = r:offset(),
+            }
+        end
+        self.tasks[p + 1] = task
+    end
+    return self
+end
+
+function _M:close_streams()
+    for _, t in ipairs(self.tasks) do
+        for _, inp in ipairs(t.inputs) do
+            inp.reader:close()
+        end
+    end
+    for _, s in ipairs(self.streams) do
+        s:close()
+    end
+    self.streams = {}
+    self.tasks = {}
+end
+
+-- ---- sends, errors -----------------------------------------------------------
+
+-- A failure of the system itself (a disk error): never skipped.
+local SYSTEM_ERROR = setmetatable({}, { __tostring = function()
+    return "system error"
+end })
+
+local function push_pending(self, pend)
+    for j = 1, pend.n, 3 do
+        local out = pend[j]
+        local ok, err = out.stream:push(pend[j + 1], pend[j + 2])
+        if not ok then
+            pend.n = 0
+            self.sys_err = str_format("sending to '%s': %s", out.spec, err)
+            error(SYSTEM_ERROR)
+        end
+        pend[j], pend[j + 1], pend[j + 2] = nil, nil, nil
+    end
+    pend.n = 0
+end
+
+local function on_error(e)
+    if e == SYSTEM_ERROR then
+        return e
+    end
+    return { msg = tostring(e), tb = traceback(tostring(e), 2) }
+end
+
+-- Processes msgs[from..n] of one input of one task. Runs under xpcall;
+-- self.cur says which message was being processed when it raised.
+local function batch_body(self, task, inp, msgs, from, n)
+    local process, ctx = self.job.process, task.ctx
+    local pend = ctx._pending
+    local kdec, vdec, name = inp.kdec, inp.vdec, inp.name
+    for i = from, n do
+        local m = msgs[i]
+        local rk, rv = m.key, m.value
+        self.cur, self.raw_k, self.raw_v = i, rk, rv
+        m.stream = name
+        if rv ~= nil then
+            m.value = vdec(rv)
+        end
+        if rk ~= nil then
+            m.key = kdec(rk)
+        end
+        if m.headers ~= nil then
+            m.headers = headers.decode(m.headers)
+        end
+        process(m, ctx)
+        if pend.n > 0 then
+            push_pending(self, pend)
+        end
+        inp.next = m.offset + 1
+        msgs[i] = nil
+    end
+    self.processed = self.processed + (n - from + 1)
+end
+
+local function dead_letter(self, task, inp, m, err)
+    local hdrs = headers.encode({
+        ["tide.error"] = err, ["tide.stream"] = inp.spec,
+        ["tide.partition"] = tostring(task.partition),
+        ["tide.offset"] = str_format("%.0f", m.offset),
+        ["tide.job"] = self.job.name,
+    })
+    local ok, perr = self.dlq:push(self.raw_k, self.raw_v, task.partition,
+                                   m.timestamp, hdrs)
+    if not ok then
+        return nil, str_format("writing to %s: %s", self.dlq_name, perr)
+    end
+    return true
+end
+
+-- Runs a batch, applying on_error to each message that raises. Returns
+-- true, or nil and the line to stop the job with.
+function _M:process_batch(task, inp, msgs, n)
+    local from = 1
+    while from <= n do
+        local ok, e = xpcall(batch_body, on_error, self, task, inp, msgs,
+                             from, n)
+        if ok then
+            return true
+        end
+        local i = self.cur
+        local m = msgs[i]
+        task.ctx._pending.n = 0          -- the message leaves no trace
+        self.processed = self.processed + (i - from)
+        if e == SYSTEM_ERROR then
+            return nil, self.sys_err
+        end
+        local where = str_format("stream '%s' partition %d offset %.0f",
+                                 inp.spec, task.partition, m.offset)
+        local policy = self.job.on_error
+        if policy == "fail" then
+            return nil, str_format("job '%s' failed on %s: %s\n%s",
+                                   self.job.name, where, e.msg, e.tb)
+        elseif policy == "skip" then
+            self.skipped = self.skipped + 1
+            self.log("warn", str_format("skipped %s: %s", where, e.msg))
+        else
+            local dok, derr = dead_letter(self, task, inp, m, e.msg)
+            if not dok then
+                return nil, derr
+            end
+            self.dead = self.dead + 1
+            self.log("warn", str_format("dead-lettered %s to %s: %s", where,
+                                        self.dlq_name, e.msg))
+        end
+        inp.next = m.offset + 1
+        from = i + 1
+    end
+    return true
+end
+
+-- Calls init, window or close of one task; its sends go out as usual.
+local function hook_body(self, task, fn)
+    fn(task.ctx)
+    local pend = task.ctx._pending
+    if pend.n > 0 then
+        push_pending(self, pend)
+    end
+end
+
+function _M:call_hook(task, name)
+    local fn = self.job[name]
+    if not fn then
+        return true
+    end
+    local ok, e = xpcall(hook_body, on_error, self, task, fn)
+    if ok then
+        return true
+    end
+    task.ctx._pending.n = 0
+    if e == SYSTEM_ERROR then
+        return nil, self.sys_err
+    end
+    return nil, str_format("job '%s' failed in %s() of task %d: %s\n%s",
+                           self.job.name, name, task.partition, e.msg, e.tb)
+end
+
+-- ---- commit --------------------------------------------------------------------
+
+--- Makes every output durable, then saves the input offsets (DESIGN.md 5).
+---@return boolean|nil ok, string|nil err
+function _M:commit()
+    for _, s in ipairs(self.streams) do
+        local ok, err = s:flush()
+        if not ok then
+            return nil, "commit: flushing outputs failed, checkpoint not "
+                        .. "written: " .. tostring(err)
+        end
+    end
+    local offsets = {}
+    for _, task in ipairs(self.tasks) do
+        local offs = {}
+        for _, inp in ipairs(task.inputs) do
+            offs[inp.key] = inp.next
+        end
+        offsets[task.partition] = offs
+    end
+    local ok, err = self.ckpt:save(offsets)
+    if not ok then
+        return nil, "commit: " .. err
+    end
+    self.commit_requested = false
+    return true
+end
+
+-- ---- the loop --------------------------------------------------------------
+
+function _M:progress(force)
+    local now = now_ms()
+    if not force and now - (self.last_progress or 0) < PROGRESS_EVERY_MS then
+        return
+    end
+    local secs = (now - self.started) / 1000
+    self.log("info", str_format(
+        "job '%s': %d messages processed (%.0f/s), %d skipped, %d "
+        .. "dead-lettered", self.job.name, self.processed,
+        secs > 0 and self.processed / secs or 0, self.skipped, self.dead))
+    self.last_progress = now
+end
+
+-- Stops: close hooks, then the last commit. Returns what run() returns.
+function _M:finish(err)
+    if not err then
+        for _, task in ipairs(self.tasks) do
+            local ok, herr = self:call_hook(task, "close")
+            if not ok then
+                err = herr
+                break
+            end
+        end
+    end
+    local ok, cerr = self:commit()
+    if not ok then
+        err = err and (err .. "\n" .. cerr) or cerr
+    end
+    self:progress(true)
+    self:close_streams()
+    if err then
+        return nil, err
+    end
+    return true
+end
+
+--- Runs until stopped (SIGINT/SIGTERM through opts.loop), or with drain
+--- until every input is read to its end; commits and closes on the way
+--- out. Returns true, or nil and the error that stopped the job.
+---@return boolean|nil ok, string|nil err
+function _M:run()
+    local job, tasks, loop = self.job, self.tasks, self.loop
+    local msgs = {}
+    self.started = now_ms()
+    self.last_progress = self.started
+
+    for _, task in ipairs(tasks) do
+        local ok, err = self:call_hook(task, "init")
+        if not ok then
+            return self:finish(err)
+        end
+    end
+
+    local commit_every = job.commit_interval_ms
+    local window_every = job.window_interval_ms
+    local next_commit = self.started + commit_every
+    local next_window = window_every and self.started + window_every
+    local stop = false
+
+    while true do
+        local got = 0
+        for t = 1, #tasks do
+            local task = tasks[t]
+            local inputs = task.inputs
+            for i = 1, #inputs do
+                local inp = inputs[i]
+                local n, err = inp.reader:poll(BATCH, msgs)
+                if not n then
+                    return self:finish(str_format("reading '%s' partition "
+                                                  .. "%d: %s", inp.spec,
+                                                  task.partition, err))
+                end
+                if n > 0 then
+                    got = got + n
+                    local ok, perr = self:process_batch(task, inp, msgs, n)
+                    if not ok then
+                        return self:finish(perr)
+                    end
+                end
+            end
+        end
+
+        local now = now_ms()
+        if loop then
+            local wait = 0
+            if got == 0 and not self.drain then
+                wait = IDLE_WAIT_MS
+                if next_commit - now < wait then
+                    wait = next_commit - now
+                end
+                if next_window and next_window - now < wait then
+                    wait = next_window - now
+                end
+                wait = wait > 0 and wait or 0
+            end
+            local ev = loop:poll(wait)
+            if bit_band(ev, loop_mod.STOP) ~= 0 then
+                stop = true
+                self.log("info", "stopping: finishing the batch, then a "
+                         .. "last commit")
+            end
+            if bit_band(ev, loop_mod.RELOAD) ~= 0 then
+                self.log("warn", "SIGHUP: hot reload is not built yet; "
+                         .. "ignored")
+            end
+            now = now_ms()
+        end
+
+        if next_window and now >= next_window then
+            for _, task in ipairs(tasks) do
+                local ok, err = self:call_hook(task, "window")
+                if not ok then
+                    return self:finish(err)
+                end
+            end
+            next_window = now + window_every
+        end
+        if self.commit_requested or now >= next_commit then
+            local ok, err = self:commit()
+            if not ok then
+                return self:finish(err)
+            end
+            next_commit = now + commit_every
+            self:progress(false)
+        end
+        if stop or (self.drain and got == 0) then
+            break
+        end
+    end
+    return self:finish(nil)
+end
+
+--- Returns counters: processed, skipped, dead-lettered messages.
+function _M:stats()
+    return { processed = self.processed, skipped = self.skipped,
+             dead_lettered = self.dead, tasks = self.nparts }
+end
+
+return _M

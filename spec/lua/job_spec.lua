@@ -1,0 +1,126 @@
+local job = require("tide.job")
+
+local function tmpjob(text)
+    local path = os.tmpname() .. ".lua"
+    local f = assert(io.open(path, "w"))
+    f:write(text)
+    f:close()
+    return path
+end
+
+local MINIMAL = [[
+return { name = "j", inputs = { "in" }, process = function() end }
+]]
+
+describe("tide.job", function()
+    describe("load()", function()
+        it("loads a minimal job with defaults", function()
+            local path = tmpjob(MINIMAL)
+            local j = assert(job.load(path))
+            os.remove(path)
+            assert.equals("j", j.name)
+            assert.equals("local", j.inputs[1].system)
+            assert.equals("in", j.inputs[1].name)
+            assert.equals("string", j.inputs[1].serde.name)
+            assert.equals("fail", j.on_error)
+            assert.equals(5000, j.commit_interval_ms)
+            assert.is_nil(j.window_interval_ms)
+            assert.same({}, j.config)
+        end)
+
+        local cases = {
+            { "a missing name", [[return { inputs = { "i" }, process = function() end }]],
+              "missing field 'name'" },
+            { "a missing process", [[return { name = "j", inputs = { "i" } }]],
+              "missing field 'process'" },
+            { "an unknown field", [[return { name = "j", inptus = {}, process = function() end }]],
+              "unknown field 'inptus'" },
+            { "an unknown serde", [[return { name = "j", inputs = { "i" }, serde = "xml", process = function() end }]],
+              "unknown serde 'xml'" },
+            { "an unknown per-stream serde", [[return { name = "j", inputs = { { "i", serde = "avro" } }, process = function() end }]],
+              "unknown serde 'avro'" },
+            { "a bad on_error", [[return { name = "j", inputs = { "i" }, on_error = "ignore", process = function() end }]],
+              "on_error" },
+            { "a bad duration", [[return { name = "j", inputs = { "i" }, commit_interval = "soon", process = function() end }]],
+              "bad duration" },
+            { "no inputs", [[return { name = "j", inputs = {}, process = function() end }]],
+              "at least one stream" },
+            { "a wrong type", [[return { name = "j", inputs = { "i" }, process = "f" }]],
+              "'process' must be a function" },
+            { "a non-table", [[return 42]], "must return a table" },
+            { "a global assignment", [[x = 1 return {}]], "global 'x'" },
+            { "an unknown system", [[return { name = "j", inputs = { "kafka:i" }, process = function() end }]],
+              "kafka" },
+            { "a stream listed twice", [[return { name = "j", inputs = { "i", "local:i" }, process = function() end }]],
+              "listed twice" },
+        }
+        for _, c in ipairs(cases) do
+            it("rejects " .. c[1] .. " with one clear line naming the file", function()
+                local path = tmpjob(c[2])
+                local j, err = job.load(path)
+                os.remove(path)
+                assert.is_nil(j)
+                assert.matches(c[3], err, 1, true)
+                assert.matches(path, err, 1, true)
+                assert.is_nil(err:find("\n"))
+            end)
+        end
+
+        it("reports syntax errors with file and line", function()
+            local path = tmpjob("return {\n name = \n")
+            local j, err = job.load(path)
+            os.remove(path)
+            assert.is_nil(j)
+            assert.matches(path .. ":%d+:", err)
+        end)
+
+        it("reports a missing file", function()
+            local j, err = job.load("/nonexistent/job.lua")
+            assert.is_nil(j)
+            assert.matches("cannot open", err, 1, true)
+        end)
+    end)
+
+    describe("override()", function()
+        it("sets nested keys, numbers and booleans", function()
+            local path = tmpjob([[return { name = "j", inputs = { "i" },
+                config = { top_n = 10, deep = { x = "a" } },
+                process = function() end }]])
+            local j = assert(job.load(path, { "config.top_n=5",
+                "config.deep.x=b", "config.flag=true", "commit_interval=1s",
+                "config.new.k=v" }))
+            os.remove(path)
+            assert.equals(5, j.config.top_n)
+            assert.equals("b", j.config.deep.x)
+            assert.is_true(j.config.flag)
+            assert.equals("v", j.config.new.k)
+            assert.equals(1000, j.commit_interval_ms)
+        end)
+
+        it("rejects a malformed override", function()
+            local t = {}
+            local ok, err = job.override(t, { "novalue" })
+            assert.is_nil(ok)
+            assert.matches("KEY=VALUE", err, 1, true)
+        end)
+
+        it("rejects an unknown top-level field set by override", function()
+            local path = tmpjob(MINIMAL)
+            local j, err = job.load(path, { "bogus=1" })
+            os.remove(path)
+            assert.is_nil(j)
+            assert.matches("unknown field 'bogus'", err, 1, true)
+        end)
+    end)
+
+    describe("duration_ms()", function()
+        it("parses seconds and units", function()
+            assert.equals(5000, job.duration_ms(5))
+            assert.equals(250, job.duration_ms("250ms"))
+            assert.equals(120000, job.duration_ms("2m"))
+            assert.equals(1500, job.duration_ms("1.5s"))
+            assert.is_nil(job.duration_ms("-1s"))
+            assert.is_nil(job.duration_ms(0))
+        end)
+    end)
+end)
