@@ -21,6 +21,7 @@ static const char usage[] =
 "Prints the records of STREAM, following new ones until interrupted.\n"
 "  -f FMT   output format (default '%s\\n'); tokens: %k key, %s value,\n"
 "           %p partition, %o offset, %T timestamp (ms), %t stream,\n"
+"           %h headers (name=value,...),\n"
 "           %K key length, %S value length, %% a '%'; escapes \\n \\t \\\\\n"
 "  -o POS   start at 'beginning' (default), 'end', offset N, or N records\n"
 "           before the end (-N)\n"
@@ -61,12 +62,57 @@ check_fmt(const char *f)
     for (; *f; f++) {
         if (*f == '%') {
             f++;
-            if (*f == '\0' || strchr("kspoTtKS%", *f) == NULL) {
+            if (*f == '\0' || strchr("kspoTthKS%", *f) == NULL) {
                 return -1;
             }
         }
     }
     return 0;
+}
+
+/* Prints the header block (u32 count, then per header u32 name length,
+ * name, i32 value length or -1, value) as name=value pairs, comma
+ * separated; a malformed block prints as "<bad headers>". */
+static void
+print_hdrs(FILE *out, const tide_rec_t *r)
+{
+    const unsigned char  *p = (const unsigned char *) r->hdrs;
+    size_t                left = r->hlen > 0 ? (size_t) r->hlen : 0;
+    uint32_t              count, i, nlen;
+    int32_t               vlen;
+
+    if (left < 4) {
+        return;
+    }
+    memcpy(&count, p, 4);
+    p += 4;
+    left -= 4;
+    for (i = 0; i < count; i++) {
+        if (left < 4) {
+            goto bad;
+        }
+        memcpy(&nlen, p, 4);
+        if (left < 8 + (size_t) nlen) {
+            goto bad;
+        }
+        memcpy(&vlen, p + 4 + nlen, 4);
+        if (vlen < -1 || left < 8 + (size_t) nlen + (vlen > 0 ? vlen : 0)) {
+            goto bad;
+        }
+        if (i > 0) {
+            putc_unlocked(',', out);
+        }
+        fwrite_unlocked(p + 4, 1, nlen, out);
+        putc_unlocked('=', out);
+        if (vlen > 0) {
+            fwrite_unlocked(p + 8 + nlen, 1, (size_t) vlen, out);
+        }
+        p += 8 + nlen + (vlen > 0 ? (size_t) vlen : 0);
+        left -= 8 + nlen + (vlen > 0 ? (size_t) vlen : 0);
+    }
+    return;
+bad:
+    fputs("<bad headers>", out);
 }
 
 static void
@@ -95,6 +141,7 @@ print_rec(FILE *out, const char *fmt, const char *stream, const tide_rec_t *r)
         case 'o': fprintf(out, "%lld", (long long) r->offset); break;
         case 'T': fprintf(out, "%lld", (long long) r->ts); break;
         case 't': fputs(stream, out); break;
+        case 'h': print_hdrs(out, r); break;
         case 'K': fprintf(out, "%d", r->klen); break;
         case 'S': fprintf(out, "%d", r->vlen); break;
         default:  putc_unlocked('%', out); break;
@@ -156,7 +203,7 @@ cmd_consume(int argc, char **argv)
     stream = argv[optind];
     if (check_fmt(fmt_arg) != 0) {
         return cli_usage(&c, "bad format '%s': tokens are %%k %%s %%p %%o "
-                         "%%T %%t %%K %%S %%%%", fmt_arg);
+                         "%%T %%t %%h %%K %%S %%%%", fmt_arg);
     }
     if (strcmp(pos, "beginning") != 0 && strcmp(pos, "end") != 0 &&
         cli_int(pos, INT64_MIN + 1, INT64_MAX, &v) != 0)
