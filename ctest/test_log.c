@@ -1296,6 +1296,62 @@ test_compaction_keeps_newest_per_key(void)
     tmp_free(dir);
 }
 
+/* Records past the stable offset are uncommitted: they neither supersede
+ * older records nor get dropped, until the barrier moves past them. */
+static void
+test_compaction_stops_at_stable_offset(void)
+{
+    tide_log_params_t   p = params_create();
+    tide_log_t         *log;
+    tide_reader_t      *r;
+    tide_rec_t          rec;
+    char               *dir = tmp_new(), val[100];
+    int                 i, old_seen = 0, total = 0;
+
+    p.compact = 1;
+    p.segment_bytes = 4096;
+    log = log_open(dir, "c", &p);
+    push(log, 0, "k", 1, "committed", 9);            /* offset 0 */
+    ASSERT_OK(tide_log_flush(log));
+    for (i = 0; i < 200; i++) {                      /* offsets 1..200 */
+        push(log, 0, "filler", 6, val, make_val(val, i, 0));
+        ASSERT_OK(tide_log_flush(log));
+    }
+    /* What a job does after each checkpoint; background cleaning at
+     * every roll from here on must respect it. */
+    ASSERT_OK(tide_log_set_stable(log, 0, 201));
+    push(log, 0, "k", 1, "uncommitted", 11);         /* offset 201 */
+    ASSERT_OK(tide_log_flush(log));
+    for (i = 0; i < 100; i++) {                      /* roll past it */
+        push(log, 0, "more", 4, val, make_val(val, i, 1));
+        ASSERT_OK(tide_log_flush(log));
+    }
+    ASSERT_EQ(tide_log_set_stable(log, 0, -1), TIDE_EINVAL);
+    ASSERT_EQ(tide_log_set_stable(log, 1, 5), TIDE_ERANGE);
+    ASSERT(tide_log_clean(log, 0) >= 0);             /* fillers go */
+
+    ASSERT_OK(tide_reader_new(&r, log, 0, 0));
+    while (tide_reader_poll(r, &rec) == TIDE_OK) {
+        total += rec.klen == 6;                      /* fillers */
+        if (rec.offset == 0) {
+            ASSERT_EQ(rec.vlen, 9);
+            old_seen = 1;
+        }
+    }
+    tide_reader_free(r);
+    ASSERT_EQ(old_seen, 1);
+    ASSERT_EQ(total, 1);                             /* only the newest */
+
+    ASSERT_OK(tide_log_set_stable(log, 0, 1000));
+    ASSERT(tide_log_clean(log, 0) > 0);
+    ASSERT_OK(tide_reader_new(&r, log, 0, 0));
+    ASSERT_OK(tide_reader_poll(r, &rec));
+    ASSERT(rec.offset > 0);                          /* committed one gone */
+    tide_reader_free(r);
+    tide_log_free(log);
+    tmp_free(dir);
+}
+
 static void
 test_retention_by_bytes_deletes_old_closed_segments(void)
 {
@@ -1413,6 +1469,7 @@ main(void)
     RUN(test_garbage_index_is_ignored);
     RUN(test_deleted_index_is_not_needed);
     RUN(test_compaction_keeps_newest_per_key);
+    RUN(test_compaction_stops_at_stable_offset);
     RUN(test_retention_by_bytes_deletes_old_closed_segments);
     RUN(test_retention_by_age_keeps_active_segment);
     return 0;

@@ -163,6 +163,14 @@ int tide_log_flush(tide_log_t *log);
  * Waits for this handle's own background cleaning first. */
 int64_t tide_log_clean(tide_log_t *log, int32_t partition);
 
+/* Sets the stable offset of 'partition': records at or past it are not
+ * committed yet (a job wrote them but has not checkpointed them), so
+ * compaction never lets them supersede older records, and keeps them.
+ * Like Kafka's last stable offset. Without one, every record counts.
+ * Returns TIDE_OK, TIDE_ERANGE (partition), TIDE_EINVAL (offset < 0),
+ * TIDE_EIO. */
+int tide_log_set_stable(tide_log_t *log, int32_t partition, int64_t offset);
+
 /* Returns the last error detail on this handle; valid until the next call
  * on it. Never NULL. */
 const char *tide_log_errmsg(const tide_log_t *log);

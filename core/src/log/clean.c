@@ -40,6 +40,7 @@ typedef struct {
     size_t       narenas;
     size_t       arena_left;
     char        *arena_ptr;
+    int64_t      stable;      /* records at or past it are not committed */
 } keymap_t;
 
 static uint64_t
@@ -231,12 +232,14 @@ out:
 static int
 visit_map(void *ctx, const tide_rec_t *rec, const char *raw, size_t size)
 {
+    keymap_t  *m = ctx;
+
     (void) raw;
     (void) size;
-    if (rec->key == NULL) {
-        return 0;
+    if (rec->key == NULL || rec->offset >= m->stable) {
+        return 0;       /* an uncommitted record supersedes nothing */
     }
-    return keymap_put(ctx, rec->key, rec->klen, rec->offset);
+    return keymap_put(m, rec->key, rec->klen, rec->offset);
 }
 
 typedef struct {
@@ -275,8 +278,8 @@ visit_rewrite(void *ctx, const tide_rec_t *rec, const char *raw, size_t size)
     char        ent[TIDE__INDEX_ENTRY];
     int64_t     at;
 
-    newest = rec->key != NULL ? keymap_get(w->map, rec->key, rec->klen)
-                              : rec->offset;
+    newest = rec->key != NULL && rec->offset < w->map->stable
+             ? keymap_get(w->map, rec->key, rec->klen) : rec->offset;
     if (newest != rec->offset ||
         (rec->val == NULL && rec->ts < w->tomb_before))
     {
@@ -405,6 +408,32 @@ fail:
 
 /* ---- one partition ---------------------------------------------------- */
 
+/* Returns the partition's stable offset (tide_log_set_stable), or
+ * INT64_MAX when none was set. */
+static int64_t
+read_stable(int dirfd)
+{
+    char       buf[32];
+    int        fd;
+    ssize_t    n;
+    long long  v;
+
+    fd = openat(dirfd, "stable", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return INT64_MAX;
+    }
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) {
+        return 0;                 /* damaged: compact nothing */
+    }
+    buf[n] = '\0';
+    if (sscanf(buf, "%lld", &v) != 1 || v < 0) {
+        return 0;
+    }
+    return v;
+}
+
 static int64_t
 clean_part(tide_log_t *log, int32_t i, char *err, size_t errlen)
 {
@@ -476,6 +505,7 @@ clean_part(tide_log_t *log, int32_t i, char *err, size_t errlen)
     }
 
     memset(&map, 0, sizeof(map));
+    map.stable = read_stable(pt->dirfd);
     for (k = 0; k < n; k++) {
         if (walk(pt->dirfd, bases[k], visit_map, &map) != 0) {
             snprintf(err, errlen, "%s/%d: cannot read segment %020lld.log: "
@@ -550,4 +580,37 @@ tide_log_clean(tide_log_t *log, int32_t partition)
         total += r;
     }
     return total;
+}
+
+int
+tide_log_set_stable(tide_log_t *log, int32_t partition, int64_t offset)
+{
+    tide__part_t  *pt;
+    char           buf[32], tmp[48];
+    int            fd, n;
+
+    if (partition < 0 || partition >= log->nparts || offset < 0) {
+        snprintf(log->errmsg, sizeof(log->errmsg), "bad partition %d or "
+                 "offset %lld", partition, (long long) offset);
+        return partition < 0 || partition >= log->nparts ? TIDE_ERANGE
+                                                         : TIDE_EINVAL;
+    }
+    pt = &log->parts[partition];
+    n = snprintf(buf, sizeof(buf), "%lld\n", (long long) offset);
+    snprintf(tmp, sizeof(tmp), "stable.tmp-%ld", (long) getpid());
+    fd = openat(pt->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                0644);
+    /* No fsync: a barrier lost in a power cut falls back to an older one,
+     * which only makes the cleaner keep more. */
+    if (fd < 0 || write(fd, buf, (size_t) n) != n || close(fd) != 0 ||
+        renameat(pt->dirfd, tmp, pt->dirfd, "stable") != 0)
+    {
+        snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d/stable: %s",
+                 log->dir, partition, strerror(errno));
+        if (fd >= 0) {
+            unlinkat(pt->dirfd, tmp, 0);
+        }
+        return TIDE_EIO;
+    }
+    return TIDE_OK;
 }
