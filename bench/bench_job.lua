@@ -1,0 +1,279 @@
+--- Job throughput of `tide run --drain`, each figure beside a baseline
+--- measured in the same run on the same messages (DESIGN.md section 9).
+---
+---   pass-through: bench/jobs/pass.lua, local -> local, string serde,
+---                 ctx:send(out, msg.key, msg.value);
+---   json:         bench/jobs/json.lua, json serde in and out, the decoded
+---                 value sent back unchanged.
+---
+--- The tide figure is the wall time of the whole `tide run --drain`
+--- process (start, reading, process(), durable outputs, checkpoint, exit);
+--- nothing is subtracted. The time of the same run on an empty input is
+--- printed beside it, as the fixed cost of a run.
+---
+--- The baseline is a raw LuaJIT loop in this process over the same
+--- messages held in memory (a tide_rec_t array pointing into C memory):
+--- per message, ffi.string of key and value (json: then cjson decode and
+--- encode of the value), and a push of the result through the tide.log
+--- binding to a stream opened as the local system opens it (fsync per
+--- flush), flushed once at the end. So the ratio shows what the runner,
+--- the reader and the serdes add around the same log work.
+---
+--- Usage: luajit bench/bench_job.lua TIDE_BIN DIR [MESSAGES [PARTITIONS]]
+--- (bench/run.sh sets package.path and TIDE_LIB, and pins it to one
+--- core). A temporary folder is made in DIR and removed after. Each side
+--- runs three times, alternating, and its best run is reported.
+local ffi = require("ffi")
+local tlog = require("tide.log")
+local cjson = require("cjson")
+
+local ffi_string, ffi_copy, ffi_cast = ffi.string, ffi.copy, ffi.cast
+local str_format, str_rep = string.format, string.rep
+
+ffi.cdef [[
+struct bench_timespec { long tv_sec; long tv_nsec; };
+int clock_gettime(int clk, struct bench_timespec *ts);
+char *mkdtemp(char *template);
+void *malloc(size_t size);
+void free(void *p);
+]]
+
+local ROUNDS = 3
+local KEYS = 10000                  -- distinct keys, "user-00000".."user-09999"
+local VAL_LEN = 100
+
+local tide_bin, base = arg[1], arg[2]
+local n = tonumber(arg[3] or 2000000)
+local nparts = tonumber(arg[4] or 1)
+if not tide_bin or not base or not n or n < 1 or not nparts then
+    io.stderr:write("usage: luajit bench/bench_job.lua TIDE_BIN DIR "
+                    .. "[MESSAGES [PARTITIONS]]\n")
+    os.exit(2)
+end
+local jobs_dir = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/jobs"
+
+local ts = ffi.new("struct bench_timespec")
+local function now()
+    ffi.C.clock_gettime(1, ts)                  -- CLOCK_MONOTONIC
+    return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) / 1e9
+end
+
+local function die(fmt, ...)
+    io.stderr:write("bench_job: ", str_format(fmt, ...), "\n")
+    os.exit(1)
+end
+
+local function sh(cmd)
+    local ok = os.execute(cmd)
+    return ok == 0 or ok == true
+end
+
+local function quote(s)
+    return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+local tmpl = ffi.new("char[?]", #base + 32)
+ffi_copy(tmpl, base .. "/tide-bench-job-XXXXXX")
+if ffi.C.mkdtemp(tmpl) == nil then
+    die("cannot make a folder in %s", base)
+end
+local dir = ffi_string(tmpl)
+
+local function cleanup()
+    sh("rm -rf " .. quote(dir))
+end
+
+-- ---- the messages ------------------------------------------------------------
+
+local function pass_value(i)
+    local head = str_format("%010d ", i)
+    return head .. str_rep("x", VAL_LEN - #head)
+end
+
+-- A page view of exactly VAL_LEN bytes.
+local function json_value(i)
+    local v = str_format('{"user":"u%05d","url":"/products/%06d","ts":%d,'
+                         .. '"bot":false,"ua":"', i % KEYS, (i * 7) % 100000,
+                         1700000000000 + i)
+    return v .. str_rep("M", VAL_LEN - #v - 2) .. '"}'
+end
+
+local function key(i)
+    return str_format("user-%05d", i % KEYS)
+end
+
+-- Writes the messages to stream `name` (fsync none: this is set-up) and
+-- returns them as a tide_rec_t array pointing into one C buffer, and the
+-- buffer; free both with ffi.C.free.
+--
+-- Both are malloc'd rather than ffi.new'd on purpose: LuaJIT counts
+-- ffi.new memory in its heap, and a heap of a few hundred MB puts off
+-- every GC cycle until millions of strings are alive, when interning a
+-- new string gets slow (values of one shape share a hash in LuaJIT's
+-- sparse string hash). That made the baseline 2-3 times slower.
+local function make_input(name, value_of)
+    local log, err = tlog.open(dir, name, { mode = "create",
+                                            partitions = nparts,
+                                            fsync = "none" })
+    if not log then
+        die("%s", err)
+    end
+    local buf = ffi_cast("char *", ffi.C.malloc(n * (10 + VAL_LEN)))
+    local recs = ffi_cast("tide_rec_t *",
+                          ffi.C.malloc(n * ffi.sizeof("tide_rec_t")))
+    if buf == nil or recs == nil then
+        die("out of memory")
+    end
+    local pos = 0
+    for i = 0, n - 1 do
+        local k, v = key(i), value_of(i)
+        assert(#k == 10 and #v == VAL_LEN)
+        local ok, perr = log:push(k, v)
+        if not ok then
+            die("%s", perr)
+        end
+        local r = recs[i]
+        ffi_copy(buf + pos, k, #k)
+        r.key, r.klen = buf + pos, #k
+        pos = pos + #k
+        ffi_copy(buf + pos, v, #v)
+        r.val, r.vlen = buf + pos, #v
+        pos = pos + #v
+    end
+    local ok, ferr = log:flush()
+    if not ok then
+        die("%s", ferr)
+    end
+    log:close()
+    return recs, buf
+end
+
+-- ---- the baselines ---------------------------------------------------------
+
+local function open_out(name)
+    sh("rm -rf " .. quote(dir .. "/streams/" .. name))
+    local log, err = tlog.open(dir, name, { mode = "create",
+                                            partitions = nparts,
+                                            fsync = "batch" })
+    if not log then
+        die("%s", err)
+    end
+    return log
+end
+
+local function raw_pass(recs)
+    local out = open_out("raw-out")
+    local t0 = now()
+    for i = 0, n - 1 do
+        local r = recs[i]
+        local k = ffi_string(r.key, r.klen)
+        local v = ffi_string(r.val, r.vlen)
+        out:push(k, v)
+    end
+    assert(out:flush())
+    local t = now() - t0
+    out:close()
+    return t
+end
+
+local function raw_json(recs)
+    local decode, encode = cjson.decode, cjson.encode
+    local out = open_out("raw-out")
+    local t0 = now()
+    for i = 0, n - 1 do
+        local r = recs[i]
+        local k = ffi_string(r.key, r.klen)
+        local v = encode(decode(ffi_string(r.val, r.vlen)))
+        out:push(k, v)
+    end
+    assert(out:flush())
+    local t = now() - t0
+    out:close()
+    return t
+end
+
+-- ---- tide run --------------------------------------------------------------
+
+-- Runs job `name` over its input from the beginning; returns the wall
+-- time of the process.
+local function tide_run(name, expect)
+    sh(str_format("rm -rf %s %s", quote(dir .. "/streams/" .. name .. "-out"),
+                  quote(dir .. "/jobs/" .. name)))
+    local cmd = str_format("%s run %s --drain --data-dir %s 2>%s",
+                           quote(tide_bin), quote(jobs_dir .. "/"
+                           .. name:gsub("^bench%-", "") .. ".lua"),
+                           quote(dir), quote(dir .. "/run.log"))
+    local t0 = now()
+    local ok = sh(cmd)
+    local t = now() - t0
+    if not ok then
+        local f = io.open(dir .. "/run.log")
+        local text = f and f:read("*a") or ""
+        cleanup()
+        die("%s failed:\n%s", cmd, text)
+    end
+    local out = assert(tlog.open(dir, name .. "-out"))
+    local got = 0
+    for p = 0, nparts - 1 do
+        local s, e = out:range(p)
+        got = got + (e - s)
+    end
+    out:close()
+    if got ~= expect then
+        cleanup()
+        die("%s wrote %d messages, %d expected", name, got, expect)
+    end
+    return t
+end
+
+-- Runs the tide side and the baseline ROUNDS times each, alternating
+-- which goes first; returns the best times.
+local function compare(job, baseline, recs)
+    local tt, tb = 1e9, 1e9
+    for round = 1, ROUNDS do
+        if round % 2 == 0 then
+            tb = math.min(tb, baseline(recs))
+        end
+        tt = math.min(tt, tide_run(job, n))
+        if round % 2 == 1 then
+            tb = math.min(tb, baseline(recs))
+        end
+        collectgarbage()
+    end
+    return tt, tb
+end
+
+local empty = open_out("bench-empty-in")
+empty:close()
+local te = 1e9
+for _ = 1, ROUNDS do
+    te = math.min(te, tide_run("bench-empty", 0))
+end
+
+local recs, buf = make_input("bench-pass-in", pass_value)
+local tp, bp = compare("bench-pass", raw_pass, recs)
+ffi.C.free(recs)
+ffi.C.free(buf)
+recs, buf = make_input("bench-json-in", json_value)
+local tj, bj = compare("bench-json", raw_json, recs)
+ffi.C.free(recs)
+ffi.C.free(buf)
+cleanup()
+
+print(str_format("job: %d messages over %d partition%s, 10-byte keys "
+                 .. "(%d distinct), %d-byte values, one core",
+                 n, nparts, nparts == 1 and "" or "s", KEYS, VAL_LEN))
+print(str_format("  tide: whole `tide run --drain` wall time; the same run "
+                 .. "on an empty input takes %.0f ms", te * 1000))
+print("  baseline: raw LuaJIT loop: ffi.string key+value per message, in "
+      .. "memory,")
+print("            [json: + cjson decode+encode,] + tide.log push, one "
+      .. "durable flush at the end")
+print(str_format("%-13s %12s   %-30s %12s   %s", "", "tide", "baseline", "",
+                 "tide/baseline"))
+print(str_format("%-13s %6.2f M msg/s   %-30s %6.2f M msg/s   %.2f",
+                 "pass-through", n / tp / 1e6, "raw loop", n / bp / 1e6,
+                 bp / tp))
+print(str_format("%-13s %6.2f M msg/s   %-30s %6.2f M msg/s   %.2f",
+                 "json", n / tj / 1e6, "raw loop + cjson", n / bj / 1e6,
+                 bj / tj))
