@@ -291,5 +291,151 @@ int tide_lock_new(tide_lock_t **out, const char *path, char *err,
  * lock different files of one name. NULL is a no-op. */
 void tide_lock_free(tide_lock_t *lk);
 
+/* ------------------------------------------------------------------ */
+/* Stores: a task's local key-value state, RocksDB behind a write      */
+/* cache, changelogged to a log partition.                             */
+/*                                                                     */
+/* A store and its iterators are used by one thread at a time. Keys    */
+/* and values are byte strings (any bytes, \0 included); keys sort by  */
+/* their bytes (memcmp, shorter first on a tie).                       */
+
+typedef struct tide_store_s  tide_store_t;
+typedef struct tide_iter_s   tide_iter_t;
+
+enum {
+    TIDE_STORE_ROCKSDB = 0,   /* RocksDB in 'dir' */
+    TIDE_STORE_MEMORY  = 1    /* RocksDB on an in-memory env: nothing on
+                                 disk, gone at tide_store_free */
+};
+
+/* Store settings; all zero is a RocksDB store without a changelog and
+ * the default cache. */
+typedef struct tide_store_params_s {
+    int32_t      engine;         /* TIDE_STORE_* */
+    int32_t      partition;      /* changelog partition (the task's) */
+    int64_t      cache_entries;  /* write cache size in keys; 0: 100000 */
+    tide_log_t  *changelog;      /* NULL: none; else borrowed for the call
+                                    and kept alive by the store (a
+                                    reference, like a reader's) */
+    const char  *from;           /* NULL, or a snapshot folder made by
+                                    tide_store_snapshot: 'dir' is replaced
+                                    by a hard-link copy of it before
+                                    opening (RocksDB engine only) */
+} tide_store_params_t;
+
+/* Opens (creating as needed, parents included) the store in folder 'dir'.
+ * 'p' may be NULL (all defaults). With the MEMORY engine 'dir' is only a
+ * name and may be NULL. RocksDB runs without its WAL: the changelog is
+ * the durable record, so after a crash a store may be behind its last
+ * writes (tide_store_snapshot makes them durable); a clean
+ * tide_store_free after tide_store_flush loses nothing.
+ * On success *out is the new store; the caller owns it (tide_store_free).
+ * On failure *out is NULL and 'err' (errlen bytes; may be NULL when errlen
+ * is 0) holds one line: TIDE_EINVAL (out NULL, dir NULL for RocksDB, bad
+ * engine, negative cache_entries, a partition the changelog does not
+ * have, 'from' with the MEMORY engine), TIDE_ENOENT ('from' missing),
+ * TIDE_EBUSY (the store is open already, in this or another process),
+ * TIDE_EIO (RocksDB could not open it, or a file operation failed),
+ * TIDE_ENOMEM. */
+int tide_store_new(tide_store_t **out, const char *dir,
+                   const tide_store_params_t *p, char *err, size_t errlen);
+
+/* Drops cached writes not yet flushed and frees the store once its last
+ * iterator is freed too (iterators keep it alive; it never waits). Then
+ * releases the changelog; when the log's owner has freed it already, the
+ * records this store pushed since are flushed first (a failure is logged
+ * on stderr). NULL is a no-op. */
+void tide_store_free(tide_store_t *s);
+
+/* Copies the value of 'key' (klen bytes) into 'buf'. On entry *len is the
+ * capacity of 'buf'; on TIDE_OK it is the value size. Returns TIDE_OK,
+ * TIDE_ENOENT (absent or deleted), TIDE_ENOBUFS (*len set to the size
+ * needed, nothing else changed), TIDE_EINVAL (key NULL, len NULL, or buf
+ * NULL with *len > 0), TIDE_EIO (RocksDB failed; errmsg says why). Sees
+ * writes still in the cache. Keeps neither 'key' nor 'buf'. */
+int tide_store_get(tide_store_t *s, const char *key, size_t klen, char *buf,
+                   size_t *len);
+
+/* Sets 'key' to 'vlen' bytes of 'val'; val NULL deletes it. Both are
+ * copied into the cache (the write coalesces with earlier ones to the key
+ * since the last flush). When the cache is full of keys it is first
+ * written out (tide_store_flush) and its clean entries dropped. Returns
+ * TIDE_OK, TIDE_EINVAL (key NULL; a key or value of 4 GiB or more; with a
+ * changelog, key + value over the log's record limit of 64 MiB), or an
+ * error of that flush (nothing changed then), TIDE_ENOMEM. */
+int tide_store_set(tide_store_t *s, const char *key, size_t klen,
+                   const char *val, size_t vlen);
+
+/* Writes every dirty cache entry into RocksDB in one WriteBatch (no WAL)
+ * and, with a changelog, pushes one record per key written since the last
+ * flush (key, latest value or a nil value for a delete, to
+ * params.partition) with tide_log_push: buffered, the caller flushes the
+ * log. Cached entries stay cached, clean. Returns TIDE_OK, TIDE_EIO (the
+ * WriteBatch failed: nothing changed; or the log failed to write out a
+ * full buffer: the records stay buffered there, see tide_log_flush),
+ * TIDE_EINVAL, TIDE_ENOMEM (from tide_log_push: the keys not yet pushed
+ * stay dirty for the next flush). errmsg says more. */
+int tide_store_flush(tide_store_t *s);
+
+/* Flushes (tide_store_flush), makes RocksDB write its memtables out, then
+ * puts a RocksDB checkpoint of the store (hard links to its files) at
+ * folder 'dir', replacing what was there (atomically when the file system
+ * can exchange folders). When it returns TIDE_OK the store's content so
+ * far is durable, in the store and in 'dir'. 'dir' must be on the same
+ * file system as the store for the links. Returns TIDE_OK, TIDE_EINVAL
+ * (dir NULL; MEMORY engine), TIDE_EIO, or an error of the flush; 'err'
+ * (errlen bytes; may be NULL when errlen is 0) and errmsg say more. */
+int tide_store_snapshot(tide_store_t *s, const char *dir, char *err,
+                        size_t errlen);
+
+/* Applies changelog records read from 'r' with offsets below 'until'
+ * straight into RocksDB (in WriteBatches, bypassing the cache), at most
+ * 'max' of them: a record sets its key to its value, a nil value deletes
+ * it. The cache must hold no unflushed writes (TIDE_EINVAL otherwise);
+ * its clean entries are dropped. *records and *bytes are always written:
+ * the records applied by this call and their size as stored in the log.
+ * Returns TIDE_OK when it stopped after 'max' records (call again for
+ * more), TIDE_ENOENT when it reached 'until' or the end of what 'r' can
+ * read now (nothing more to apply; a record at or past 'until' may then
+ * have been read from 'r' and not applied), TIDE_EINVAL (r NULL, until <
+ * 0, max < 1, dirty cache), TIDE_ECORRUPT (from the reader, or a record
+ * without a key: not a changelog), TIDE_EIO (reader or RocksDB), with
+ * errmsg saying more. Records counted were applied, even on an error.
+ * Borrows 'r' for the call. */
+int tide_store_restore(tide_store_t *s, tide_reader_t *r, int64_t until,
+                       int64_t max, int64_t *records, int64_t *bytes);
+
+/* Returns the last error detail on this store; valid until the next call
+ * on it or one of its iterators. Never NULL. */
+const char *tide_store_errmsg(const tide_store_t *s);
+
+/* Opens an iterator over the keys in [from, to) in key order; from NULL
+ * starts at the first key, to NULL has no end (flen, tlen are ignored
+ * then). The view is a consistent snapshot taken now, including cached
+ * writes (written to RocksDB first; they are still pushed to the
+ * changelog by the next tide_store_flush): later writes do not show. The
+ * iterator keeps 's' alive. 'from' and 'to' are copied. On success *out
+ * is the iterator; the caller owns it (tide_iter_free). On failure *out is
+ * NULL: TIDE_EINVAL (out NULL), TIDE_EIO (RocksDB; errmsg says why),
+ * TIDE_ENOMEM. */
+int tide_iter_new(tide_iter_t **out, tide_store_t *s, const char *from,
+                  size_t flen, const char *to, size_t tlen);
+
+/* Reads the next key and value. Returns TIDE_OK with *key, *klen, *val,
+ * *vlen set to bytes owned by the iterator, valid until the next call on
+ * 'it'; TIDE_ENOENT at the end (and on every later call); TIDE_EIO
+ * (RocksDB; the store's errmsg says why). */
+int tide_iter_poll(tide_iter_t *it, const char **key, size_t *klen,
+                   const char **val, size_t *vlen);
+
+/* Frees the iterator and releases its store. NULL is a no-op. */
+void tide_iter_free(tide_iter_t *it);
+
+/* Removes 'path': a file, or a folder with everything in it (symbolic
+ * links are removed, not followed). Returns TIDE_OK (also when 'path' is
+ * missing), TIDE_EINVAL (path NULL or empty), TIDE_EIO with one line in
+ * 'err' (errlen bytes; may be NULL when errlen is 0). */
+int tide_path_remove(const char *path, char *err, size_t errlen);
+
 
 ]==]

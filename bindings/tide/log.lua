@@ -300,6 +300,27 @@ function Log:clean(partition)
     return tonumber(r)
 end
 
+--- Sets the stable offset of `partition`: records at or past it are not
+--- committed yet, so compaction neither drops them nor lets them
+--- supersede older records. Returns true, or nil, err, code.
+---@param partition integer
+---@param offset integer
+---@return boolean|nil ok, string|nil err, integer|nil code
+function Log:set_stable(partition, offset)
+    check_open(self, 2)
+    if not is_part(partition) then
+        error("bad partition: non-negative integer expected", 2)
+    end
+    if not is_int(offset) then
+        error("bad offset: integer expected", 2)
+    end
+    local rc = lib.tide_log_set_stable(self.cdata, partition, offset)
+    if rc ~= OK then
+        return log_fail(self.cdata, rc)
+    end
+    return true
+end
+
 --- Flushes and frees the handle; readers opened on it keep working. Safe
 --- to call twice.
 function Log:close()

@@ -1,0 +1,98 @@
+/*
+ * Internals shared by the files of core/src/store/: the store handle, its
+ * write cache (cache.c), iterators (iter.c) and folder helpers (files.c).
+ *
+ * A store is single-threaded: one task uses it. Nothing here locks.
+ */
+#ifndef TIDE_STORE_STORE_H
+#define TIDE_STORE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <rocksdb/c.h>
+
+#include "tide.h"
+
+#define TIDE__STORE_ERRLEN 512
+
+/* Entry flags. */
+enum {
+    TIDE__ENT_TOMB   = 1,   /* deleted: reads as absent */
+    TIDE__ENT_DB     = 2,   /* not yet written to RocksDB */
+    TIDE__ENT_LOG    = 4,   /* not yet pushed to the changelog */
+    TIDE__ENT_LISTED = 8    /* on the dirty list */
+};
+
+/* One cached key and its value (or tombstone). The key is stored inline,
+ * so an entry never moves and the dirty list can point at it; the value
+ * has its own buffer of 'vcap' bytes, reused while the value fits. */
+typedef struct tide__ent_s {
+    char        *val;         /* NULL when vcap is 0 */
+    uint32_t     vlen;
+    uint32_t     vcap;
+    uint32_t     klen;
+    uint32_t     hash;
+    uint32_t     flags;
+    char         key[];
+} tide__ent_t;
+
+typedef struct tide__slot_s {
+    uint32_t      hash;
+    tide__ent_t  *ent;        /* NULL: free slot */
+} tide__slot_t;
+
+/* Open addressing with linear probing; entries are only ever removed all
+ * together (tide__cache_drop_clean empties it after a flush), so there are
+ * no deleted-slot markers. */
+typedef struct tide__cache_s {
+    tide__slot_t   *slots;
+    size_t          mask;     /* slot count - 1 (a power of two) */
+    size_t          count;    /* entries */
+    size_t          max;      /* entries allowed before a flush */
+    tide__ent_t   **dirty;    /* entries with TIDE__ENT_LISTED */
+    size_t          ndirty;
+    size_t          dcap;
+} tide__cache_t;
+
+struct tide_store_s {
+    rocksdb_t                *db;
+    rocksdb_options_t        *opts;
+    rocksdb_env_t            *env;        /* MEMORY engine: its own mem env */
+    rocksdb_readoptions_t    *ropts;
+    rocksdb_writeoptions_t   *wopts;      /* WAL off */
+    rocksdb_writebatch_t     *batch;      /* reused by flushes */
+    tide_log_t               *log;        /* changelog, referenced; or NULL */
+    char                     *dir;
+    tide__cache_t             cache;
+    int32_t                   engine;
+    int32_t                   partition;
+    int                       refs;       /* 1 for the owner + 1 per iter */
+    int                       freed;
+    char                      errmsg[TIDE__STORE_ERRLEN];
+};
+
+/* cache.c */
+int           tide__cache_init(tide__cache_t *c, size_t max);
+void          tide__cache_free(tide__cache_t *c);
+tide__ent_t  *tide__cache_find(const tide__cache_t *c, const char *key,
+                               size_t klen, uint32_t hash);
+int           tide__cache_put(tide__cache_t *c, const char *key, size_t klen,
+                              uint32_t hash, const char *val, size_t vlen,
+                              uint32_t flags, tide__ent_t **out);
+void          tide__cache_drop_clean(tide__cache_t *c);
+uint32_t      tide__cache_hash(const char *key, size_t klen);
+
+/* store.c */
+void          tide__store_unref(tide_store_t *s);
+int           tide__store_write_db(tide_store_t *s);
+
+/* files.c */
+int           tide__dir_copy_links(const char *from, const char *to,
+                                   char *err, size_t errlen);
+int           tide__dir_swap_in(const char *tmp, const char *dir, char *err,
+                                size_t errlen);
+int           tide__path_exists(const char *path);
+int           tide__mkdir_p(const char *path);
+
+#endif

@@ -1,0 +1,910 @@
+/*
+ * The store's contract, without Lua: opening and its errors, reads and
+ * writes through the cache (binary keys, deletes, ENOBUFS), cache fills,
+ * the changelog records a flush pushes, iterators (cached writes, a fixed
+ * view, keeping the store alive), snapshots and starting from one,
+ * restore from a changelog, the memory engine and tide_path_remove.
+ */
+#include "tide.h"
+
+#include "ctest.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SENTINEL_S ((tide_store_t *) (uintptr_t) 0x1)
+#define SENTINEL_I ((tide_iter_t *) (uintptr_t) 0x1)
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static char *
+tmp_new(void)
+{
+    const char  *base = getenv("TIDE_TMP");
+    char         path[4096];
+    char        *dir;
+
+    if (base == NULL || base[0] == '\0') {
+        base = "/tmp";
+    }
+    if (mkdir(base, 0755) != 0) {
+        ASSERT_EQ(errno, EEXIST);
+    }
+    snprintf(path, sizeof(path), "%s/tide-test-store-XXXXXX", base);
+    dir = strdup(path);
+    ASSERT(dir != NULL);
+    ASSERT(mkdtemp(dir) != NULL);
+    return dir;
+}
+
+static void
+tmp_free(char *dir)
+{
+    char  err[256];
+
+    ASSERT_OK(tide_path_remove(dir, err, sizeof(err)));
+    free(dir);
+}
+
+static int
+exists(const char *path)
+{
+    struct stat  st;
+
+    return stat(path, &st) == 0;
+}
+
+static tide_store_t *
+store_open(const char *dir, const tide_store_params_t *p)
+{
+    tide_store_t  *s;
+    char           err[512];
+    int            rc;
+
+    rc = tide_store_new(&s, dir, p, err, sizeof(err));
+    if (rc != TIDE_OK) {
+        fprintf(stderr, "tide_store_new: %s\n", err);
+    }
+    ASSERT_OK(rc);
+    ASSERT(s != NULL);
+    return s;
+}
+
+static tide_log_t *
+log_open(const char *dir, int32_t partitions)
+{
+    tide_log_params_t  p;
+    tide_log_t        *log;
+    char               err[256];
+
+    memset(&p, 0, sizeof(p));
+    p.mode = TIDE_LOG_CREATE;
+    p.partitions = partitions;
+    p.fsync = TIDE_FSYNC_NONE;
+    p.compact = 1;
+    ASSERT_OK(tide_log_new(&log, dir, "changelog", &p, err, sizeof(err)));
+    return log;
+}
+
+static void
+put(tide_store_t *s, const char *key, const char *val)
+{
+    ASSERT_OK(tide_store_set(s, key, strlen(key), val,
+                             val != NULL ? strlen(val) : 0));
+}
+
+/* Asserts that 'key' reads as 'val' (NULL: absent). */
+static void
+expect(tide_store_t *s, const char *key, const char *val)
+{
+    char    buf[256];
+    size_t  len = sizeof(buf);
+    int     rc;
+
+    rc = tide_store_get(s, key, strlen(key), buf, &len);
+    if (val == NULL) {
+        ASSERT_EQ(rc, TIDE_ENOENT);
+        return;
+    }
+    ASSERT_OK(rc);
+    ASSERT_EQ(len, strlen(val));
+    ASSERT(memcmp(buf, val, len) == 0);
+}
+
+/* Appends 'n' bytes at 'p' to out[*len], writing \0 as "\\0". */
+static void
+append_esc(char *out, size_t *len, const char *p, size_t n)
+{
+    size_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (p[i] == '\0') {
+            out[(*len)++] = '\\';
+            out[(*len)++] = '0';
+        } else {
+            out[(*len)++] = p[i];
+        }
+    }
+}
+
+/* Returns a text standing for every key and value in [from, to)
+ * ("<klen>:<key>=<vlen>:<val>;" each, \0 written as "\\0"); caller frees
+ * it. */
+static char *
+dump(tide_store_t *s, const char *from, const char *to)
+{
+    tide_iter_t  *it;
+    const char   *k, *v;
+    size_t        kl, vl, len = 0, cap = 1024;
+    char         *out = malloc(cap);
+    int           rc;
+
+    ASSERT(out != NULL);
+    ASSERT_OK(tide_iter_new(&it, s, from, from ? strlen(from) : 0, to,
+                            to ? strlen(to) : 0));
+    while ((rc = tide_iter_poll(it, &k, &kl, &v, &vl)) == TIDE_OK) {
+        while (len + 2 * (kl + vl) + 64 > cap) {
+            cap *= 2;
+            out = realloc(out, cap);
+            ASSERT(out != NULL);
+        }
+        len += (size_t) sprintf(out + len, "%zu:", kl);
+        append_esc(out, &len, k, kl);
+        len += (size_t) sprintf(out + len, "=%zu:", vl);
+        append_esc(out, &len, v, vl);
+        out[len++] = ';';
+    }
+    ASSERT_EQ(rc, TIDE_ENOENT);
+    out[len] = '\0';
+    tide_iter_free(it);
+    return out;
+}
+
+static int64_t
+count_keys(tide_store_t *s)
+{
+    tide_iter_t  *it;
+    const char   *k, *v;
+    size_t        kl, vl;
+    int64_t       n = 0;
+
+    ASSERT_OK(tide_iter_new(&it, s, NULL, 0, NULL, 0));
+    while (tide_iter_poll(it, &k, &kl, &v, &vl) == TIDE_OK) {
+        n++;
+    }
+    tide_iter_free(it);
+    return n;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void
+test_new_rejects_bad_params(void)
+{
+    tide_store_params_t  p;
+    tide_store_t        *s;
+    tide_log_t          *log;
+    char                 err[256], path[4096];
+    char                *dir = tmp_new();
+
+    ASSERT_EQ(tide_store_new(NULL, dir, NULL, err, sizeof(err)), TIDE_EINVAL);
+
+    s = SENTINEL_S;
+    ASSERT_EQ(tide_store_new(&s, NULL, NULL, err, sizeof(err)), TIDE_EINVAL);
+    ASSERT(s == NULL);
+    ASSERT(strstr(err, "folder") != NULL);
+
+    memset(&p, 0, sizeof(p));
+    p.engine = 7;
+    s = SENTINEL_S;
+    ASSERT_EQ(tide_store_new(&s, dir, &p, err, sizeof(err)), TIDE_EINVAL);
+    ASSERT(s == NULL);
+
+    memset(&p, 0, sizeof(p));
+    p.cache_entries = -1;
+    ASSERT_EQ(tide_store_new(&s, dir, &p, err, sizeof(err)), TIDE_EINVAL);
+    ASSERT(s == NULL);
+
+    memset(&p, 0, sizeof(p));
+    p.engine = TIDE_STORE_MEMORY;
+    p.from = dir;
+    ASSERT_EQ(tide_store_new(&s, NULL, &p, err, sizeof(err)), TIDE_EINVAL);
+    ASSERT(s == NULL);
+
+    /* A partition the changelog does not have. */
+    log = log_open(dir, 2);
+    memset(&p, 0, sizeof(p));
+    p.changelog = log;
+    p.partition = 2;
+    snprintf(path, sizeof(path), "%s/s", dir);
+    ASSERT_EQ(tide_store_new(&s, path, &p, err, sizeof(err)), TIDE_EINVAL);
+    ASSERT(s == NULL);
+    ASSERT(strstr(err, "out of range") != NULL);
+    p.partition = -1;
+    ASSERT_EQ(tide_store_new(&s, path, &p, err, sizeof(err)), TIDE_EINVAL);
+    tide_log_free(log);
+
+    /* A missing snapshot. */
+    memset(&p, 0, sizeof(p));
+    snprintf(path, sizeof(path), "%s/missing", dir);
+    p.from = path;
+    s = SENTINEL_S;
+    ASSERT_EQ(tide_store_new(&s, dir, &p, err, sizeof(err)), TIDE_ENOENT);
+    ASSERT(s == NULL);
+    ASSERT(strstr(err, "missing") != NULL);
+
+    /* err may be NULL when errlen is 0. */
+    ASSERT_EQ(tide_store_new(&s, NULL, NULL, NULL, 0), TIDE_EINVAL);
+    tmp_free(dir);
+}
+
+static void
+test_new_busy_and_free_null(void)
+{
+    tide_store_t  *s, *s2;
+    char           err[512], path[4096];
+    char          *dir = tmp_new();
+
+    tide_store_free(NULL);
+    tide_iter_free(NULL);
+    snprintf(path, sizeof(path), "%s/a/b/store", dir);   /* parents made */
+    s = store_open(path, NULL);
+    s2 = SENTINEL_S;
+    ASSERT_EQ(tide_store_new(&s2, path, NULL, err, sizeof(err)), TIDE_EBUSY);
+    ASSERT(s2 == NULL);
+    ASSERT(strstr(err, path) != NULL);
+    ASSERT(strcmp(tide_store_errmsg(s), "no error") == 0);
+    tide_store_free(s);
+    s = store_open(path, NULL);                          /* free released it */
+    tide_store_free(s);
+    tmp_free(dir);
+}
+
+static void
+test_get_set_binary_and_deletes(void)
+{
+    tide_store_t  *s;
+    char           buf[64], big[1000];
+    size_t         len;
+    char          *dir = tmp_new();
+    const char     k1[] = "a\0b", k2[] = "a\0c", v1[] = "x\0y\0z";
+
+    s = store_open(dir, NULL);
+    len = sizeof(buf);
+    ASSERT_EQ(tide_store_get(s, "nope", 4, buf, &len), TIDE_ENOENT);
+
+    ASSERT_OK(tide_store_set(s, k1, 3, v1, 5));
+    ASSERT_OK(tide_store_set(s, k2, 3, "", 0));          /* empty value */
+    len = sizeof(buf);
+    ASSERT_OK(tide_store_get(s, k1, 3, buf, &len));
+    ASSERT_EQ(len, 5);
+    ASSERT(memcmp(buf, v1, 5) == 0);
+    len = sizeof(buf);
+    ASSERT_OK(tide_store_get(s, k2, 3, buf, &len));
+    ASSERT_EQ(len, 0);
+    len = sizeof(buf);
+    ASSERT_EQ(tide_store_get(s, "a", 1, buf, &len), TIDE_ENOENT);  /* prefix */
+
+    /* ENOBUFS: the size needed, nothing changed, from cache and RocksDB. */
+    memset(big, 'q', sizeof(big));
+    ASSERT_OK(tide_store_set(s, "big", 3, big, sizeof(big)));
+    len = 10;
+    ASSERT_EQ(tide_store_get(s, "big", 3, buf, &len), TIDE_ENOBUFS);
+    ASSERT_EQ(len, sizeof(big));
+    len = 0;
+    ASSERT_EQ(tide_store_get(s, "big", 3, NULL, &len), TIDE_ENOBUFS);
+    ASSERT_EQ(len, sizeof(big));
+    ASSERT_OK(tide_store_flush(s));
+    tide_store_free(s);
+    s = store_open(dir, NULL);
+    len = 10;
+    ASSERT_EQ(tide_store_get(s, "big", 3, buf, &len), TIDE_ENOBUFS);
+    ASSERT_EQ(len, sizeof(big));
+    {
+        char  got[1000];
+
+        len = sizeof(got);
+        ASSERT_OK(tide_store_get(s, "big", 3, got, &len));
+        ASSERT_EQ(len, sizeof(big));
+        ASSERT(memcmp(got, big, sizeof(big)) == 0);
+    }
+    len = sizeof(buf);
+    ASSERT_OK(tide_store_get(s, k1, 3, buf, &len));
+    ASSERT_EQ(len, 5);
+    ASSERT(memcmp(buf, v1, 5) == 0);
+
+    /* Deletes: cached, then flushed. */
+    ASSERT_OK(tide_store_set(s, k1, 3, NULL, 0));
+    len = sizeof(buf);
+    ASSERT_EQ(tide_store_get(s, k1, 3, buf, &len), TIDE_ENOENT);
+    ASSERT_OK(tide_store_flush(s));
+    len = sizeof(buf);
+    ASSERT_EQ(tide_store_get(s, k1, 3, buf, &len), TIDE_ENOENT);
+    ASSERT_OK(tide_store_set(s, k1, 3, "back", 4));      /* after a delete */
+    len = sizeof(buf);
+    ASSERT_OK(tide_store_get(s, k1, 3, buf, &len));
+    ASSERT_EQ(len, 4);
+    ASSERT(memcmp(buf, "back", 4) == 0);
+    tide_store_free(s);
+    tmp_free(dir);
+}
+
+static void
+test_bad_arguments_change_nothing(void)
+{
+    tide_store_t        *s;
+    tide_store_params_t  p;
+    tide_log_t          *log;
+    char                 buf[16], path[4096];
+    size_t               len = sizeof(buf);
+    char                *dir = tmp_new();
+
+    snprintf(path, sizeof(path), "%s/s", dir);
+    log = log_open(dir, 1);
+    memset(&p, 0, sizeof(p));
+    p.changelog = log;
+    s = store_open(path, &p);
+    put(s, "k", "v");
+    ASSERT_EQ(tide_store_get(s, NULL, 0, buf, &len), TIDE_EINVAL);
+    ASSERT_EQ(tide_store_get(s, "k", 1, buf, NULL), TIDE_EINVAL);
+    ASSERT_EQ(tide_store_get(s, "k", 1, NULL, &len), TIDE_EINVAL);
+    ASSERT_EQ(len, sizeof(buf));
+    ASSERT_EQ(tide_store_set(s, NULL, 1, "v", 1), TIDE_EINVAL);
+    /* Over the changelog's record limit: checked before 'val' is read. */
+    ASSERT_EQ(tide_store_set(s, "k", 1, "x", (size_t) 64 << 20), TIDE_EINVAL);
+    ASSERT(strstr(tide_store_errmsg(s), "limit") != NULL);
+    expect(s, "k", "v");
+    tide_store_free(s);
+    tide_log_free(log);
+    tmp_free(dir);
+}
+
+static void
+test_flush_free_reopen_keeps_data(void)
+{
+    tide_store_t  *s;
+    char          *dir = tmp_new();
+
+    s = store_open(dir, NULL);
+    put(s, "kept", "1");
+    put(s, "gone", "1");
+    ASSERT_OK(tide_store_flush(s));
+    put(s, "gone", NULL);
+    put(s, "lost", "unflushed");                         /* dropped by free */
+    put(s, "kept", "2");
+    tide_store_free(s);
+
+    s = store_open(dir, NULL);
+    expect(s, "kept", "1");
+    expect(s, "gone", "1");
+    expect(s, "lost", NULL);
+    put(s, "gone", NULL);
+    ASSERT_OK(tide_store_flush(s));
+    tide_store_free(s);
+    s = store_open(dir, NULL);
+    expect(s, "gone", NULL);
+    tide_store_free(s);
+    tmp_free(dir);
+}
+
+static void
+test_cache_fill_writes_out(void)
+{
+    tide_store_params_t  p;
+    tide_store_t        *s;
+    tide_log_t          *log;
+    tide_reader_t       *r;
+    tide_rec_t           rec;
+    char                 key[32], val[32], path[4096];
+    int                  i, n = 0;
+    char                *dir = tmp_new();
+
+    log = log_open(dir, 1);
+    memset(&p, 0, sizeof(p));
+    p.cache_entries = 100;
+    p.changelog = log;
+    snprintf(path, sizeof(path), "%s/s", dir);
+    s = store_open(path, &p);
+    for (i = 0; i < 1000; i++) {
+        snprintf(key, sizeof(key), "key-%04d", i);
+        snprintf(val, sizeof(val), "val-%d", i);
+        put(s, key, val);
+    }
+    /* 900 went out with the fills; 100 are still cached. */
+    ASSERT_OK(tide_log_flush(log));
+    ASSERT_OK(tide_reader_new(&r, log, 0, TIDE_OFFSET_BEGINNING));
+    while (tide_reader_poll(r, &rec) == TIDE_OK) {
+        n++;
+    }
+    ASSERT_EQ(n, 900);
+    for (i = 0; i < 1000; i += 37) {
+        snprintf(key, sizeof(key), "key-%04d", i);
+        snprintf(val, sizeof(val), "val-%d", i);
+        expect(s, key, val);
+    }
+    ASSERT_OK(tide_store_flush(s));
+    ASSERT_OK(tide_log_flush(log));
+    while (tide_reader_poll(r, &rec) == TIDE_OK) {
+        n++;
+    }
+    ASSERT_EQ(n, 1000);
+    tide_reader_free(r);
+    tide_store_free(s);
+    s = store_open(path, NULL);
+    ASSERT_EQ(count_keys(s), 1000);
+    tide_store_free(s);
+    tide_log_free(log);
+    tmp_free(dir);
+}
+
+static void
+test_flush_pushes_one_record_per_key(void)
+{
+    tide_store_params_t  p;
+    tide_store_t        *s;
+    tide_log_t          *log;
+    tide_reader_t       *r;
+    tide_rec_t           rec;
+    char                 path[4096];
+    int64_t              start, end;
+    int                  n = 0, rc;
+    char                *dir = tmp_new();
+
+    log = log_open(dir, 2);
+    memset(&p, 0, sizeof(p));
+    p.changelog = log;
+    p.partition = 1;
+    snprintf(path, sizeof(path), "%s/s", dir);
+    s = store_open(path, &p);
+    tide_log_free(log);                 /* the store keeps the log alive */
+    put(s, "a", "1");
+    put(s, "a", "2");
+    put(s, "b", "x");
+    put(s, "b", NULL);
+    put(s, "c", "3");
+    put(s, "d", NULL);                  /* deleting an absent key */
+    expect(s, "zz", NULL);              /* a read caches nothing dirty */
+    ASSERT_OK(tide_store_flush(s));
+    ASSERT_OK(tide_store_flush(s));     /* nothing new: no records */
+
+    /* Read through a second handle: the first is only held by the store. */
+    {
+        char  err[256];
+
+        ASSERT_OK(tide_log_new(&log, dir, "changelog", NULL, err,
+                               sizeof(err)));
+    }
+    /* The store's handle buffers; nothing is visible before a flush. */
+    ASSERT_OK(tide_log_get_range(log, 1, &start, &end));
+    ASSERT_EQ(end, 0);
+    tide_store_free(s);                 /* last reference: flushes the log */
+    ASSERT_OK(tide_log_get_range(log, 1, &start, &end));
+    ASSERT_EQ(end, 4);
+    ASSERT_OK(tide_log_get_range(log, 0, &start, &end));
+    ASSERT_EQ(end, 0);
+
+    ASSERT_OK(tide_reader_new(&r, log, 1, TIDE_OFFSET_BEGINNING));
+    while ((rc = tide_reader_poll(r, &rec)) == TIDE_OK) {
+        ASSERT_EQ(rec.klen, 1);
+        switch (rec.key[0]) {
+        case 'a':
+            ASSERT_EQ(rec.vlen, 1);
+            ASSERT_EQ(rec.val[0], '2');
+            break;
+        case 'b':
+        case 'd':
+            ASSERT(rec.val == NULL);
+            ASSERT_EQ(rec.vlen, -1);
+            break;
+        case 'c':
+            ASSERT_EQ(rec.vlen, 1);
+            ASSERT_EQ(rec.val[0], '3');
+            break;
+        default:
+            ASSERT(0);
+        }
+        ASSERT(rec.ts > 0);
+        n++;
+    }
+    ASSERT_EQ(rc, TIDE_EAGAIN);
+    ASSERT_EQ(n, 4);
+    tide_reader_free(r);
+    tide_log_free(log);
+    tmp_free(dir);
+}
+
+static void
+test_iter_sees_cache_and_fixed_view(void)
+{
+    tide_store_params_t  p;
+    tide_store_t        *s;
+    tide_iter_t         *it, *it2;
+    tide_log_t          *log;
+    tide_reader_t       *r;
+    tide_rec_t           rec;
+    const char          *k, *v;
+    size_t               kl, vl;
+    char                 path[4096];
+    char                *d;
+    int                  n;
+    char                *dir = tmp_new();
+
+    log = log_open(dir, 1);
+    memset(&p, 0, sizeof(p));
+    p.changelog = log;
+    snprintf(path, sizeof(path), "%s/s", dir);
+    s = store_open(path, &p);
+    put(s, "b", "1");
+    put(s, "d", "1");
+    put(s, "f", "1");
+    ASSERT_OK(tide_store_flush(s));
+    put(s, "a", "2");                   /* cached only */
+    put(s, "d", NULL);                  /* cached delete */
+    put(s, "f", "2");                   /* cached overwrite */
+    ASSERT_OK(tide_store_set(s, "c\0x", 3, "z", 1));
+
+    d = dump(s, NULL, NULL);
+    ASSERT(strcmp(d, "1:a=1:2;1:b=1:1;3:c\\0x=1:z;1:f=1:2;") == 0);
+    free(d);
+    d = dump(s, "b", "f");              /* [b, f) */
+    ASSERT(strcmp(d, "1:b=1:1;3:c\\0x=1:z;") == 0);
+    free(d);
+    d = dump(s, "g", NULL);
+    ASSERT(strcmp(d, "") == 0);
+    free(d);
+
+    /* A fixed view while writes go on, and it keeps the store alive. */
+    ASSERT_OK(tide_iter_new(&it, s, "a", 1, NULL, 0));
+    ASSERT_OK(tide_iter_new(&it2, s, NULL, 0, "b", 1));
+    put(s, "b", NULL);
+    put(s, "e", "new");
+    ASSERT_OK(tide_store_flush(s));
+    put(s, "a", "3");
+    ASSERT_OK(tide_store_flush(s));
+    tide_store_free(s);
+    n = 0;
+    while (tide_iter_poll(it, &k, &kl, &v, &vl) == TIDE_OK) {
+        ASSERT(!(kl == 1 && k[0] == 'e'));
+        if (kl == 1 && k[0] == 'a') {
+            ASSERT_EQ(v[0], '2');
+        }
+        n++;
+    }
+    ASSERT_EQ(n, 4);
+    ASSERT_EQ(tide_iter_poll(it, &k, &kl, &v, &vl), TIDE_ENOENT);
+    ASSERT(k == NULL && v == NULL && kl == 0 && vl == 0);
+    tide_iter_free(it);
+    ASSERT_OK(tide_iter_poll(it2, &k, &kl, &v, &vl));
+    ASSERT(kl == 1 && k[0] == 'a');
+    ASSERT_EQ(tide_iter_poll(it2, &k, &kl, &v, &vl), TIDE_ENOENT);
+    tide_iter_free(it2);                /* frees the store */
+
+    /* Writes an iterator put into RocksDB were still changelogged: a=2,
+     * d=nil, f=2, c\0x=z in the second flush, one record each. */
+    ASSERT_OK(tide_log_flush(log));
+    ASSERT_OK(tide_reader_new(&r, log, 0, 3));
+    n = 0;
+    while (tide_reader_poll(r, &rec) == TIDE_OK) {
+        n++;
+    }
+    /* 4 (the iterator's writes) + 2 (b, e) + 1 (a). */
+    ASSERT_EQ(n, 7);
+    tide_reader_free(r);
+    tide_log_free(log);
+    tmp_free(dir);
+}
+
+static void
+test_snapshot_and_from(void)
+{
+    tide_store_params_t  p;
+    tide_store_t        *s, *s2;
+    char                 path[4096], snap[4096], path2[4096], err[512];
+    char                 key[32];
+    char                *d1, *d2;
+    int                  i;
+    char                *dir = tmp_new();
+
+    snprintf(path, sizeof(path), "%s/s", dir);
+    snprintf(snap, sizeof(snap), "%s/snap", dir);
+    snprintf(path2, sizeof(path2), "%s/s2", dir);
+    s = store_open(path, NULL);
+    ASSERT_EQ(tide_store_snapshot(s, NULL, err, sizeof(err)), TIDE_EINVAL);
+    for (i = 0; i < 5000; i++) {
+        snprintf(key, sizeof(key), "k%05d", i);
+        ASSERT_OK(tide_store_set(s, key, strlen(key), key, strlen(key)));
+    }
+    ASSERT_OK(tide_store_snapshot(s, snap, err, sizeof(err)));
+    put(s, "after", "x");
+    /* Replacing an existing snapshot folder. */
+    put(s, "k00000", NULL);
+    ASSERT_OK(tide_store_snapshot(s, snap, err, sizeof(err)));
+    put(s, "after-2", "y");             /* not in the snapshot */
+    d1 = dump(s, NULL, NULL);
+
+    /* A store already at path2 is replaced by the snapshot. */
+    s2 = store_open(path2, NULL);
+    put(s2, "junk", "1");
+    ASSERT_OK(tide_store_flush(s2));
+    tide_store_free(s2);
+    memset(&p, 0, sizeof(p));
+    p.from = snap;
+    s2 = store_open(path2, &p);
+    expect(s2, "junk", NULL);
+    expect(s2, "after-2", NULL);
+    put(s2, "after-2", "y");
+    d2 = dump(s2, NULL, NULL);
+    ASSERT(strcmp(d1, d2) == 0);
+    ASSERT_EQ(count_keys(s2), 5001);
+    /* The new store writes without touching the snapshot. */
+    put(s2, "k00001", NULL);
+    ASSERT_OK(tide_store_flush(s2));
+    tide_store_free(s2);
+    s2 = store_open(snap, NULL);        /* a snapshot is a store too */
+    expect(s2, "k00001", "k00001");
+    expect(s2, "after-2", NULL);
+    tide_store_free(s2);
+    free(d1);
+    free(d2);
+    tide_store_free(s);
+
+    /* The snapshot made the data durable in the store itself too. */
+    s = store_open(path, NULL);
+    expect(s, "after", "x");
+    expect(s, "k04999", "k04999");
+    tide_store_free(s);
+    tmp_free(dir);
+}
+
+/* Writes versions of keys through a changelogged store; returns the log
+ * offset after each of 3 flushes in ends[]. */
+static void
+fill_changelog(tide_log_t *log, const char *path, int64_t *ends,
+               char **dumps)
+{
+    tide_store_params_t  p;
+    tide_store_t        *s;
+    char                 key[32], val[128];
+    int64_t              start;
+    int                  round, i;
+
+    memset(&p, 0, sizeof(p));
+    p.changelog = log;
+    p.cache_entries = 500;               /* fills flush on their own too */
+    s = store_open(path, &p);
+    for (round = 0; round < 3; round++) {
+        for (i = 0; i < 2000; i++) {
+            snprintf(key, sizeof(key), "key-%d", (i * 7 + round) % 1500);
+            if ((i + round) % 11 == 0) {
+                ASSERT_OK(tide_store_set(s, key, strlen(key), NULL, 0));
+                continue;
+            }
+            snprintf(val, sizeof(val), "v%d-%d", round, i);
+            ASSERT_OK(tide_store_set(s, key, strlen(key), val, strlen(val)));
+        }
+        ASSERT_OK(tide_store_flush(s));
+        ASSERT_OK(tide_log_flush(log));
+        ASSERT_OK(tide_log_get_range(log, 0, &start, &ends[round]));
+        dumps[round] = dump(s, NULL, NULL);
+    }
+    tide_store_free(s);
+}
+
+static void
+test_restore_rebuilds_content(void)
+{
+    tide_store_t   *s;
+    tide_log_t     *log;
+    tide_reader_t  *r;
+    tide_rec_t      rec;
+    char            path[4096], path2[4096];
+    char           *dumps[3], *d;
+    int64_t         ends[3], recs, bytes, total = 0, calls = 0;
+    int             rc, i;
+    char           *dir = tmp_new();
+
+    log = log_open(dir, 1);
+    snprintf(path, sizeof(path), "%s/s", dir);
+    fill_changelog(log, path, ends, dumps);
+
+    /* Everything, in chunks of 1000. */
+    snprintf(path2, sizeof(path2), "%s/r1", dir);
+    s = store_open(path2, NULL);
+    ASSERT_OK(tide_reader_new(&r, log, 0, TIDE_OFFSET_BEGINNING));
+    do {
+        rc = tide_store_restore(s, r, INT64_MAX, 1000, &recs, &bytes);
+        ASSERT(rc == TIDE_OK || rc == TIDE_ENOENT);
+        ASSERT(recs <= 1000);
+        ASSERT(bytes >= recs * 36);
+        total += recs;
+        calls++;
+    } while (rc == TIDE_OK);
+    ASSERT_EQ(total, ends[2]);
+    ASSERT(calls >= ends[2] / 1000);
+    ASSERT_EQ(tide_store_restore(s, r, INT64_MAX, 1000, &recs, &bytes),
+              TIDE_ENOENT);
+    ASSERT_EQ(recs, 0);
+    ASSERT_EQ(bytes, 0);
+    d = dump(s, NULL, NULL);
+    ASSERT(strcmp(d, dumps[2]) == 0);
+    free(d);
+    tide_reader_free(r);
+
+    /* Bad arguments, and a dirty cache. */
+    ASSERT_OK(tide_reader_new(&r, log, 0, TIDE_OFFSET_BEGINNING));
+    recs = bytes = 99;
+    ASSERT_EQ(tide_store_restore(s, NULL, 10, 10, &recs, &bytes),
+              TIDE_EINVAL);
+    ASSERT_EQ(recs, 0);
+    ASSERT_EQ(bytes, 0);
+    ASSERT_EQ(tide_store_restore(s, r, -1, 10, &recs, &bytes), TIDE_EINVAL);
+    ASSERT_EQ(tide_store_restore(s, r, 10, 0, &recs, &bytes), TIDE_EINVAL);
+    put(s, "dirty", "1");
+    ASSERT_EQ(tide_store_restore(s, r, 10, 10, &recs, &bytes), TIDE_EINVAL);
+    ASSERT(strstr(tide_store_errmsg(s), "unflushed") != NULL);
+    ASSERT_EQ(tide_reader_get_offset(r), 0);       /* nothing read */
+    tide_reader_free(r);
+    tide_store_free(s);
+
+    /* Up to 'until': the state after each flush, then the tail. */
+    for (i = 0; i < 2; i++) {
+        snprintf(path2, sizeof(path2), "%s/r-until-%d", dir, i);
+        s = store_open(path2, NULL);
+        ASSERT_OK(tide_reader_new(&r, log, 0, TIDE_OFFSET_BEGINNING));
+        rc = tide_store_restore(s, r, ends[i], INT64_MAX, &recs, &bytes);
+        ASSERT_EQ(rc, TIDE_ENOENT);
+        ASSERT_EQ(recs, ends[i]);
+        ASSERT_EQ(tide_reader_get_offset(r), ends[i]);
+        d = dump(s, NULL, NULL);
+        ASSERT(strcmp(d, dumps[i]) == 0);
+        free(d);
+        tide_reader_free(r);
+        /* Replaying only the tail from there reaches the final state. */
+        ASSERT_OK(tide_reader_new(&r, log, 0, ends[i]));
+        rc = tide_store_restore(s, r, INT64_MAX, INT64_MAX, &recs, &bytes);
+        ASSERT_EQ(rc, TIDE_ENOENT);
+        ASSERT_EQ(recs, ends[2] - ends[i]);
+        d = dump(s, NULL, NULL);
+        ASSERT(strcmp(d, dumps[2]) == 0);
+        free(d);
+        tide_reader_free(r);
+        tide_store_free(s);
+    }
+
+    /* A record without a key is not a changelog. */
+    rec.offset = 0;
+    memset(&rec, 0, sizeof(rec));
+    tide_log_free(log);
+    {
+        tide_log_params_t  lp;
+        char               err[256];
+
+        memset(&lp, 0, sizeof(lp));
+        lp.mode = TIDE_LOG_CREATE;
+        lp.fsync = TIDE_FSYNC_NONE;
+        ASSERT_OK(tide_log_new(&log, dir, "plain", &lp, err, sizeof(err)));
+    }
+    rec.key = "k";
+    rec.klen = 1;
+    rec.val = "v";
+    rec.vlen = 1;
+    ASSERT_OK(tide_log_push(log, &rec));
+    rec.partition = 0;
+    rec.key = NULL;
+    rec.klen = -1;
+    ASSERT_OK(tide_log_push(log, &rec));
+    ASSERT_OK(tide_log_flush(log));
+    snprintf(path2, sizeof(path2), "%s/r-bad", dir);
+    s = store_open(path2, NULL);
+    ASSERT_OK(tide_reader_new(&r, log, 0, TIDE_OFFSET_BEGINNING));
+    ASSERT_EQ(tide_store_restore(s, r, INT64_MAX, 100, &recs, &bytes),
+              TIDE_ECORRUPT);
+    ASSERT_EQ(recs, 1);                 /* the record before it applied */
+    ASSERT(strstr(tide_store_errmsg(s), "no key") != NULL);
+    expect(s, "k", "v");
+    tide_reader_free(r);
+    tide_store_free(s);
+    tide_log_free(log);
+
+    for (i = 0; i < 3; i++) {
+        free(dumps[i]);
+    }
+    tmp_free(dir);
+}
+
+static void
+test_memory_engine_leaves_nothing(void)
+{
+    tide_store_params_t  p;
+    tide_store_t        *s, *s2;
+    tide_log_t          *log;
+    char                 path[4096], err[256];
+    char                *d;
+    int64_t              start, end;
+    char                *dir = tmp_new();
+
+    log = log_open(dir, 1);
+    snprintf(path, sizeof(path), "%s/mem", dir);
+    memset(&p, 0, sizeof(p));
+    p.engine = TIDE_STORE_MEMORY;
+    p.changelog = log;
+    s = store_open(path, &p);
+    s2 = store_open(NULL, &p);          /* no name needed */
+    put(s, "a", "1");
+    put(s, "b", "2");
+    ASSERT_OK(tide_store_flush(s));
+    put(s, "c", "3");
+    d = dump(s, NULL, NULL);
+    ASSERT(strcmp(d, "1:a=1:1;1:b=1:2;1:c=1:3;") == 0);
+    free(d);
+    expect(s2, "a", NULL);              /* separate stores */
+    ASSERT_EQ(tide_store_snapshot(s, path, err, sizeof(err)), TIDE_EINVAL);
+    ASSERT_OK(tide_store_flush(s));
+    ASSERT(!exists(path));
+    tide_store_free(s);
+    tide_store_free(s2);
+    ASSERT(!exists(path));
+    ASSERT_OK(tide_log_flush(log));
+    ASSERT_OK(tide_log_get_range(log, 0, &start, &end));
+    ASSERT_EQ(end, 3);                  /* still changelogged */
+    tide_log_free(log);
+    tmp_free(dir);
+}
+
+static void
+test_path_remove(void)
+{
+    char   path[4096], err[256];
+    FILE  *f;
+    char  *other;
+    char  *dir = tmp_new();
+
+    ASSERT_EQ(tide_path_remove(NULL, err, sizeof(err)), TIDE_EINVAL);
+    ASSERT_EQ(tide_path_remove("", NULL, 0), TIDE_EINVAL);
+    snprintf(path, sizeof(path), "%s/missing", dir);
+    ASSERT_OK(tide_path_remove(path, err, sizeof(err)));
+    snprintf(path, sizeof(path), "%s/file", dir);
+    f = fopen(path, "w");
+    ASSERT(f != NULL);
+    fclose(f);
+    ASSERT_OK(tide_path_remove(path, err, sizeof(err)));
+    ASSERT(!exists(path));
+    snprintf(path, sizeof(path), "%s/a", dir);
+    ASSERT_OK(mkdir(path, 0755));
+    snprintf(path, sizeof(path), "%s/a/b", dir);
+    ASSERT_OK(mkdir(path, 0755));
+    snprintf(path, sizeof(path), "%s/a/b/f", dir);
+    f = fopen(path, "w");
+    ASSERT(f != NULL);
+    fclose(f);
+    /* A link into another folder is removed, not followed. */
+    other = tmp_new();
+    snprintf(path, sizeof(path), "%s/a/b/link", dir);
+    ASSERT_OK(symlink(other, path));
+    tmp_free(dir);                      /* nested folders */
+    ASSERT(exists(other));
+    tmp_free(other);
+}
+
+int
+main(void)
+{
+    RUN(test_new_rejects_bad_params);
+    RUN(test_new_busy_and_free_null);
+    RUN(test_get_set_binary_and_deletes);
+    RUN(test_bad_arguments_change_nothing);
+    RUN(test_flush_free_reopen_keeps_data);
+    RUN(test_cache_fill_writes_out);
+    RUN(test_flush_pushes_one_record_per_key);
+    RUN(test_iter_sees_cache_and_fixed_view);
+    RUN(test_snapshot_and_from);
+    RUN(test_restore_rebuilds_content);
+    RUN(test_memory_engine_leaves_nothing);
+    RUN(test_path_remove);
+    return 0;
+}
