@@ -3,7 +3,7 @@
 --- atomically and durably; in memory when there is no data dir (tests).
 local cjson = require("cjson.safe")
 
-local type, pairs, tostring, tonumber = type, pairs, tostring, tonumber
+local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local str_format = string.format
 local concat = table.concat
 local io_open = io.open
@@ -26,9 +26,9 @@ function _M.new(env, job_name)
     return setmetatable(self, mt)
 end
 
---- Returns the saved offsets as { [partition] = { [input spec] = offset } }
---- (empty when nothing was saved yet), or nil and an error when the file
---- cannot be trusted.
+--- Returns the saved offsets as { [partition] = { inputs = { [input] =
+--- offset }, changelogs = { [store] = offset } } } (empty when nothing was
+--- saved yet), or nil and an error when the file cannot be trusted.
 ---@return table|nil tasks, string|nil err
 function _M:load()
     if not self.path then
@@ -55,33 +55,41 @@ function _M:load()
     local tasks = {}
     for p, t in pairs(doc.tasks) do
         local part = tonumber(p)
-        if not part or type(t) ~= "table" or type(t.inputs) ~= "table" then
+        if not part or type(t) ~= "table" or type(t.inputs) ~= "table"
+            or (t.changelogs ~= nil and type(t.changelogs) ~= "table") then
             return nil, str_format("%s: bad entry for task '%s'%s", self.path,
                                    tostring(p), fix)
         end
-        local offs = {}
-        for spec, off in pairs(t.inputs) do
-            if type(off) ~= "number" or off < 0 or off % 1 ~= 0 then
-                return nil, str_format("%s: bad offset for task %s input "
-                                       .. "'%s'%s", self.path, p, spec, fix)
+        local entry = { inputs = {}, changelogs = {} }
+        for _, what in ipairs({ "inputs", "changelogs" }) do
+            for name, off in pairs(t[what] or {}) do
+                if type(off) ~= "number" or off < 0 or off % 1 ~= 0 then
+                    return nil, str_format("%s: bad offset for task %s %s "
+                                           .. "'%s'%s", self.path, p,
+                                           what == "inputs" and "input"
+                                           or "changelog of store", name, fix)
+                end
+                entry[what][name] = off
             end
-            offs[spec] = off
         end
-        tasks[part] = offs
+        tasks[part] = entry
     end
     return tasks
 end
 
---- Saves { [partition] = { [input spec] = offset } } atomically.
+--- Saves { [partition] = { inputs = {...}, changelogs = {...} } }
+--- atomically.
 ---@param tasks table
 ---@return boolean|nil ok, string|nil err
 function _M:save(tasks)
     if not self.path then
         local copy = {}
-        for p, offs in pairs(tasks) do
-            copy[p] = {}
-            for k, v in pairs(offs) do
-                copy[p][k] = v
+        for p, t in pairs(tasks) do
+            copy[p] = { inputs = {}, changelogs = {} }
+            for _, what in ipairs({ "inputs", "changelogs" }) do
+                for k, v in pairs(t[what] or {}) do
+                    copy[p][what][k] = v
+                end
             end
         end
         self.saved = copy
@@ -89,14 +97,18 @@ function _M:save(tasks)
     end
     -- Written by hand: cjson prints numbers with 14 significant digits,
     -- and offsets need all of theirs.
-    local parts = {}
-    for p, offs in pairs(tasks) do
-        local ins = {}
-        for spec, off in pairs(offs) do
-            ins[#ins + 1] = str_format("%s:%.0f", cjson.encode(spec), off)
+    local function offsets(t)
+        local list = {}
+        for name, off in pairs(t or {}) do
+            list[#list + 1] = str_format("%s:%.0f", cjson.encode(name), off)
         end
-        parts[#parts + 1] = str_format('"%d":{"inputs":{%s}}', p,
-                                       concat(ins, ","))
+        return concat(list, ",")
+    end
+    local parts = {}
+    for p, t in pairs(tasks) do
+        parts[#parts + 1] = str_format('"%d":{"inputs":{%s},"changelogs":{%s}}',
+                                       p, offsets(t.inputs),
+                                       offsets(t.changelogs))
     end
     local text = str_format('{"version":%d,"job":%s,"tasks":{%s}}\n', VERSION,
                             cjson.encode(self.job), concat(parts, ","))

@@ -1,6 +1,7 @@
 --- Loads a job file, applies -c overrides and validates it (DESIGN.md 4.2).
 local serde = require("tide.serde")
 local system = require("tide.system")
+local state = require("tide.state")
 
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local setmetatable, setfenv, loadfile, pcall = setmetatable, setfenv, loadfile, pcall
@@ -170,10 +171,7 @@ function _M.validate(job, where)
     if job.process == nil then
         return fail("missing field 'process' (function(msg, ctx))")
     end
-    if job.stores ~= nil and next(job.stores) ~= nil then
-        return fail("field 'stores': state stores are not available in this "
-                    .. "version of tide")
-    end
+
     if type(job.inputs) ~= "table" or #job.inputs == 0 then
         return fail("field 'inputs' must list at least one stream")
     end
@@ -212,7 +210,13 @@ function _M.validate(job, where)
         outs[i] = s
     end
 
+    local stores, serr = state.normalise(job.stores, job.serde)
+    if not stores then
+        return nil, where .. ": " .. serr
+    end
+
     local norm = setmetatable({}, { __index = job })
+    norm.store_list = stores
     norm.source = job
     norm.inputs = ins
     norm.outputs = outs

@@ -3,6 +3,7 @@
 --- stop and drain (DESIGN.md 4.2 and 5, docs/runtime.md).
 local system = require("tide.system")
 local checkpoint = require("tide.checkpoint")
+local state_mod = require("tide.state")
 local headers = require("tide.headers")
 local loop_mod = require("tide.loop")
 
@@ -26,7 +27,9 @@ local Ctx = {}
 Ctx.__index = Ctx
 
 --- Sends `value` with `key` to output `stream`. The send is held until
---- process() returns, so a message that raises sends nothing.
+--- process() returns, so a message that raises sends nothing. The record
+--- gets the timestamp of the message being processed (now, from init,
+--- window and close), as Kafka Streams does.
 function Ctx:send(stream, key, value)
     local out = self._outs[stream]
     if not out then
@@ -39,7 +42,8 @@ function Ctx:send(stream, key, value)
     pend[n + 1] = out
     pend[n + 2] = key ~= nil and out.kenc(key) or nil
     pend[n + 3] = value ~= nil and out.venc(value) or nil
-    pend.n = n + 3
+    pend[n + 4] = self._ts
+    pend.n = n + 4
 end
 
 --- Asks for a commit after the current batch.
@@ -70,6 +74,7 @@ function _M.new(job, env, opts)
     local self = setmetatable({
         job = job, env = env, drain = opts.drain, loop = opts.loop,
         log = opts.log or default_log, streams = {}, tasks = {},
+        collect_stores = opts.collect_stores,
         processed = 0, skipped = 0, dead = 0, commit_requested = false,
     }, mt)
 
@@ -134,16 +139,31 @@ function _M.new(job, env, opts)
     if not saved then
         return fail_open(self, err)
     end
+    local st
+    st, err = state_mod.open(job, env, nparts, saved, self.log)
+    if not st then
+        return fail_open(self, err)
+    end
+    self.state = st
+    for _, cl in ipairs(st:changelogs()) do
+        self.streams[#self.streams + 1] = cl
+    end
 
     for p = 0, nparts - 1 do
+        local stores = st:stores(p)
         local ctx = setmetatable({
             job = job.name, partition = p, config = job.config,
-            _outs = self.outs, _out_list = self.out_list,
+            stores = stores, _outs = self.outs, _out_list = self.out_list,
             _pending = { n = 0 }, _runner = self,
         }, Ctx)
         local task = { partition = p, ctx = ctx, inputs = {} }
+        local list = {}
+        for _, spec in ipairs(job.store_list or {}) do
+            list[#list + 1] = stores[spec.name]
+        end
+        task.stores = #list > 0 and list or nil
         for i, inp in ipairs(self.inputs) do
-            local off = saved[p] and saved[p][inp.key]
+            local off = saved[p] and saved[p].inputs[inp.key]
             local r, rerr = inp.stream:reader(p, off or "beginning")
             if not r then
                 return fail_open(self, str_format("input '%s' partition %d: %s",
@@ -165,6 +185,10 @@ function _M:close_streams()
             inp.reader:close()
         end
     end
+    if self.state then
+        self.state:close()       -- the stores; their changelogs are below
+        self.state = nil
+    end
     for _, s in ipairs(self.streams) do
         s:close()
     end
@@ -180,15 +204,16 @@ local SYSTEM_ERROR = setmetatable({}, { __tostring = function()
 end })
 
 local function push_pending(self, pend)
-    for j = 1, pend.n, 3 do
+    for j = 1, pend.n, 4 do
         local out = pend[j]
-        local ok, err = out.stream:push(pend[j + 1], pend[j + 2])
+        local ok, err = out.stream:push(pend[j + 1], pend[j + 2], nil,
+                                        pend[j + 3])
         if not ok then
             pend.n = 0
             self.sys_err = str_format("sending to '%s': %s", out.spec, err)
             error(SYSTEM_ERROR)
         end
-        pend[j], pend[j + 1], pend[j + 2] = nil, nil, nil
+        pend[j], pend[j + 1], pend[j + 2], pend[j + 3] = nil, nil, nil, nil
     end
     pend.n = 0
 end
@@ -206,11 +231,13 @@ local function batch_body(self, task, inp, msgs, from, n)
     local process, ctx = self.job.process, task.ctx
     local pend = ctx._pending
     local kdec, vdec, name = inp.kdec, inp.vdec, inp.name
+    local stores = task.stores                 -- nil without state
     for i = from, n do
         local m = msgs[i]
         local rk, rv = m.key, m.value
         self.cur, self.raw_k, self.raw_v = i, rk, rv
         m.stream = name
+        ctx._ts = m.timestamp
         if rv ~= nil then
             m.value = vdec(rv)
         end
@@ -221,6 +248,13 @@ local function batch_body(self, task, inp, msgs, from, n)
             m.headers = headers.decode(m.headers)
         end
         process(m, ctx)
+        if stores then
+            for j = 1, #stores do
+                if stores[j].pkeys[1] ~= nil then
+                    state_mod.apply(stores[j])
+                end
+            end
+        end
         if pend.n > 0 then
             push_pending(self, pend)
         end
@@ -258,6 +292,11 @@ function _M:process_batch(task, inp, msgs, n)
         local i = self.cur
         local m = msgs[i]
         task.ctx._pending.n = 0          -- the message leaves no trace
+        if task.stores then
+            for j = 1, #task.stores do
+                state_mod.discard(task.stores[j])
+            end
+        end
         self.processed = self.processed + (i - from)
         if e == SYSTEM_ERROR then
             return nil, self.sys_err
@@ -288,7 +327,13 @@ end
 
 -- Calls init, window or close of one task; its sends go out as usual.
 local function hook_body(self, task, fn)
+    task.ctx._ts = nil
     fn(task.ctx)
+    if task.stores then
+        for j = 1, #task.stores do
+            state_mod.apply(task.stores[j])
+        end
+    end
     local pend = task.ctx._pending
     if pend.n > 0 then
         push_pending(self, pend)
@@ -305,6 +350,11 @@ function _M:call_hook(task, name)
         return true
     end
     task.ctx._pending.n = 0
+    if task.stores then
+        for j = 1, #task.stores do
+            state_mod.discard(task.stores[j])
+        end
+    end
     if e == SYSTEM_ERROR then
         return nil, self.sys_err
     end
@@ -314,9 +364,19 @@ end
 
 -- ---- commit --------------------------------------------------------------------
 
---- Makes every output durable, then saves the input offsets (DESIGN.md 5).
+--- Commits, in the order of DESIGN.md 5: drains the store caches into
+--- RocksDB and the changelogs, makes every output and changelog record
+--- durable, snapshots the stores with their changelog offsets, then
+--- replaces the checkpoint (input and changelog offsets) atomically.
 ---@return boolean|nil ok, string|nil err
 function _M:commit()
+    local st = self.state
+    if st then
+        local ok, err = st:drain()
+        if not ok then
+            return nil, "commit: " .. err
+        end
+    end
     for _, s in ipairs(self.streams) do
         local ok, err = s:flush()
         if not ok then
@@ -324,17 +384,29 @@ function _M:commit()
                         .. "written: " .. tostring(err)
         end
     end
-    local offsets = {}
+    local cls = {}
+    if st then
+        local err
+        cls, err = st:snapshot()
+        if not cls then
+            return nil, "commit: " .. err
+        end
+    end
+    local tasks = {}
     for _, task in ipairs(self.tasks) do
         local offs = {}
         for _, inp in ipairs(task.inputs) do
             offs[inp.key] = inp.next
         end
-        offsets[task.partition] = offs
+        tasks[task.partition] = { inputs = offs,
+                                  changelogs = cls[task.partition] }
     end
-    local ok, err = self.ckpt:save(offsets)
+    local ok, err = self.ckpt:save(tasks)
     if not ok then
         return nil, "commit: " .. err
+    end
+    if st then
+        st:committed(cls)
     end
     self.commit_requested = false
     return true
@@ -369,6 +441,9 @@ function _M:finish(err)
     local ok, cerr = self:commit()
     if not ok then
         err = err and (err .. "\n" .. cerr) or cerr
+    end
+    if self.collect_stores and self.state then
+        self.final_stores = self.state:dump()
     end
     self:progress(true)
     self:close_streams()

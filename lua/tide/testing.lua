@@ -61,8 +61,9 @@ end
 --- strings, as tide run -c); log = function(level, line) (default: kept
 --- in result.logs).
 --- Returns result = { outputs = { [name] = { out, ... } }, dead_letters =
---- { ... }, stats = {...}, logs = {...} }, or nil, the error that stopped
---- the job, and the result so far.
+--- { ... }, stores = { [store] = { [key] = value } }, stats = {...},
+--- logs = {...} }, or nil, the error that stopped the job, and the result
+--- so far. Stores are in memory and start empty.
 ---@param job string|table
 ---@param opts table|nil
 ---@return table|nil result, string|nil err, table|nil partial
@@ -124,6 +125,7 @@ function _M.run(job, opts)
     local r
     r, err = runner.new(j, env, {
         drain = true,
+        collect_stores = true,
         log = opts.log or function(level, line)
             logs[#logs + 1] = level .. " " .. line
         end,
@@ -134,7 +136,7 @@ function _M.run(job, opts)
     local ok, rerr = r:run()
 
     local result = { outputs = {}, dead_letters = {}, stats = r:stats(),
-                     logs = logs }
+                     logs = logs, stores = r.final_stores or {} }
     for _, o in ipairs(j.outputs) do
         result.outputs[o.name] = read_all(env, o.spec, o.key_serde.decode,
                                           o.serde.decode)

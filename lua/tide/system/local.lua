@@ -52,6 +52,7 @@ function _M.open(env, name, opts)
     local log, err = tlog.open(env.data_dir, name, {
         mode = create and "create" or "open",
         partitions = partitions,
+        compact = opts ~= nil and opts.compact or nil,
         fsync = "batch",
     })
     if not log then
