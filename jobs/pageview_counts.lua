@@ -1,17 +1,24 @@
 -- pageview_counts: counts page views per URL.
--- Reads:  pageviews (JSON events: { user, url, ua, ts }, any key)
--- Writes: pageview-counts (key: url, value: the URL's count so far, after
---         every view: the newest record per URL is its current count)
---         top-urls (every window, per task: key "top", value: the task's
---         top N URLs as a JSON array of { url, views })
+-- Reads:  pageviews (JSON events { user, url, ua, ts }, keyed by user) and
+--         pageview-urls, its own re-keyed copy: each view is sent there
+--         keyed by URL, so that every URL is counted by one task (the
+--         stream is both an input and an output; it is created with the
+--         partition count of pageviews).
+-- Writes: pageview-counts (key: url, value: the URL's count after each
+--         view: the newest record per URL is its count)
+--         top-urls (every window, per task: key "top", value: a JSON array
+--         of the task's top N { url, views })
 -- Stores: counts (url -> views)
 -- Config: top_n (default 10)
-local sort = table.sort
+-- Note: the re-keying hop is at-least-once like every output; after a
+-- crash a view re-sent to pageview-urls is counted again. A job whose
+-- input is already keyed by URL counts exactly (see DESIGN.md section 5).
+local sort, type = table.sort, type
 
 return {
     name = "pageview-counts",
-    inputs = { "pageviews" },
-    outputs = { "pageview-counts", "top-urls" },
+    inputs = { "pageviews", "pageview-urls" },
+    outputs = { "pageview-urls", "pageview-counts", "top-urls" },
     stores = { counts = {} },
     serde = "json",
     commit_interval = "2s",
@@ -19,12 +26,16 @@ return {
     config = { top_n = 10 },
 
     process = function(msg, ctx)
-        local url = msg.value.url
-        if type(url) ~= "string" then
-            error("page view without a url")
+        if msg.stream == "pageviews" then
+            local url = msg.value.url
+            if type(url) ~= "string" then
+                error("page view without a url")
+            end
+            ctx:send("pageview-urls", url, 1)
+            return
         end
-        local n = ctx.stores.counts:incr(url, 1)
-        ctx:send("pageview-counts", url, n)
+        local n = ctx.stores.counts:incr(msg.key, msg.value)
+        ctx:send("pageview-counts", msg.key, n)
     end,
 
     window = function(ctx)

@@ -6,7 +6,7 @@ local runner = require("tide.runner")
 local loop_mod = require("tide.loop")
 local fs = require("tide.fs")
 
-local ipairs, tostring = ipairs, tostring
+local ipairs, pairs, tostring, type = ipairs, pairs, tostring, type
 local str_format, str_match, concat = string.format, string.match, table.concat
 local stderr = io.stderr
 
@@ -117,6 +117,115 @@ local function run(args)
     return 0
 end
 
+local STATE_USAGE = [[
+usage: tide state dump JOB STORE [--data-dir DIR]
+Prints key<TAB>value for every key of store STORE of the job in file JOB,
+over every task, as of the job's last checkpoint. The job must be stopped.
+Values that are tables print as JSON.
+]]
+
+local function show(v)
+    if type(v) == "table" then
+        return require("cjson").encode(v)
+    end
+    return tostring(v)
+end
+
+local function state_cmd(args)
+    local pos, data_dir = {}, nil
+    local i = 1
+    while i <= #args do
+        local a = args[i]
+        if a == "--help" or a == "-h" then
+            io.stdout:write(STATE_USAGE)
+            return 0
+        elseif a == "--data-dir" then
+            data_dir = args[i + 1]
+            if not data_dir then
+                return usage_error("state", "--data-dir needs a value")
+            end
+            i = i + 1
+        elseif str_match(a, "^%-%-data%-dir=") then
+            data_dir = a:sub(12)
+        elseif str_match(a, "^%-") then
+            return usage_error("state", "unknown option '%s'", a)
+        else
+            pos[#pos + 1] = a
+        end
+        i = i + 1
+    end
+    if pos[1] ~= "dump" or #pos ~= 3 then
+        return usage_error("state", "expected: state dump JOB STORE")
+    end
+    data_dir = data_dir or os.getenv("TIDE_DATA_DIR")
+    if data_dir == nil or data_dir == "" then
+        data_dir = "./tide-data"
+    end
+    local job, err = job_mod.load(pos[2])
+    if not job then
+        return fail("state", "%s", err)
+    end
+    local spec
+    for _, s in ipairs(job.store_list) do
+        if s.name == pos[3] then
+            spec = s
+        end
+    end
+    if not spec then
+        local names = {}
+        for _, s in ipairs(job.store_list) do
+            names[#names + 1] = s.name
+        end
+        return fail("state", "job '%s' has no store '%s' (stores: %s)",
+                    job.name, pos[3], #names > 0 and concat(names, ", ")
+                    or "none")
+    end
+    local lock, lerr = fs.lock(str_format("%s/jobs/%s/run.lock", data_dir,
+                                          job.name))
+    if not lock then
+        return fail("state", "job '%s' is running (%s); stop it first: "
+                    .. "state dump reads a stopped job's committed state",
+                    job.name, lerr)
+    end
+    local ckpt = require("tide.checkpoint").new({ data_dir = data_dir },
+                                                job.name)
+    local tasks
+    tasks, err = ckpt:load()
+    if not tasks then
+        lock:close()
+        return fail("state", "%s", err)
+    end
+    local nparts = 0
+    for p in pairs(tasks) do
+        nparts = p + 1 > nparts and p + 1 or nparts
+    end
+    if nparts == 0 then
+        lock:close()
+        return fail("state", "job '%s' has no checkpoint in data dir '%s': "
+                    .. "it never committed", job.name, data_dir)
+    end
+    job.store_list = { spec }
+    local st
+    st, err = require("tide.state").open(job, { data_dir = data_dir },
+                                         nparts, tasks, function() end, true)
+    if not st then
+        lock:close()
+        return fail("state", "%s", err)
+    end
+    local out = io.stdout
+    for p = 0, nparts - 1 do
+        for k, v in st:stores(p)[spec.name]:all() do
+            out:write(show(k), "\t", show(v), "\n")
+        end
+    end
+    st:close()
+    for _, cl in ipairs(st:changelogs()) do
+        cl:close()
+    end
+    lock:close()
+    return 0
+end
+
 --- Runs command `cmd` with its arguments; returns the exit code.
 ---@param cmd string
 ---@param args string[]
@@ -124,6 +233,8 @@ end
 function _M.main(cmd, args)
     if cmd == "run" then
         return run(args)
+    elseif cmd == "state" then
+        return state_cmd(args)
     end
     return usage_error(cmd, "not a Lua command")
 end

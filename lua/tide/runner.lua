@@ -80,9 +80,32 @@ function _M.new(job, env, opts)
 
     local nparts, first
     self.inputs = {}
-    for i, inp in ipairs(job.inputs) do
-        local s, err = system.open(env, inp.spec, { create = false })
+    -- An input that is also an output (a job that re-keys its own input,
+    -- as pageview_counts does) is created like outputs are, once the other
+    -- inputs have told the partition count.
+    local is_output = {}
+    for _, o in ipairs(job.outputs) do
+        is_output[o.system .. ":" .. o.name] = true
+    end
+    local order = {}
+    for pass = 1, 2 do
+        for i, inp in ipairs(job.inputs) do
+            local own = is_output[inp.system .. ":" .. inp.name] == true
+            if own == (pass == 2) then
+                order[#order + 1] = i
+            end
+        end
+    end
+    for _, i in ipairs(order) do
+        local inp = job.inputs[i]
+        local own = is_output[inp.system .. ":" .. inp.name]
+        local s, err = system.open(env, inp.spec, {
+            create = own and nparts ~= nil, partitions = nparts })
         if not s then
+            if own and not nparts then
+                err = err .. "; it is also an output, but no other input "
+                      .. "exists to take its partition count from"
+            end
             return fail_open(self, str_format("input '%s': %s", inp.spec, err))
         end
         self.streams[#self.streams + 1] = s
@@ -474,7 +497,7 @@ function _M:run()
     local window_every = job.window_interval_ms
     local next_commit = self.started + commit_every
     local next_window = window_every and self.started + window_every
-    local stop = false
+    local stop, dirty = false, false
 
     while true do
         local got = 0
@@ -534,15 +557,27 @@ function _M:run()
             end
             next_window = now + window_every
         end
+        if got > 0 then
+            dirty = true
+        end
+        -- Draining: an idle round after a commit means every input is read
+        -- to its end; before that, sends still buffered may feed an input
+        -- of this very job, so commit (which flushes them) and look again.
+        local drained = self.drain and got == 0
+        if drained and dirty then
+            self.commit_requested = true
+            drained = false
+        end
         if self.commit_requested or now >= next_commit then
             local ok, err = self:commit()
             if not ok then
                 return self:finish(err)
             end
             next_commit = now + commit_every
+            dirty = false
             self:progress(false)
         end
-        if stop or (self.drain and got == 0) then
+        if stop or drained then
             break
         end
     end

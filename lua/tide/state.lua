@@ -376,7 +376,9 @@ function State:open_one(spec, p, ckpt)
                 return nil, err2
             end
             local _, end_ = spec.cl:range(p)
-            write_back(spec.cl, s, p, upto, end_)
+            if not self.read_only then
+                write_back(spec.cl, s, p, upto, end_)
+            end
         end
         entry.committed = committed
         return entry
@@ -416,7 +418,8 @@ function State:open_one(spec, p, ckpt)
         return nil, str_format("restoring store '%s' task %d from '%s': %s",
                                spec.name, p, spec.cl_spec, bytes)
     end
-    local back = write_back(spec.cl, s, p, upto, end_)
+    local back = self.read_only and 0 or write_back(spec.cl, s, p, upto,
+                                                     end_)
     self.log("info", str_format(
         "store '%s' task %d: %s%s, replayed %d changelog records (%.1f MB%s)%s",
         spec.name, p,
@@ -436,10 +439,13 @@ end
 
 --- Opens the job's stores for every task, restoring them to the
 --- checkpoint. `ckpt` is the checkpoint's tasks table ([p] = { inputs,
---- changelogs }). Returns the state, or nil and an error.
+--- changelogs }). With `read_only`, the changelogs are not written to
+--- (no write-back; for tide state dump). Returns the state, or nil and an
+--- error.
 ---@return table|nil state, string|nil err
-function _M.open(job, env, nparts, ckpt, log)
+function _M.open(job, env, nparts, ckpt, log, read_only)
     local self = setmetatable({ job = job, env = env, log = log,
+                                read_only = read_only,
                                 specs = job.store_list or {}, tasks = {},
                                 streams = {} }, State)
     if #self.specs == 0 then

@@ -42,6 +42,8 @@ static const char usage[] =
 "Jobs:\n"
 "  run JOB [-c KEY=VALUE]... [--drain]   run a job until SIGINT/SIGTERM;\n"
 "                                    --drain: stop at the end of the inputs\n"
+"  state dump JOB STORE              key<TAB>value of a store, every task\n"
+"                                    (the job must be stopped)\n"
 "\n"
 "Every command takes --data-dir DIR (default: $TIDE_DATA_DIR, else\n"
 "./tide-data) and --help.\n";
@@ -124,7 +126,7 @@ cmd_version(int argc, char **argv)
 }
 
 /* Commands implemented by the Lua runtime's tide.cli. */
-static const char *const lua_cmds[] = { "run", NULL };
+static const char *const lua_cmds[] = { "run", "state", NULL };
 
 typedef struct lua_cmd_s {
     const char  *cmd;
