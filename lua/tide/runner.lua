@@ -75,6 +75,7 @@ function _M.new(job, env, opts)
         job = job, env = env, drain = opts.drain, loop = opts.loop,
         log = opts.log or default_log, streams = {}, tasks = {},
         collect_stores = opts.collect_stores,
+        final_window = opts.final_window,
         processed = 0, skipped = 0, dead = 0, commit_requested = false,
     }, mt)
 
@@ -452,6 +453,15 @@ end
 
 -- Stops: close hooks, then the last commit. Returns what run() returns.
 function _M:finish(err)
+    if not err and self.final_window and self.job.window then
+        for _, task in ipairs(self.tasks) do
+            local ok, herr = self:call_hook(task, "window")
+            if not ok then
+                err = herr
+                break
+            end
+        end
+    end
     if not err then
         for _, task in ipairs(self.tasks) do
             local ok, herr = self:call_hook(task, "close")

@@ -484,8 +484,9 @@ function _M.open(job, env, nparts, ckpt, log, read_only)
             local e, err
             if not env.data_dir then
                 local s
-                s, err = tstore.open("memory", { engine = "memory",
-                                                 partition = p })
+                s, err = tstore.open(str_format("/memory/%s/%d", spec.name,
+                                                p),
+                                     { engine = "memory", partition = p })
                 e = s and { spec = spec, s = s }
             else
                 e, err = self:open_one(spec, p, ckpt[p])

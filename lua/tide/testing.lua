@@ -58,8 +58,9 @@ end
 --- read to their end. opts: inputs = { [stream name] = { msg, ... } } with
 --- msg = { key = ..., value = ..., partition = n|nil, timestamp = ms|nil,
 --- headers = table|nil }; partitions (default 1); overrides ("a.b=v"
---- strings, as tide run -c); log = function(level, line) (default: kept
---- in result.logs).
+--- strings, as tide run -c); window = true to run window() once per task
+--- after the inputs are drained (besides its timer); log =
+--- function(level, line) (default: kept in result.logs).
 --- Returns result = { outputs = { [name] = { out, ... } }, dead_letters =
 --- { ... }, stores = { [store] = { [key] = value } }, stats = {...},
 --- logs = {...} }, or nil, the error that stopped the job, and the result
@@ -126,6 +127,7 @@ function _M.run(job, opts)
     r, err = runner.new(j, env, {
         drain = true,
         collect_stores = true,
+        final_window = opts.window,
         log = opts.log or function(level, line)
             logs[#logs + 1] = level .. " " .. line
         end,
