@@ -1,5 +1,6 @@
 -- pageview_counts: counts page views per URL.
--- Reads:  pageviews (JSON events { user, url, ua, ts }, keyed by user) and
+-- Reads:  pageviews (JSON events { user, url, ua, ts }, keyed by user;
+--         -c inputs.1=STREAM counts another stream of page views) and
 --         pageview-urls, its own re-keyed copy: each view is sent there
 --         keyed by URL, so that every URL is counted by one task (the
 --         stream is both an input and an output; it is created with the
@@ -26,16 +27,16 @@ return {
     config = { top_n = 10 },
 
     process = function(msg, ctx)
-        if msg.stream == "pageviews" then
-            local url = msg.value.url
-            if type(url) ~= "string" then
-                error("page view without a url")
-            end
-            ctx:send("pageview-urls", url, 1)
+        if msg.stream == "pageview-urls" then       -- keyed by URL: count
+            local n = ctx.stores.counts:incr(msg.key, msg.value)
+            ctx:send("pageview-counts", msg.key, n)
             return
         end
-        local n = ctx.stores.counts:incr(msg.key, msg.value)
-        ctx:send("pageview-counts", msg.key, n)
+        local url = msg.value.url                    -- a page view: re-key
+        if type(url) ~= "string" then
+            error("page view without a url")
+        end
+        ctx:send("pageview-urls", url, 1)
     end,
 
     window = function(ctx)

@@ -1,6 +1,7 @@
 #!/bin/sh
 # make demo: page views into the embedded log, the bot filter job over
-# them with --drain, and a short summary. A fresh data dir under build/.
+# them, then the page-view counter (state in RocksDB, changelogged) over
+# the cleaned stream, each with --drain. A fresh data dir under build/.
 set -eu
 cd "$(dirname "$0")/.."
 TIDE=./build/tide
@@ -22,7 +23,10 @@ echo "== 2. tide run jobs/bot_filter.lua --drain"
 echo "      (drops bots, adds device and section, routes desktop/mobile,"
 echo "       dead-letters what is not JSON)"
 start=$(date +%s%3N)
-$TIDE run jobs/bot_filter.lua --drain 2>&1 | grep -v "warn dead-lettered" || true
+$TIDE run jobs/bot_filter.lua --drain 2>"$TIDE_DATA_DIR/bot.log" \
+    || { cat "$TIDE_DATA_DIR/bot.log"; exit 1; }
+grep -v "warn dead-lettered" "$TIDE_DATA_DIR/bot.log" | sed 's/^[^ ]* /      /'
+
 end=$(date +%s%3N)
 echo "      took $((end - start)) ms for $N events"
 echo
@@ -36,10 +40,27 @@ $TIDE consume pageviews-mobile -p 0 -c 1 -f '   %k %s\n'
 echo "   a dead letter, with the error in its headers:"
 $TIDE consume bot-filter-dead-letters -e -c 1 -f '   %k %s\n   %h\n'
 echo
-echo "   top sections on mobile:"
-$TIDE consume pageviews-mobile -e -f '%s\n' | sed 's/.*"section":"\([^"]*\)".*/\1/' \
-    | sort | uniq -c | sort -rn | head -3 | sed 's/^/   /'
+echo "== 4. tide run jobs/pageview_counts.lua --drain -c inputs.1=pageviews-desktop"
+echo "      (counts desktop views per URL in a RocksDB store, changelogged;"
+echo "       it re-keys views by URL through its own stream pageview-urls)"
+start=$(date +%s%3N)
+$TIDE run jobs/pageview_counts.lua --drain -c inputs.1=pageviews-desktop \
+    2>"$TIDE_DATA_DIR/count.log" || { cat "$TIDE_DATA_DIR/count.log"; exit 1; }
+grep -E "processed|stopped" "$TIDE_DATA_DIR/count.log" | sed 's/^[^ ]* /      /'
+end=$(date +%s%3N)
+echo "      took $((end - start)) ms"
 echo
-echo "Run it again and it resumes from its checkpoint (nothing left to do):"
-$TIDE run jobs/bot_filter.lua --drain 2>&1 | grep processed || true
+echo "   top 5 desktop URLs, from tide state dump jobs/pageview_counts.lua counts:"
+$TIDE state dump jobs/pageview_counts.lua counts | sort -t "$TAB" -k2 -nr | head -5 \
+    | awk -F "$TAB" '{ printf "   %8d  %s\n", $2, $1 }'
+echo
+echo "== 5. the store survives losing its local copy: delete it and rerun"
+rm -rf "$TIDE_DATA_DIR/jobs/pageview-counts/stores"
+$TIDE run jobs/pageview_counts.lua --drain -c inputs.1=pageviews-desktop \
+    2>"$TIDE_DATA_DIR/count2.log" || { cat "$TIDE_DATA_DIR/count2.log"; exit 1; }
+grep "task 0:" "$TIDE_DATA_DIR/count2.log" | sed 's/^[^ ]* /      /'
+echo "   same top URL after the rebuild:"
+$TIDE state dump jobs/pageview_counts.lua counts | sort -t "$TAB" -k2 -nr | head -1 \
+    | awk -F "$TAB" '{ printf "   %8d  %s\n", $2, $1 }'
+echo
 echo "Data is in $TIDE_DATA_DIR (TIDE_DATA_DIR=$TIDE_DATA_DIR $TIDE streams list)."
