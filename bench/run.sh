@@ -17,4 +17,18 @@ command -v taskset >/dev/null 2>&1 && PIN="taskset -c 0"
 TIDE_LIB="$BUILD/libtide.so" LUA_PATH="./bindings/?.lua;./lua/?.lua;;" \
     $PIN luajit bench/bench_job.lua "$BUILD/tide" "$TMP"
 
+# Store level (C): hot keys, many keys and restore through tide_store_*
+# beside raw RocksDB get+put and raw read(). Arguments: DIR HOT_OPS
+# MANY_KEYS RESTORE_RECS, smaller than its defaults to keep 'make bench'
+# within a few minutes.
+"$BUILD/bench_store" "$TMP" 2000000 1000000 1000000
+
+# tide run --drain of a keyed incr job (hot keys, many keys, restore from
+# the changelog) beside raw RocksDB get+put over the same keys and a raw
+# read of the changelog. Not pinned: RocksDB's background threads share
+# the cores on both sides. Arguments: HOT msgs, MANY msgs (as many keys
+# picked at random), about 30 s of the job on the machine kind.
+TIDE_LIB="$BUILD/libtide.so" LUA_PATH="./bindings/?.lua;./lua/?.lua;;" \
+    luajit bench/bench_state.lua "$BUILD/tide" "$TMP" 2000000 3000000
+
 rmdir "$TMP" 2>/dev/null || true
