@@ -67,10 +67,16 @@ struct tide_store_s {
     tide__cache_t             cache;
     int32_t                   engine;
     int32_t                   partition;
+    int                       bulk;       /* opened for a restore: see
+                                             tide__store_mode */
     int                       refs;       /* 1 for the owner + 1 per iter */
     int                       freed;
     char                      errmsg[TIDE__STORE_ERRLEN];
 };
+
+/* store.c: reopens the store's RocksDB in bulk-load mode (bulk = 1: a
+ * vector memtable, no automatic compaction) or back in normal mode. */
+int           tide__store_mode(tide_store_t *s, int bulk);
 
 /* cache.c */
 int           tide__cache_init(tide__cache_t *c, size_t max);
