@@ -1,17 +1,24 @@
 /*
  * The container loop's contract, without Lua: handles and their errors,
  * signals turned into event bits (raised here, or sent by another
- * process while a poll waits), the wait bounded by its timeout, and the
- * clocks.
+ * process while a poll waits), the wait bounded by its timeout, the
+ * folder watch, the control socket with its client, and the clocks.
  */
 #include "tide.h"
 
 #include "ctest.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -190,6 +197,643 @@ test_many_loops(void)
     }
 }
 
+/* ---- Folder watch and control socket ------------------------------- */
+
+/* Under /tmp rather than $TIDE_TMP: a socket path must fit in 107
+ * bytes, and the children that drop to 'nobody' must reach the files. */
+static char  tmpdir[64];
+
+static void
+tmp_make(void)
+{
+    strcpy(tmpdir, "/tmp/tide-loop-XXXXXX");
+    ASSERT(mkdtemp(tmpdir) != NULL);
+}
+
+static void
+tmp_remove(void)
+{
+    char  cmd[128];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    ASSERT_OK(system(cmd));
+}
+
+static void
+file_write(const char *path, const char *text)
+{
+    FILE  *f = fopen(path, "w");
+
+    ASSERT(f != NULL);
+    ASSERT(fputs(text, f) >= 0);
+    ASSERT_OK(fclose(f));
+}
+
+/* Polls for up to ~5 s until every bit of 'want' was seen; returns the
+ * bits seen. */
+static int
+poll_for(tide_loop_t *l, int want)
+{
+    int64_t  deadline = mono() + 5000;
+    int      seen = 0, ev;
+
+    while ((seen & want) != want && mono() < deadline) {
+        ev = tide_loop_poll(l, 100);
+        ASSERT(ev >= 0);
+        seen |= ev;
+    }
+    return seen;
+}
+
+/* Lets pending changes arrive, then forgets them. */
+static void
+poll_drain(tide_loop_t *l)
+{
+    ASSERT(tide_loop_poll(l, 50) >= 0);
+    ASSERT(tide_loop_poll(l, 0) >= 0);
+}
+
+static void
+test_watch_rejects_bad_args(void)
+{
+    tide_loop_t  *l = loop_open();
+    char          path[128];
+    pid_t         child;
+    int           status;
+
+    tmp_make();
+    snprintf(path, sizeof(path), "%s/file", tmpdir);
+    file_write(path, "x");
+    ASSERT_EQ(tide_loop_set_watch(NULL, tmpdir), TIDE_EINVAL);
+    ASSERT_EQ(tide_loop_set_watch(l, NULL), TIDE_EINVAL);
+    ASSERT_EQ(tide_loop_set_watch(l, ""), TIDE_EINVAL);
+    ASSERT_EQ(tide_loop_set_watch(l, path), TIDE_EINVAL);    /* a file */
+    snprintf(path, sizeof(path), "%s/missing", tmpdir);
+    ASSERT_EQ(tide_loop_set_watch(l, path), TIDE_ENOENT);
+    snprintf(path, sizeof(path), "%s/file/sub", tmpdir);
+    ASSERT_EQ(tide_loop_set_watch(l, path), TIDE_ENOENT);
+
+    /* EIO: a folder this user may not look into. As root, drop to
+     * 'nobody' in a child; otherwise the mode alone does it. */
+    snprintf(path, sizeof(path), "%s/closed", tmpdir);
+    ASSERT_OK(mkdir(path, 0755));
+    snprintf(path, sizeof(path), "%s/closed/inner", tmpdir);
+    ASSERT_OK(mkdir(path, 0755));
+    snprintf(path, sizeof(path), "%s/closed", tmpdir);
+    ASSERT_OK(chmod(path, 0000));
+    snprintf(path, sizeof(path), "%s/closed/inner", tmpdir);
+    child = fork();
+    ASSERT(child >= 0);
+    if (child == 0) {
+        tide_loop_t  *cl = NULL;
+
+        if (geteuid() == 0 && setuid(65534) != 0) {
+            _exit(2);
+        }
+        if (tide_loop_new(&cl) != TIDE_OK) {
+            _exit(3);
+        }
+        _exit(tide_loop_set_watch(cl, path) == TIDE_EIO ? 0 : 1);
+    }
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+
+    ASSERT_EQ(tide_loop_poll(l, 0), 0);      /* still usable */
+    tide_loop_free(l);
+    snprintf(path, sizeof(path), "%s/closed", tmpdir);
+    ASSERT_OK(chmod(path, 0755));
+    tmp_remove();
+}
+
+static void
+test_watch_raises_change(void)
+{
+    tide_loop_t  *l = loop_open();
+    char          path[128], tmp[128], other[128];
+
+    tmp_make();
+    snprintf(path, sizeof(path), "%s/job.lua", tmpdir);
+    snprintf(tmp, sizeof(tmp), "%s/.job.lua.swp", tmpdir);
+    snprintf(other, sizeof(other), "%s/other", tmpdir);
+    ASSERT_OK(mkdir(other, 0755));
+
+    ASSERT_OK(tide_loop_set_watch(l, tmpdir));
+    ASSERT_EQ(tide_loop_poll(l, 0), 0);
+
+    /* A new file. */
+    file_write(path, "return 1\n");
+    ASSERT_EQ(poll_for(l, TIDE_LOOP_CHANGE), TIDE_LOOP_CHANGE);
+    poll_drain(l);
+
+    /* A save through a rename, as vim and many editors do. */
+    file_write(tmp, "return 2\n");
+    ASSERT_OK(rename(tmp, path));
+    ASSERT_EQ(poll_for(l, TIDE_LOOP_CHANGE), TIDE_LOOP_CHANGE);
+    poll_drain(l);
+
+    /* A write in place. */
+    file_write(path, "return 3\n");
+    ASSERT_EQ(poll_for(l, TIDE_LOOP_CHANGE), TIDE_LOOP_CHANGE);
+    poll_drain(l);
+
+    /* A second call replaces the watch. */
+    ASSERT_OK(tide_loop_set_watch(l, other));
+    file_write(path, "return 4\n");
+    ASSERT_EQ(tide_loop_poll(l, 200), 0);
+    snprintf(path, sizeof(path), "%s/other/x.lua", tmpdir);
+    file_write(path, "return 5\n");
+    ASSERT_EQ(poll_for(l, TIDE_LOOP_CHANGE), TIDE_LOOP_CHANGE);
+    poll_drain(l);
+
+    /* A failed call leaves the watch in place. */
+    ASSERT_EQ(tide_loop_set_watch(l, "/nonexistent/tide"), TIDE_ENOENT);
+    file_write(path, "return 6\n");
+    ASSERT_EQ(poll_for(l, TIDE_LOOP_CHANGE), TIDE_LOOP_CHANGE);
+
+    tide_loop_free(l);
+    tmp_remove();
+}
+
+static tide_loop_t *
+control_open(const char *path)
+{
+    tide_loop_t  *l = loop_open();
+    char          err[256] = "x";
+
+    ASSERT_OK(tide_loop_set_control(l, path, err, sizeof(err)));
+    ASSERT_EQ(err[0], '\0');
+    return l;
+}
+
+/* Sends 'cmd' from a child process, which exits 0 when the reply equals
+ * 'want', 1 when it differs, 2 when the call failed. */
+static pid_t
+client_fork(const char *path, const char *cmd, const char *want)
+{
+    char    reply[256], err[256];
+    size_t  len = sizeof(reply);
+    pid_t   child;
+    int     rc, fd;
+
+    fflush(stdout);
+    fflush(stderr);
+    child = fork();
+    ASSERT(child >= 0);
+    if (child != 0) {
+        return child;
+    }
+    /* Drop the copies of the parent's descriptors, among them earlier
+     * clients' connections: while a copy is open, closing it in the
+     * parent would not end that client's reply. (A real job execs its
+     * children, and every descriptor of the loop is close-on-exec.) */
+    for (fd = 3; fd < 1024; fd++) {
+        (void) close(fd);
+    }
+    rc = tide_control_send(path, cmd, reply, &len, 10000, err, sizeof(err));
+    if (rc != TIDE_OK) {
+        fprintf(stderr, "child: %s (%d)\n", err, rc);
+        _exit(2);
+    }
+    if (len != strlen(want) || memcmp(reply, want, len) != 0) {
+        fprintf(stderr, "child: reply '%.*s'\n", (int) len, reply);
+        _exit(1);
+    }
+    _exit(0);
+}
+
+static void
+child_wait(pid_t child)
+{
+    int  status;
+
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+}
+
+/* Pops the next command and checks it against 'want'. */
+static void
+command_pop(tide_loop_t *l, const char *want)
+{
+    char    buf[64];
+    size_t  len = sizeof(buf);
+
+    ASSERT_OK(tide_loop_pop_command(l, buf, &len));
+    ASSERT_EQ(len, strlen(want));
+    ASSERT_OK(memcmp(buf, want, len));
+}
+
+static void
+test_control_round_trip(void)
+{
+    struct stat   st;
+    tide_loop_t  *l;
+    char          path[128];
+    pid_t         child;
+
+    tmp_make();
+    snprintf(path, sizeof(path), "%s/control.sock", tmpdir);
+    l = control_open(path);
+
+    ASSERT_OK(lstat(path, &st));
+    ASSERT(S_ISSOCK(st.st_mode));
+    ASSERT_EQ(st.st_mode & 07777, 0600);
+
+    child = client_fork(path, "reload", "ok: reloaded\n");
+    ASSERT_EQ(poll_for(l, TIDE_LOOP_COMMAND), TIDE_LOOP_COMMAND);
+    command_pop(l, "reload");
+    ASSERT_OK(tide_loop_push_reply(l, "ok: reloaded\n", 13));
+    child_wait(child);
+
+    /* Answered: no current client any more. */
+    ASSERT_EQ(tide_loop_push_reply(l, "again", 5), TIDE_EINVAL);
+
+    tide_loop_free(l);
+    ASSERT_EQ(lstat(path, &st), -1);
+    ASSERT_EQ(errno, ENOENT);
+    tmp_remove();
+}
+
+static void
+test_control_queues_clients(void)
+{
+    tide_loop_t  *l;
+    char          path[128], buf[8];
+    size_t        len;
+    pid_t         a, b, c;
+
+    tmp_make();
+    snprintf(path, sizeof(path), "%s/control.sock", tmpdir);
+    l = control_open(path);
+
+    /* One after the other, so that the order is known. */
+    a = client_fork(path, "first", "A");
+    ASSERT_EQ(poll_for(l, TIDE_LOOP_COMMAND), TIDE_LOOP_COMMAND);
+    b = client_fork(path, "second command", "B");
+    ASSERT_EQ(poll_for(l, TIDE_LOOP_COMMAND), TIDE_LOOP_COMMAND);
+    c = client_fork(path, "", "");
+    ASSERT_EQ(poll_for(l, TIDE_LOOP_COMMAND), TIDE_LOOP_COMMAND);
+
+    /* ENOBUFS reports the size and leaves the command queued. */
+    len = 0;
+    ASSERT_EQ(tide_loop_pop_command(l, NULL, &len), TIDE_ENOBUFS);
+    ASSERT_EQ(len, 5);
+    len = 4;
+    ASSERT_EQ(tide_loop_pop_command(l, buf, &len), TIDE_ENOBUFS);
+    ASSERT_EQ(len, 5);
+    ASSERT_EQ(tide_loop_push_reply(l, "x", 1), TIDE_EINVAL);  /* none yet */
+    command_pop(l, "first");
+    ASSERT_OK(tide_loop_push_reply(l, "A", 1));
+    child_wait(a);
+
+    command_pop(l, "second command");
+    ASSERT_OK(tide_loop_push_reply(l, "B", 1));
+    child_wait(b);
+
+    /* An empty line is a command too. Taking the next command without
+     * answering disconnects the current client: it gets an empty reply. */
+    command_pop(l, "");
+    len = sizeof(buf);
+    ASSERT_EQ(tide_loop_pop_command(l, buf, &len), TIDE_EAGAIN);
+    ASSERT_EQ(len, 0);
+    ASSERT_OK(tide_loop_push_reply(l, NULL, 0));
+    child_wait(c);
+
+    tide_loop_free(l);
+    tmp_remove();
+}
+
+static void
+test_control_rejects_bad_args(void)
+{
+    tide_loop_t  *l = loop_open();
+    char          path[256], err[256], buf[8];
+    size_t        len;
+
+    tmp_make();
+    ASSERT_EQ(tide_loop_set_control(NULL, "/tmp/x.sock", err, sizeof(err)),
+              TIDE_EINVAL);
+    ASSERT(err[0] != '\0');
+    ASSERT_EQ(tide_loop_set_control(l, NULL, err, sizeof(err)),
+              TIDE_EINVAL);
+    ASSERT_EQ(tide_loop_set_control(l, "", NULL, 0), TIDE_EINVAL);
+    memset(path, 'a', 200);
+    path[0] = '/';
+    path[200] = '\0';
+    ASSERT_EQ(tide_loop_set_control(l, path, err, sizeof(err)),
+              TIDE_EINVAL);
+    ASSERT(strstr(err, "too long") != NULL);
+
+    /* A file that is not a socket is never removed. */
+    snprintf(path, sizeof(path), "%s/plain", tmpdir);
+    file_write(path, "keep");
+    ASSERT_EQ(tide_loop_set_control(l, path, err, sizeof(err)), TIDE_EIO);
+    ASSERT(strstr(err, "not a socket") != NULL);
+    ASSERT_OK(access(path, F_OK));
+
+    snprintf(path, sizeof(path), "%s/missing/control.sock", tmpdir);
+    ASSERT_EQ(tide_loop_set_control(l, path, err, sizeof(err)), TIDE_EIO);
+
+    /* One socket per loop. */
+    snprintf(path, sizeof(path), "%s/control.sock", tmpdir);
+    ASSERT_OK(tide_loop_set_control(l, path, err, sizeof(err)));
+    ASSERT_EQ(tide_loop_set_control(l, path, err, sizeof(err)),
+              TIDE_EINVAL);
+    ASSERT(strstr(err, "already") != NULL);
+
+    len = sizeof(buf);
+    ASSERT_EQ(tide_loop_pop_command(NULL, buf, &len), TIDE_EINVAL);
+    ASSERT_EQ(len, 0);
+    ASSERT_EQ(tide_loop_pop_command(l, buf, NULL), TIDE_EINVAL);
+    len = 4;
+    ASSERT_EQ(tide_loop_pop_command(l, NULL, &len), TIDE_EINVAL);
+    len = sizeof(buf);
+    ASSERT_EQ(tide_loop_pop_command(l, buf, &len), TIDE_EAGAIN);
+    ASSERT_EQ(tide_loop_push_reply(NULL, "x", 1), TIDE_EINVAL);
+    ASSERT_EQ(tide_loop_push_reply(l, "x", 1), TIDE_EINVAL);
+
+    tide_loop_free(l);
+    ASSERT_EQ(access(path, F_OK), -1);
+    tmp_remove();
+}
+
+/* Makes a socket file nobody listens on: what a job that died leaves. */
+static void
+stale_make(const char *path)
+{
+    struct sockaddr_un  sa;
+    int                 fd;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    strcpy(sa.sun_path, path);
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    ASSERT(fd >= 0);
+    ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof(sa)));
+    ASSERT_OK(close(fd));
+}
+
+static void
+test_control_replaces_a_stale_socket(void)
+{
+    struct stat   st;
+    tide_loop_t  *l, *other;
+    char          path[128], err[256];
+    pid_t         child;
+
+    tmp_make();
+    snprintf(path, sizeof(path), "%s/control.sock", tmpdir);
+    stale_make(path);
+    ASSERT_OK(lstat(path, &st));
+    ASSERT(S_ISSOCK(st.st_mode));
+
+    l = control_open(path);
+    child = client_fork(path, "ping", "pong");
+    ASSERT_EQ(poll_for(l, TIDE_LOOP_COMMAND), TIDE_LOOP_COMMAND);
+    command_pop(l, "ping");
+    ASSERT_OK(tide_loop_push_reply(l, "pong", 4));
+    child_wait(child);
+
+    /* A live one is left alone. */
+    other = loop_open();
+    ASSERT_EQ(tide_loop_set_control(other, path, err, sizeof(err)),
+              TIDE_EBUSY);
+    ASSERT(strstr(err, "another process serves ") != NULL);
+    ASSERT(strstr(err, path) != NULL);
+    tide_loop_free(other);
+    ASSERT_OK(access(path, F_OK));
+
+    /* ... and still serves. */
+    child = client_fork(path, "ping", "pong");
+    ASSERT_EQ(poll_for(l, TIDE_LOOP_COMMAND), TIDE_LOOP_COMMAND);
+    command_pop(l, "ping");
+    ASSERT_OK(tide_loop_push_reply(l, "pong", 4));
+    child_wait(child);
+
+    /* A file put in our place is not removed by free. */
+    ASSERT_OK(unlink(path));
+    stale_make(path);
+    tide_loop_free(l);
+    ASSERT_OK(access(path, F_OK));
+    tmp_remove();
+}
+
+/* A raw client that connects, sends 'len' bytes and disconnects. */
+static void
+client_raw(const char *path, const char *data, size_t len)
+{
+    struct sockaddr_un  sa;
+    int                 fd;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    strcpy(sa.sun_path, path);
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    ASSERT(fd >= 0);
+    ASSERT_OK(connect(fd, (struct sockaddr *) &sa, sizeof(sa)));
+    if (len > 0) {
+        ASSERT_EQ(send(fd, data, len, MSG_NOSIGNAL), len);
+    }
+    ASSERT_OK(close(fd));
+}
+
+static void
+test_control_drops_early_clients(void)
+{
+    static char   big[5000];
+    tide_loop_t  *l;
+    char          path[128], buf[8];
+    size_t        len;
+    int           i;
+
+    tmp_make();
+    snprintf(path, sizeof(path), "%s/control.sock", tmpdir);
+    l = control_open(path);
+
+    client_raw(path, "", 0);
+    client_raw(path, "half a line", 11);
+    memset(big, 'x', sizeof(big));
+    client_raw(path, big, sizeof(big));       /* no '\n' within 4 KiB */
+    for (i = 0; i < 5; i++) {
+        ASSERT_EQ(tide_loop_poll(l, 20), 0);
+    }
+    len = sizeof(buf);
+    ASSERT_EQ(tide_loop_pop_command(l, buf, &len), TIDE_EAGAIN);
+
+    /* A client that leaves after a full line still counts; answering it
+     * does not raise SIGPIPE. */
+    client_raw(path, "stop\n", 5);
+    ASSERT_EQ(poll_for(l, TIDE_LOOP_COMMAND), TIDE_LOOP_COMMAND);
+    command_pop(l, "stop");
+    ASSERT_OK(tide_loop_push_reply(l, "bye", 3));
+
+    /* Data after the '\n' is ignored. */
+    client_raw(path, "one\ntwo\n", 8);
+    ASSERT_EQ(poll_for(l, TIDE_LOOP_COMMAND), TIDE_LOOP_COMMAND);
+    command_pop(l, "one");
+    len = sizeof(buf);
+    ASSERT_EQ(tide_loop_pop_command(l, buf, &len), TIDE_EAGAIN);
+
+    /* Free with a current client and queued ones. */
+    client_raw(path, "q1\n", 3);
+    client_raw(path, "q2\n", 3);
+    (void) poll_for(l, TIDE_LOOP_COMMAND);
+    (void) tide_loop_poll(l, 50);
+    tide_loop_free(l);
+    tmp_remove();
+}
+
+static void
+test_control_send_errors(void)
+{
+    tide_loop_t  *l;
+    char          path[128], err[256], reply[16];
+    size_t        len;
+    pid_t         child;
+    int           status;
+
+    tmp_make();
+    snprintf(path, sizeof(path), "%s/control.sock", tmpdir);
+
+    /* Nobody there. */
+    len = sizeof(reply);
+    ASSERT_EQ(tide_control_send(path, "reload", reply, &len, 1000, err,
+                                sizeof(err)), TIDE_ENOENT);
+    ASSERT_EQ(len, 0);
+    ASSERT(strstr(err, "no job is listening on ") != NULL);
+    ASSERT(strstr(err, "(is it running?)") != NULL);
+
+    /* A socket file left by a dead job. */
+    stale_make(path);
+    len = sizeof(reply);
+    ASSERT_EQ(tide_control_send(path, "reload", reply, &len, 1000, err,
+                                sizeof(err)), TIDE_ENOENT);
+    ASSERT(strstr(err, "no job is listening on ") != NULL);
+    ASSERT_OK(unlink(path));
+
+    /* Bad arguments. */
+    len = sizeof(reply);
+    ASSERT_EQ(tide_control_send(NULL, "x", reply, &len, 10, err,
+                                sizeof(err)), TIDE_EINVAL);
+    ASSERT_EQ(tide_control_send("", "x", reply, &len, 10, NULL, 0),
+              TIDE_EINVAL);
+    ASSERT_EQ(tide_control_send(path, NULL, reply, &len, 10, err,
+                                sizeof(err)), TIDE_EINVAL);
+    ASSERT_EQ(tide_control_send(path, "a\nb", reply, &len, 10, err,
+                                sizeof(err)), TIDE_EINVAL);
+    ASSERT_EQ(tide_control_send(path, "x", reply, NULL, 10, err,
+                                sizeof(err)), TIDE_EINVAL);
+    len = sizeof(reply);
+    ASSERT_EQ(tide_control_send(path, "x", NULL, &len, 10, err,
+                                sizeof(err)), TIDE_EINVAL);
+    ASSERT_EQ(len, 0);
+    len = sizeof(reply);
+    ASSERT_EQ(tide_control_send(path, "x", reply, &len, -1, err,
+                                sizeof(err)), TIDE_EINVAL);
+    {
+        static char  huge[5000];
+
+        memset(huge, 'x', sizeof(huge) - 1);
+        len = sizeof(reply);
+        ASSERT_EQ(tide_control_send(path, huge, reply, &len, 10, err,
+                                    sizeof(err)), TIDE_EINVAL);
+    }
+
+    /* A live job that does not answer in time: this process never runs
+     * its loop, yet the kernel accepts the connection and the line. */
+    l = control_open(path);
+    len = sizeof(reply);
+    ASSERT_EQ(tide_control_send(path, "reload", reply, &len, 100, err,
+                                sizeof(err)), TIDE_EAGAIN);
+    ASSERT_EQ(len, 0);
+    ASSERT(strstr(err, "within 100 ms") != NULL);
+
+    /* A socket of another user. As root the child becomes 'nobody';
+     * otherwise the socket's mode keeps us out the same way. */
+    ASSERT_OK(chmod(tmpdir, 0755));
+    if (geteuid() != 0) {
+        ASSERT_OK(chmod(path, 0));
+    }
+    fflush(stdout);
+    child = fork();
+    ASSERT(child >= 0);
+    if (child == 0) {
+        if (geteuid() == 0 && setuid(65534) != 0) {
+            _exit(3);
+        }
+        len = sizeof(reply);
+        if (tide_control_send(path, "reload", reply, &len, 1000, err,
+                              sizeof(err)) != TIDE_EIO) {
+            _exit(1);
+        }
+        _exit(strstr(err, "permission denied on ") != NULL
+              && strstr(err, "the job runs as another user") != NULL
+              ? 0 : 2);
+    }
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+    tide_loop_free(l);
+    tmp_remove();
+}
+
+/* A reply longer than the buffer is cut to it. */
+static void
+test_control_send_truncates(void)
+{
+    tide_loop_t  *l;
+    char          path[128], err[256], reply[4];
+    size_t        len;
+    pid_t         child;
+    int           status;
+
+    tmp_make();
+    snprintf(path, sizeof(path), "%s/control.sock", tmpdir);
+    l = control_open(path);
+    fflush(stdout);
+    child = fork();
+    ASSERT(child >= 0);
+    if (child == 0) {
+        len = 3;
+        if (tide_control_send(path, "status", reply, &len, 10000, err,
+                              sizeof(err)) != TIDE_OK) {
+            _exit(1);
+        }
+        _exit(len == 3 && memcmp(reply, "hel", 3) == 0 ? 0 : 2);
+    }
+    ASSERT_EQ(poll_for(l, TIDE_LOOP_COMMAND), TIDE_LOOP_COMMAND);
+    command_pop(l, "status");
+    ASSERT_OK(tide_loop_push_reply(l, "hello, world", 12));
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+    tide_loop_free(l);
+    tmp_remove();
+}
+
+static void
+test_many_loops_with_control(void)
+{
+    tide_loop_t  *l;
+    char          path[128];
+    int           i;
+
+    tmp_make();
+    snprintf(path, sizeof(path), "%s/control.sock", tmpdir);
+    for (i = 0; i < 100; i++) {
+        l = control_open(path);
+        ASSERT_OK(tide_loop_set_watch(l, tmpdir));
+        if (i % 3 == 0) {
+            client_raw(path, "x\n", 2);
+            ASSERT(tide_loop_poll(l, 1) >= 0);
+        }
+        tide_loop_free(l);
+        ASSERT_EQ(access(path, F_OK), -1);
+    }
+    tmp_remove();
+}
+
 static void
 test_clocks(void)
 {
@@ -222,6 +866,16 @@ main(void)
     RUN(test_every_loop_sees_a_signal);
     RUN(test_signal_ends_the_wait);
     RUN(test_many_loops);
+    RUN(test_watch_rejects_bad_args);
+    RUN(test_watch_raises_change);
+    RUN(test_control_round_trip);
+    RUN(test_control_queues_clients);
+    RUN(test_control_rejects_bad_args);
+    RUN(test_control_replaces_a_stale_socket);
+    RUN(test_control_drops_early_clients);
+    RUN(test_control_send_errors);
+    RUN(test_control_send_truncates);
+    RUN(test_many_loops_with_control);
     RUN(test_clocks);
     return 0;
 }

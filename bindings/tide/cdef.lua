@@ -226,8 +226,10 @@ typedef struct tide_loop_s  tide_loop_t;
 
 /* Event bits returned by tide_loop_poll. */
 enum {
-    TIDE_LOOP_STOP   = 1,     /* SIGINT or SIGTERM arrived */
-    TIDE_LOOP_RELOAD = 2      /* SIGHUP arrived */
+    TIDE_LOOP_STOP    = 1,    /* SIGINT or SIGTERM arrived */
+    TIDE_LOOP_RELOAD  = 2,    /* SIGHUP arrived */
+    TIDE_LOOP_CHANGE  = 4,    /* something changed in the watched folder */
+    TIDE_LOOP_COMMAND = 8     /* a control client sent a command line */
 };
 
 /* Makes a loop that watches SIGINT, SIGTERM (TIDE_LOOP_STOP) and SIGHUP
@@ -250,6 +252,75 @@ void tide_loop_free(tide_loop_t *l);
  * whichever comes first. Returns TIDE_EINVAL when 'l' is NULL or
  * 'timeout_ms' is negative. Never calls back into the caller. */
 int tide_loop_poll(tide_loop_t *l, int timeout_ms);
+
+/* Watches folder 'dir' (not its subfolders): from now on a file created,
+ * written, renamed, moved in or out, or removed directly inside it, or a
+ * change to the folder itself, raises TIDE_LOOP_CHANGE. Watching the
+ * folder rather than a file is what catches editors that save through a
+ * rename. Changes are not coalesced here: one save may raise several
+ * events before the next poll, which sees one bit. A second call replaces
+ * the watch; on failure the previous watch stays in place. 'dir' is
+ * borrowed for the call. Returns TIDE_OK, TIDE_EINVAL ('l' or 'dir' NULL,
+ * 'dir' empty or not a folder), TIDE_ENOENT (no such folder) or TIDE_EIO
+ * (no permission, out of inotify watches, ...). */
+int tide_loop_set_watch(tide_loop_t *l, const char *dir);
+
+/* Serves control clients on a Unix stream socket made at 'path', mode
+ * 0600, so that only this user (and root) can connect. A socket file
+ * already at 'path' is removed first only when nothing answers on it;
+ * when a live process answers the call fails with TIDE_EBUSY and 'err'
+ * "another process serves PATH". A client sends one command line of at
+ * most 4095 bytes ending in '\n'; each complete line queues the client
+ * and raises TIDE_LOOP_COMMAND (one bit may stand for several commands:
+ * pop until TIDE_EAGAIN). A client that disconnects, or sends 4 KiB
+ * without a '\n', before its line is complete is dropped silently.
+ * 'path' is borrowed for the call; 'err' (may be NULL) receives a
+ * message on failure and "" on success. A loop serves one socket:
+ * tide_loop_free closes it and removes the file it made (unless another
+ * file has replaced it meanwhile). Returns TIDE_OK, TIDE_EINVAL ('l' or
+ * 'path' NULL or empty, 'path' longer than 107 bytes, the loop serves a
+ * socket already), TIDE_EBUSY, TIDE_ENOMEM or TIDE_EIO ('path' exists and
+ * is not a socket, no permission, ...). */
+int tide_loop_set_control(tide_loop_t *l, const char *path, char *err,
+                          size_t errlen);
+
+/* Takes the oldest queued command, copies it without its '\n' into 'buf'
+ * and makes its client the current one, to be answered by
+ * tide_loop_push_reply. On entry *len is the capacity of 'buf'. Returns
+ * TIDE_OK with *len set to the command's size; TIDE_EAGAIN when no
+ * command is queued (*len set to 0); TIDE_ENOBUFS with *len set to the
+ * size needed, the command staying queued; TIDE_EINVAL when 'l' or 'len'
+ * is NULL, or 'buf' is NULL with *len > 0. A current client that has not
+ * been answered yet is disconnected without a reply when the next
+ * command is taken. Does not keep 'buf'. */
+int tide_loop_pop_command(tide_loop_t *l, char *buf, size_t *len);
+
+/* Writes 'len' bytes of 'text' to the current client, then disconnects
+ * it; the client sees the reply followed by end-of-file. The write waits
+ * at most about a second for a client that does not read; a client that
+ * has gone away is dropped silently (still TIDE_OK). 'text' is borrowed
+ * for the call and may be NULL when 'len' is 0. Returns TIDE_OK, or
+ * TIDE_EINVAL when 'l' is NULL, 'text' is NULL with len > 0, or there is
+ * no current client (nothing popped, or already answered). */
+int tide_loop_push_reply(tide_loop_t *l, const char *text, size_t len);
+
+/* The client side: connects to the control socket at 'path', sends 'cmd'
+ * followed by '\n', and reads the reply until the job disconnects. The
+ * whole exchange takes at most 'timeout_ms' milliseconds. On entry *len
+ * is the capacity of 'reply'; on return it holds the number of bytes
+ * stored (0 on failure). A longer reply is cut to the capacity: the
+ * command has run, so it cannot be asked for again. 'path' and 'cmd' are
+ * borrowed; 'err' (may be NULL) receives a message on failure and "" on
+ * success. Returns TIDE_OK; TIDE_ENOENT when the socket file is missing
+ * or nothing answers on it, with 'err' "no job is listening on PATH (is
+ * it running?)"; TIDE_EAGAIN when no complete reply came within
+ * 'timeout_ms'; TIDE_EIO with 'err' "permission denied on PATH: the job
+ * runs as another user" when the socket is not ours, or for another
+ * failure; TIDE_EINVAL ('path' NULL, empty or longer than 107 bytes;
+ * 'cmd' NULL, longer than 4095 bytes or holding a '\n'; 'len' NULL;
+ * 'reply' NULL with *len > 0; 'timeout_ms' negative). */
+int tide_control_send(const char *path, const char *cmd, char *reply,
+                      size_t *len, int timeout_ms, char *err, size_t errlen);
 
 /* ------------------------------------------------------------------ */
 /* Files                                                               */

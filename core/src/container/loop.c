@@ -1,15 +1,30 @@
 /*
- * The container loop: a libuv loop whose only job, for now, is to turn
- * SIGINT, SIGTERM and SIGHUP into event bits and to wait with a timeout.
- * Lua drives it (tide_loop_poll between batches); libuv's callbacks only
- * set bits in the struct, so nothing here ever calls into Lua.
+ * The container loop: a libuv loop that turns SIGINT, SIGTERM and SIGHUP,
+ * changes in a watched folder and command lines from control clients into
+ * event bits, and waits with a timeout. Lua drives it (tide_loop_poll
+ * between batches) and pulls the commands (tide_loop_pop_command); libuv's
+ * callbacks only set bits and queue clients in the struct, so nothing here
+ * ever calls into Lua. The client side of the control socket is in
+ * control.c.
  */
 #include "tide.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <uv.h>
+
+/* The longest command line, its '\n' included. */
+#define LINE_MAX_BYTES 4096
 
 enum {
     WATCH_INT = 0,
@@ -18,14 +33,56 @@ enum {
     WATCH_COUNT
 };
 
-struct tide_loop_s {
-    uv_loop_t    uv;
-    uv_signal_t  sig[WATCH_COUNT];
-    uv_timer_t   timer;          /* bounds the wait of a poll */
-    int          events;         /* TIDE_LOOP_* bits not yet polled */
-    int          timed_out;      /* the current poll's timer fired */
-    int          nopen;          /* handles initialised, not yet closed */
+/* A connected control client. It is on the loop's list of clients from
+ * accept until its handle is closed, and on the queue of commands between
+ * its complete line and tide_loop_pop_command. The loop owns it; the
+ * close callback frees it. */
+typedef struct client_s  client_t;
+
+struct client_s {
+    uv_pipe_t     pipe;          /* first: the handle's address is ours */
+    tide_loop_t  *l;
+    client_t     *prev, *next;   /* the loop's list of open clients */
+    client_t     *qnext;         /* the queue of complete commands */
+    size_t        len;           /* bytes in 'line' */
+    int           done;          /* the line is complete; reading stopped */
+    char          line[LINE_MAX_BYTES];
 };
+
+struct tide_loop_s {
+    uv_loop_t        uv;
+    uv_signal_t      sig[WATCH_COUNT];
+    uv_timer_t       timer;      /* bounds the wait of a poll */
+    int              events;     /* TIDE_LOOP_* bits not yet polled */
+    int              timed_out;  /* the current poll's timer fired */
+    int              nopen;      /* handles initialised, not yet closed */
+    uv_fs_event_t   *watch;      /* the folder watch, or NULL */
+    uv_pipe_t       *server;     /* the control socket, or NULL */
+    char            *ctl_path;   /* its file, made by us (malloc'ed) */
+    dev_t            ctl_dev;    /* ... and its identity, so that free */
+    ino_t            ctl_ino;    /* removes only the file it made */
+    client_t        *clients;    /* every open client */
+    client_t        *qhead;      /* the oldest queued command */
+    client_t        *qtail;
+    client_t        *current;    /* popped, waiting for its reply */
+};
+
+static void
+err_set(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+err_set(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list  ap;
+
+    if (err == NULL || errlen == 0) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
 
 static void
 on_signal(uv_signal_t *h, int signum)
@@ -51,6 +108,439 @@ on_close(uv_handle_t *h)
     l->nopen--;
 }
 
+/* For the handles the loop allocates itself (the watch, the server):
+ * their 'data' is the loop, and the handle is the allocation. */
+static void
+on_close_free(uv_handle_t *h)
+{
+    tide_loop_t  *l = h->data;
+
+    l->nopen--;
+    free(h);
+}
+
+static void
+on_fs_event(uv_fs_event_t *h, const char *filename, int events, int status)
+{
+    tide_loop_t  *l = h->data;
+
+    (void) filename;
+    (void) events;
+    /* An error (status < 0) is reported as a change too: whoever polls
+     * then looks at the folder and finds out. */
+    (void) status;
+    l->events |= TIDE_LOOP_CHANGE;
+}
+
+/* ---- Control clients ---------------------------------------------- */
+
+static void
+on_client_close(uv_handle_t *h)
+{
+    client_t     *c = h->data;
+    tide_loop_t  *l = c->l;
+
+    l->nopen--;
+    free(c);
+}
+
+/* Disconnects client 'c' and forgets it. It must not be on the queue. */
+static void
+client_close(client_t *c)
+{
+    tide_loop_t  *l = c->l;
+
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        l->clients = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    c->prev = c->next = NULL;
+    if (l->current == c) {
+        l->current = NULL;
+    }
+    /* uv_close closes the descriptor now; the client sees end-of-file at
+     * once, and on_client_close frees 'c' on a later turn of the loop. */
+    uv_close((uv_handle_t *) &c->pipe, on_client_close);
+}
+
+static void
+on_client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    client_t  *c = h->data;
+
+    (void) suggested;
+    /* Read straight into the line: nothing past its end can arrive. */
+    *buf = uv_buf_init(c->line + c->len,
+                       (unsigned int) (sizeof(c->line) - c->len));
+}
+
+static void
+on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    client_t     *c = s->data;
+    tide_loop_t  *l = c->l;
+    char         *nl;
+
+    (void) buf;
+    if (nread == 0) {
+        return;                 /* EAGAIN; libuv calls again */
+    }
+    if (nread < 0) {
+        client_close(c);        /* gone before its line was complete */
+        return;
+    }
+    nl = memchr(c->line + c->len, '\n', (size_t) nread);
+    c->len += (size_t) nread;
+    if (nl == NULL) {
+        if (c->len == sizeof(c->line)) {
+            client_close(c);    /* a line too long: not a control client */
+        }
+        return;
+    }
+    /* Whatever follows the '\n' is ignored: one command per connection.
+     * Reading stops so that a client which closes its writing side (as
+     * some tools do after the line) still gets its reply. */
+    c->len = (size_t) (nl - c->line);
+    c->done = 1;
+    (void) uv_read_stop(s);
+    if (l->qtail != NULL) {
+        l->qtail->qnext = c;
+    } else {
+        l->qhead = c;
+    }
+    l->qtail = c;
+    l->events |= TIDE_LOOP_COMMAND;
+}
+
+static void
+on_connection(uv_stream_t *server, int status)
+{
+    tide_loop_t  *l = server->data;
+    client_t     *c;
+
+    if (status < 0) {
+        return;                 /* nothing to accept; libuv retries */
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return;                 /* the client stays in the backlog */
+    }
+    /* uv_pipe_init cannot fail for a loop that is alive. */
+    (void) uv_pipe_init(&l->uv, &c->pipe, 0);
+    c->pipe.data = c;
+    c->l = l;
+    l->nopen++;
+    c->next = l->clients;
+    if (l->clients != NULL) {
+        l->clients->prev = c;
+    }
+    l->clients = c;
+    if (uv_accept(server, (uv_stream_t *) &c->pipe) != 0
+        || uv_read_start((uv_stream_t *) &c->pipe, on_client_alloc,
+                         on_client_read) != 0)
+    {
+        client_close(c);
+    }
+}
+
+/* Closes the server and every client; the file stays (loop_close). */
+static void
+control_close(tide_loop_t *l)
+{
+    if (l->server != NULL) {
+        uv_close((uv_handle_t *) l->server, on_close_free);
+        l->server = NULL;
+    }
+    l->qhead = l->qtail = NULL;
+    while (l->clients != NULL) {
+        client_close(l->clients);
+    }
+}
+
+/* Looks at what is at 'path' before binding. Returns 0 when the path is
+ * free (a stale socket was removed), else a TIDE_E* code with 'err'
+ * set. */
+static int
+control_path_clear(const char *path, const struct sockaddr_un *sa,
+                   char *err, size_t errlen)
+{
+    struct stat  st;
+    int          fd, rc, saved;
+
+    if (lstat(path, &st) != 0) {
+        if (errno == ENOENT) {
+            return 0;
+        }
+        err_set(err, errlen, "cannot look at '%s': %s", path,
+                strerror(errno));
+        return TIDE_EIO;
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        err_set(err, errlen, "'%s' exists and is not a socket; remove it "
+                "or choose another path", path);
+        return TIDE_EIO;
+    }
+    /* Non-blocking: a live server with a full backlog answers EAGAIN
+     * rather than making us wait, and counts as live. */
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        err_set(err, errlen, "cannot make a socket: %s", strerror(errno));
+        return TIDE_EIO;
+    }
+    do {
+        rc = connect(fd, (const struct sockaddr *) sa, sizeof(*sa));
+    } while (rc != 0 && errno == EINTR);
+    saved = errno;
+    close(fd);
+    if (rc == 0 || saved == EAGAIN || saved == EINPROGRESS) {
+        err_set(err, errlen, "another process serves %s", path);
+        return TIDE_EBUSY;
+    }
+    if (saved != ECONNREFUSED && saved != ENOENT) {
+        err_set(err, errlen, "cannot check the socket '%s': %s", path,
+                strerror(saved));
+        return TIDE_EIO;
+    }
+    /* Nobody listens: a socket left by a job that died. */
+    if (unlink(path) != 0 && errno != ENOENT) {
+        err_set(err, errlen, "cannot remove the stale socket '%s': %s", path,
+                strerror(errno));
+        return TIDE_EIO;
+    }
+    return 0;
+}
+
+int
+tide_loop_set_control(tide_loop_t *l, const char *path, char *err,
+                      size_t errlen)
+{
+    struct sockaddr_un  sa;
+    struct stat         st;
+    uv_pipe_t          *server = NULL;
+    mode_t              mask;
+    size_t              n;
+    char               *copy = NULL;
+    int                 fd = -1, rc, bound = 0;
+
+    err_set(err, errlen, "%s", "");
+    if (l == NULL || path == NULL || path[0] == '\0') {
+        err_set(err, errlen, "bad control socket path: a path expected");
+        return TIDE_EINVAL;
+    }
+    n = strlen(path);
+    if (n >= sizeof(sa.sun_path)) {
+        err_set(err, errlen, "control socket path '%s' is too long (%zu "
+                "bytes; at most %zu)", path, n, sizeof(sa.sun_path) - 1);
+        return TIDE_EINVAL;
+    }
+    if (l->server != NULL) {
+        err_set(err, errlen, "the loop serves '%s' already", l->ctl_path);
+        return TIDE_EINVAL;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, n + 1);
+
+    rc = control_path_clear(path, &sa, err, errlen);
+    if (rc != 0) {
+        return rc;
+    }
+    copy = strdup(path);
+    server = malloc(sizeof(*server));
+    if (copy == NULL || server == NULL) {
+        err_set(err, errlen, "out of memory");
+        free(copy);
+        free(server);
+        return TIDE_ENOMEM;
+    }
+
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        err_set(err, errlen, "cannot make a socket: %s", strerror(errno));
+        goto fail;
+    }
+    /* The file gets mode 0600 from its birth: the umask is narrowed for
+     * the bind only. The chmod below repeats it in case another thread
+     * changed the umask meanwhile; both happen before listen(), and
+     * nobody can connect before that. */
+    mask = umask(0177);
+    rc = bind(fd, (const struct sockaddr *) &sa, sizeof(sa));
+    (void) umask(mask);
+    if (rc != 0) {
+        if (errno == EADDRINUSE) {
+            /* Another job bound it between our check and our bind. */
+            err_set(err, errlen, "another process serves %s", path);
+            close(fd);
+            free(copy);
+            free(server);
+            return TIDE_EBUSY;
+        }
+        err_set(err, errlen, "cannot bind '%s': %s", path, strerror(errno));
+        goto fail;
+    }
+    bound = 1;
+    if (chmod(path, 0600) != 0 || lstat(path, &st) != 0) {
+        err_set(err, errlen, "cannot set the mode of '%s': %s", path,
+                strerror(errno));
+        goto fail;
+    }
+
+    /* uv_pipe_init cannot fail for a loop that is alive; from here on
+     * the descriptor belongs to the handle. */
+    (void) uv_pipe_init(&l->uv, server, 0);
+    server->data = l;
+    l->nopen++;
+    rc = uv_pipe_open(server, fd);
+    if (rc == 0) {
+        fd = -1;
+        rc = uv_listen((uv_stream_t *) server, 64, on_connection);
+    }
+    if (rc != 0) {
+        err_set(err, errlen, "cannot listen on '%s': %s", path,
+                uv_strerror(rc));
+        uv_close((uv_handle_t *) server, on_close_free);
+        server = NULL;
+        goto fail;
+    }
+
+    l->server = server;
+    l->ctl_path = copy;
+    l->ctl_dev = st.st_dev;
+    l->ctl_ino = st.st_ino;
+    return TIDE_OK;
+
+fail:
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (bound) {
+        (void) unlink(path);
+    }
+    free(copy);
+    free(server);
+    return TIDE_EIO;
+}
+
+int
+tide_loop_pop_command(tide_loop_t *l, char *buf, size_t *len)
+{
+    client_t  *c;
+
+    if (l == NULL || len == NULL || (buf == NULL && *len > 0)) {
+        if (len != NULL) {
+            *len = 0;
+        }
+        return TIDE_EINVAL;
+    }
+    c = l->qhead;
+    if (c == NULL) {
+        *len = 0;
+        return TIDE_EAGAIN;
+    }
+    if (c->len > *len) {
+        *len = c->len;
+        return TIDE_ENOBUFS;
+    }
+    if (c->len > 0) {
+        memcpy(buf, c->line, c->len);
+    }
+    *len = c->len;
+    l->qhead = c->qnext;
+    if (l->qhead == NULL) {
+        l->qtail = NULL;
+    }
+    c->qnext = NULL;
+    if (l->current != NULL) {
+        client_close(l->current);       /* never answered */
+    }
+    l->current = c;
+    return TIDE_OK;
+}
+
+int
+tide_loop_push_reply(tide_loop_t *l, const char *text, size_t len)
+{
+    struct pollfd  pfd;
+    uv_os_fd_t     fd;
+    ssize_t        n;
+    int            waits = 0;
+
+    if (l == NULL || l->current == NULL || (text == NULL && len > 0)) {
+        return TIDE_EINVAL;
+    }
+    /* A plain write on the client's (non-blocking) descriptor: replies
+     * are short and usually fit the socket buffer at once, and this way
+     * the client is answered and closed within the call. MSG_NOSIGNAL:
+     * a client that left must not kill the job with SIGPIPE. */
+    if (uv_fileno((uv_handle_t *) &l->current->pipe, &fd) == 0) {
+        while (len > 0) {
+            n = send(fd, text, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n >= 0) {
+                text += n;
+                len -= (size_t) n;
+                continue;
+            }
+            if (errno == EINTR) {
+                continue;
+            }
+            if ((errno != EAGAIN && errno != EWOULDBLOCK) || waits >= 10) {
+                break;          /* gone, or not reading for a second */
+            }
+            pfd.fd = fd;
+            pfd.events = POLLOUT;
+            pfd.revents = 0;
+            (void) poll(&pfd, 1, 100);
+            waits++;
+        }
+    }
+    client_close(l->current);
+    return TIDE_OK;
+}
+
+/* ---- Folder watch ------------------------------------------------- */
+
+int
+tide_loop_set_watch(tide_loop_t *l, const char *dir)
+{
+    uv_fs_event_t  *w;
+    struct stat     st;
+    int             rc;
+
+    if (l == NULL || dir == NULL || dir[0] == '\0') {
+        return TIDE_EINVAL;
+    }
+    if (stat(dir, &st) != 0) {
+        return errno == ENOENT || errno == ENOTDIR ? TIDE_ENOENT : TIDE_EIO;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        return TIDE_EINVAL;
+    }
+    /* The new watch is started before the old one goes, so that a
+     * failure leaves the old one in place. */
+    w = malloc(sizeof(*w));
+    if (w == NULL) {
+        return TIDE_ENOMEM;
+    }
+    /* uv_fs_event_init cannot fail for a loop that is alive. */
+    (void) uv_fs_event_init(&l->uv, w);
+    w->data = l;
+    l->nopen++;
+    rc = uv_fs_event_start(w, on_fs_event, dir, 0);
+    if (rc != 0) {
+        uv_close((uv_handle_t *) w, on_close_free);
+        return rc == UV_ENOENT || rc == UV_ENOTDIR ? TIDE_ENOENT : TIDE_EIO;
+    }
+    if (l->watch != NULL) {
+        uv_close((uv_handle_t *) l->watch, on_close_free);
+    }
+    l->watch = w;
+    return TIDE_OK;
+}
+
 /* Closes every handle that was initialised, runs the loop until libuv
  * has called every close callback, then closes the loop itself. */
 static void
@@ -64,12 +554,29 @@ handle_close(uv_handle_t *h)
 static void
 loop_close(tide_loop_t *l)
 {
-    int  i;
+    struct stat  st;
+    int          i;
 
     for (i = 0; i < WATCH_COUNT; i++) {
         handle_close((uv_handle_t *) &l->sig[i]);
     }
     handle_close((uv_handle_t *) &l->timer);
+    if (l->watch != NULL) {
+        uv_close((uv_handle_t *) l->watch, on_close_free);
+        l->watch = NULL;
+    }
+    control_close(l);
+    if (l->ctl_path != NULL) {
+        /* Remove the socket file only if it is still the one we made: a
+         * job started after ours may have replaced it. */
+        if (lstat(l->ctl_path, &st) == 0 && st.st_dev == l->ctl_dev
+            && st.st_ino == l->ctl_ino)
+        {
+            (void) unlink(l->ctl_path);
+        }
+        free(l->ctl_path);
+        l->ctl_path = NULL;
+    }
     while (l->nopen > 0) {
         uv_run(&l->uv, UV_RUN_NOWAIT);
     }

@@ -2,7 +2,7 @@
 #include "tide.h"
 
 /* Bump on every change to tide.h; bindings/tide/base.lua checks it. */
-#define TIDE_ABI_VERSION 5
+#define TIDE_ABI_VERSION 6
 
 int
 tide_abi_version(void)

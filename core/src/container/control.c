@@ -1,0 +1,247 @@
+/*
+ * The client side of a job's control socket ('tide reload JOB', the
+ * REPL): one command line out, the reply back until the job disconnects.
+ * The server side lives in loop.c, inside the container loop. Plain
+ * blocking-free system calls with poll(), so that it needs no libuv loop
+ * and works in any process.
+ */
+#include "tide.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The longest command line, its '\n' included (as in loop.c). */
+#define LINE_MAX_BYTES 4096
+
+static void
+err_set(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+err_set(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list  ap;
+
+    if (err == NULL || errlen == 0) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static int64_t
+now_ms(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until 'fd' is ready for 'events' or 'deadline' (monotonic ms)
+ * has passed. Returns 1 when ready, 0 on timeout, -1 on error. */
+static int
+wait_fd(int fd, short events, int64_t deadline)
+{
+    struct pollfd  pfd;
+    int64_t        left;
+    int            rc;
+
+    for (;;) {
+        left = deadline - now_ms();
+        if (left < 0) {
+            left = 0;
+        }
+        pfd.fd = fd;
+        pfd.events = events;
+        pfd.revents = 0;
+        rc = poll(&pfd, 1, (int) left);
+        if (rc > 0) {
+            return 1;
+        }
+        if (rc == 0) {
+            return 0;
+        }
+        if (errno != EINTR) {
+            return -1;
+        }
+    }
+}
+
+/* Maps a failed connect to the caller's code and message. */
+static int
+connect_error(int e, const char *path, char *err, size_t errlen)
+{
+    switch (e) {
+    case ENOENT:
+    case ECONNREFUSED:
+    case ENOTDIR:
+        err_set(err, errlen, "no job is listening on %s (is it running?)",
+                path);
+        return TIDE_ENOENT;
+    case EACCES:
+    case EPERM:
+        err_set(err, errlen, "permission denied on %s: the job runs as "
+                "another user", path);
+        return TIDE_EIO;
+    default:
+        err_set(err, errlen, "cannot connect to %s: %s", path, strerror(e));
+        return TIDE_EIO;
+    }
+}
+
+int
+tide_control_send(const char *path, const char *cmd, char *reply,
+                  size_t *len, int timeout_ms, char *err, size_t errlen)
+{
+    struct sockaddr_un  sa;
+    char                line[LINE_MAX_BYTES];
+    size_t              cap, got = 0, n, sent;
+    ssize_t             r;
+    int64_t             deadline;
+    char                sink[512];
+    int                 fd, rc, e, ready;
+
+    err_set(err, errlen, "%s", "");
+    if (len == NULL) {
+        err_set(err, errlen, "no place for the reply length");
+        return TIDE_EINVAL;
+    }
+    cap = *len;
+    *len = 0;
+    if (path == NULL || path[0] == '\0'
+        || strlen(path) >= sizeof(sa.sun_path))
+    {
+        err_set(err, errlen, "bad control socket path '%s': at most %zu "
+                "bytes expected", path != NULL ? path : "(null)",
+                sizeof(sa.sun_path) - 1);
+        return TIDE_EINVAL;
+    }
+    if (cmd == NULL || strchr(cmd, '\n') != NULL
+        || strlen(cmd) >= sizeof(line))
+    {
+        err_set(err, errlen, "bad command: one line of at most %d bytes "
+                "expected", LINE_MAX_BYTES - 1);
+        return TIDE_EINVAL;
+    }
+    if ((reply == NULL && cap > 0) || timeout_ms < 0) {
+        err_set(err, errlen, "bad reply buffer or timeout");
+        return TIDE_EINVAL;
+    }
+    deadline = now_ms() + timeout_ms;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    n = strlen(cmd);
+    memcpy(line, cmd, n);
+    line[n++] = '\n';
+
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        err_set(err, errlen, "cannot make a socket: %s", strerror(errno));
+        return TIDE_EIO;
+    }
+    /* A Unix socket connects at once or fails at once; EAGAIN means the
+     * job's backlog is full, so try again until the deadline. */
+    for (;;) {
+        rc = connect(fd, (const struct sockaddr *) &sa, sizeof(sa));
+        if (rc == 0) {
+            break;
+        }
+        e = errno;
+        if (e == EINTR) {
+            continue;
+        }
+        if (e == EAGAIN && now_ms() < deadline) {
+            struct timespec  pause = { 0, 5 * 1000000 };
+
+            nanosleep(&pause, NULL);
+            continue;
+        }
+        close(fd);
+        if (e == EAGAIN) {
+            err_set(err, errlen, "the job at %s did not accept within %d ms",
+                    path, timeout_ms);
+            return TIDE_EAGAIN;
+        }
+        return connect_error(e, path, err, errlen);
+    }
+
+    for (sent = 0; sent < n; ) {
+        r = send(fd, line + sent, n - sent, MSG_NOSIGNAL);
+        if (r >= 0) {
+            sent += (size_t) r;
+            continue;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            ready = wait_fd(fd, POLLOUT, deadline);
+            if (ready > 0) {
+                continue;
+            }
+            if (ready == 0) {
+                close(fd);
+                err_set(err, errlen, "no reply from %s within %d ms", path,
+                        timeout_ms);
+                return TIDE_EAGAIN;
+            }
+        }
+        e = errno;
+        close(fd);
+        err_set(err, errlen, "cannot send to %s: %s", path, strerror(e));
+        return TIDE_EIO;
+    }
+
+    /* Read until end-of-file. Bytes beyond 'cap' are read and dropped,
+     * so that the job's write never waits for us. */
+    for (;;) {
+        if (got < cap) {
+            r = recv(fd, reply + got, cap - got, 0);
+        } else {
+            r = recv(fd, sink, sizeof(sink), 0);
+        }
+        if (r > 0) {
+            if (got < cap) {
+                got += (size_t) r;
+            }
+            continue;
+        }
+        if (r == 0) {
+            break;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            ready = wait_fd(fd, POLLIN, deadline);
+            if (ready > 0) {
+                continue;
+            }
+            if (ready == 0) {
+                close(fd);
+                err_set(err, errlen, "no reply from %s within %d ms", path,
+                        timeout_ms);
+                return TIDE_EAGAIN;
+            }
+        }
+        e = errno;
+        close(fd);
+        err_set(err, errlen, "cannot read the reply from %s: %s", path,
+                strerror(e));
+        return TIDE_EIO;
+    }
+    close(fd);
+    *len = got;
+    return TIDE_OK;
+}
