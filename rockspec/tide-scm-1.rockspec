@@ -61,6 +61,7 @@ build = {
          ["tide.headers"]           = "lua/tide/headers.lua",
          ["tide.job"]               = "lua/tide/job.lua",
          ["tide.partition"]         = "lua/tide/partition.lua",
+         ["tide.reload"]            = "lua/tide/reload.lua",
          ["tide.runner"]            = "lua/tide/runner.lua",
          ["tide.serde"]             = "lua/tide/serde.lua",
          ["tide.system"]            = "lua/tide/system.lua",

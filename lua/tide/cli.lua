@@ -92,9 +92,22 @@ local function run(args)
         return fail("run", "job '%s' cannot start: %s", job.name, lerr)
     end
     local loop = loop_mod.new()
+    local ok, werr = loop:watch(job.dir)
+    if not ok then
+        log("warn", str_format("not watching %s for changes: %s (SIGHUP and "
+                               .. "tide reload still work)", job.dir, werr))
+    end
+    local sock = str_format("%s/jobs/%s/control.sock", data_dir, job.name)
+    ok, werr = loop:control(sock)
+    if not ok then
+        lock:close()
+        loop:close()
+        return fail("run", "job '%s': control socket: %s", job.name, werr)
+    end
     local r
     r, err = runner.new(job, { data_dir = data_dir, mem = {} },
-                        { drain = drain, loop = loop, log = log })
+                        { drain = drain, loop = loop, log = log,
+                          overrides = overrides })
     if not r then
         lock:close()
         loop:close()
@@ -104,10 +117,12 @@ local function run(args)
     for _, inp in ipairs(job.inputs) do
         ins[#ins + 1] = inp.spec
     end
-    log("info", str_format("job '%s' started: %d tasks over %s%s; data dir %s",
-                           job.name, r.nparts, concat(ins, ", "),
-                           drain and " (drain)" or "", data_dir))
-    local ok, rerr = r:run()
+    log("info", str_format("job '%s' started: %d tasks over %s%s; version "
+                           .. "%s; data dir %s", job.name, r.nparts,
+                           concat(ins, ", "), drain and " (drain)" or "",
+                           r.version, data_dir))
+    local rerr
+    ok, rerr = r:run()
     loop:close()
     lock:close()
     if not ok then
@@ -226,6 +241,63 @@ local function state_cmd(args)
     return 0
 end
 
+local RELOAD_USAGE = [[
+usage: tide reload JOB [--data-dir DIR]
+Asks the running job to load its code again (JOB: the job file, or the
+job's name). Prints the outcome: the new version, or why it was refused
+(the old code keeps running then). Exit 0 when the new version is live.
+]]
+
+local function reload_cmd(args)
+    local target, data_dir
+    local i = 1
+    while i <= #args do
+        local a = args[i]
+        if a == "--help" or a == "-h" then
+            io.stdout:write(RELOAD_USAGE)
+            return 0
+        elseif a == "--data-dir" then
+            data_dir = args[i + 1]
+            if not data_dir then
+                return usage_error("reload", "--data-dir needs a value")
+            end
+            i = i + 1
+        elseif str_match(a, "^%-%-data%-dir=") then
+            data_dir = a:sub(12)
+        elseif str_match(a, "^%-") then
+            return usage_error("reload", "unknown option '%s'", a)
+        elseif target then
+            return usage_error("reload", "one JOB expected")
+        else
+            target = a
+        end
+        i = i + 1
+    end
+    if not target then
+        return usage_error("reload", "no JOB given")
+    end
+    data_dir = data_dir or os.getenv("TIDE_DATA_DIR")
+    if data_dir == nil or data_dir == "" then
+        data_dir = "./tide-data"
+    end
+    local name = target
+    if str_match(target, "%.lua$") or str_match(target, "/") then
+        local job, err = job_mod.load(target)
+        if not job then
+            return fail("reload", "%s", err)
+        end
+        name = job.name
+    end
+    local sock = str_format("%s/jobs/%s/control.sock", data_dir, name)
+    local reply, err = loop_mod.send(sock, "reload", 30000)
+    if not reply then
+        return fail("reload", "job '%s': %s", name, err)
+    end
+    reply = reply:gsub("\n$", "")
+    io.stdout:write(reply, "\n")
+    return str_match(reply, "^ok") and 0 or 1
+end
+
 --- Runs command `cmd` with its arguments; returns the exit code.
 ---@param cmd string
 ---@param args string[]
@@ -235,6 +307,8 @@ function _M.main(cmd, args)
         return run(args)
     elseif cmd == "state" then
         return state_cmd(args)
+    elseif cmd == "reload" then
+        return reload_cmd(args)
     end
     return usage_error(cmd, "not a Lua command")
 end

@@ -16,7 +16,8 @@ local FIELDS = {
     key_serde = "string", commit_interval = "duration",
     window_interval = "duration", on_error = "string", config = "table",
     init = "function", process = "function", window = "function",
-    close = "function", stores = "table",
+    close = "function", stores = "table", on_reload = "function",
+    reload_probation = "number",
 }
 
 local function known_fields()
@@ -231,8 +232,20 @@ end
 
 -- The environment job files run in: the standard globals, read-only, so
 -- that a job that forgets 'local' gets an error instead of a shared global.
-local function job_env(path)
-    return setmetatable({}, {
+-- The environment job files run in: the standard globals, read-only, so
+-- that a job that forgets 'local' gets an error instead of a shared global.
+-- Its require records the modules it loads from the job's folder, which
+-- hot reload watches and loads again.
+local function job_env(path, dir, modules)
+    local env = { require = function(name)
+        local file = package.searchpath(name, dir .. "/?.lua")
+        if file and not modules[name] then
+            modules[name] = file
+            modules[#modules + 1] = name
+        end
+        return require(name)
+    end }
+    return setmetatable(env, {
         __index = _G,
         __newindex = function(_, k)
             error(str_format("%s: assignment to global '%s' (use 'local')",
@@ -242,11 +255,13 @@ local function job_env(path)
 end
 
 --- Loads the job file at `path`, applies `overrides` ("key=value") and
---- validates it. Modules next to the job file can be required.
+--- validates it. Modules next to the job file can be required; the job's
+--- `modules` lists them (name -> file). opts.reload_modules: names of
+--- modules to load afresh (hot reload).
 ---@param path string
 ---@param overrides string[]|nil
 ---@return table|nil job, string|nil err
-function _M.load(path, overrides)
+function _M.load(path, overrides, opts)
     local chunk, err = loadfile(path)
     if not chunk then
         if str_find(err, "No such file", 1, true)
@@ -261,7 +276,11 @@ function _M.load(path, overrides)
     if not str_find(package.path, lpath, 1, true) then
         package.path = lpath .. package.path
     end
-    setfenv(chunk, job_env(path))
+    local modules = {}
+    for _, name in ipairs(opts and opts.reload_modules or {}) do
+        package.loaded[name] = nil       -- hot reload: load them again
+    end
+    setfenv(chunk, job_env(path, dir, modules))
     local ok, t = pcall(chunk)
     if not ok then
         return nil, tostring(t)
@@ -279,6 +298,7 @@ function _M.load(path, overrides)
     end
     job.path = path
     job.dir = dir
+    job.modules = modules
     return job
 end
 

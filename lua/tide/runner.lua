@@ -6,6 +6,7 @@ local checkpoint = require("tide.checkpoint")
 local state_mod = require("tide.state")
 local headers = require("tide.headers")
 local loop_mod = require("tide.loop")
+local reload_mod = require("tide.reload")
 
 local type, pairs, ipairs, tostring, select = type, pairs, ipairs, tostring, select
 local setmetatable, xpcall, error = setmetatable, xpcall, error
@@ -18,6 +19,8 @@ local _M = {}
 local mt = { __index = _M }
 
 local BATCH = 256
+local SETTLE_MS = 50            -- quiet time after a file change
+local PROBATION = 1000          -- default reload_probation
 local IDLE_WAIT_MS = 50
 local PROGRESS_EVERY_MS = 10000
 
@@ -75,6 +78,8 @@ function _M.new(job, env, opts)
         job = job, env = env, drain = opts.drain, loop = opts.loop,
         log = opts.log or default_log, streams = {}, tasks = {},
         collect_stores = opts.collect_stores,
+        overrides = opts.overrides, bad = {}, reloads = 0, refused = 0,
+        rolled_back = 0,
         final_window = opts.final_window,
         processed = 0, skipped = 0, dead = 0, commit_requested = false,
     }, mt)
@@ -158,6 +163,8 @@ function _M.new(job, env, opts)
         self.dlq_name = spec
     end
 
+    self.version = job.path and reload_mod.version(job.path, job.modules)
+                   or "none"
     self.ckpt = checkpoint.new(env, job.name)
     local saved, err = self.ckpt:load()
     if not saved then
@@ -177,10 +184,11 @@ function _M.new(job, env, opts)
         local stores = st:stores(p)
         local ctx = setmetatable({
             job = job.name, partition = p, config = job.config,
-            stores = stores, _outs = self.outs, _out_list = self.out_list,
+            stores = stores, memo = {}, version = self.version,
+            _outs = self.outs, _out_list = self.out_list,
             _pending = { n = 0 }, _runner = self,
         }, Ctx)
-        local task = { partition = p, ctx = ctx, inputs = {} }
+        local task = { partition = p, ctx = ctx, inputs = {}, probation = 0 }
         local list = {}
         for _, spec in ipairs(job.store_list or {}) do
             list[#list + 1] = stores[spec.name]
@@ -259,7 +267,7 @@ local function batch_body(self, task, inp, msgs, from, n)
     for i = from, n do
         local m = msgs[i]
         local rk, rv = m.key, m.value
-        self.cur, self.raw_k, self.raw_v = i, rk, rv
+        self.cur, self.raw_k, self.raw_v, self.raw_h = i, rk, rv, m.headers
         m.stream = name
         ctx._ts = m.timestamp
         if rv ~= nil then
@@ -271,7 +279,9 @@ local function batch_body(self, task, inp, msgs, from, n)
         if m.headers ~= nil then
             m.headers = headers.decode(m.headers)
         end
+        self.in_code = true
         process(m, ctx)
+        self.in_code = false
         if stores then
             for j = 1, #stores do
                 if stores[j].pkeys[1] ~= nil then
@@ -284,6 +294,10 @@ local function batch_body(self, task, inp, msgs, from, n)
         end
         inp.next = m.offset + 1
         msgs[i] = nil
+        local prob = task.probation
+        if prob > 0 then
+            task.probation = prob - 1
+        end
     end
     self.processed = self.processed + (n - from + 1)
 end
@@ -328,7 +342,18 @@ function _M:process_batch(task, inp, msgs, n)
         local where = str_format("stream '%s' partition %d offset %.0f",
                                  inp.spec, task.partition, m.offset)
         local policy = self.job.on_error
-        if policy == "fail" then
+        if self.in_code and task.probation > 0 and self.prev_job then
+            -- New code failed on probation: back to the old code, which
+            -- processes this very message again.
+            self:rollback(str_format("process() raised on %s: %s", where,
+                                     e.msg))
+            policy = "retry"
+        end
+        self.in_code = false
+        if policy == "retry" then
+            m.key, m.value, m.headers = self.raw_k, self.raw_v, self.raw_h
+            from = i
+        elseif policy == "fail" then
             return nil, str_format("job '%s' failed on %s: %s\n%s",
                                    self.job.name, where, e.msg, e.tb)
         elseif policy == "skip" then
@@ -343,10 +368,115 @@ function _M:process_batch(task, inp, msgs, n)
             self.log("warn", str_format("dead-lettered %s to %s: %s", where,
                                         self.dlq_name, e.msg))
         end
-        inp.next = m.offset + 1
-        from = i + 1
+        if policy ~= "retry" then
+            inp.next = m.offset + 1
+            from = i + 1
+        end
     end
     return true
+end
+
+-- ---- hot reload ---------------------------------------------------------------
+
+local function on_reload_body(fn, ctx, old)
+    fn(ctx, old)
+end
+
+--- Goes back to the code that ran before the last reload and marks the
+--- failed version bad: it is not tried again until its files change.
+function _M:rollback(why)
+    local bad, job = self.version, self.prev_job
+    self.bad[bad] = true
+    self.job, self.version = job, self.prev_version
+    self.prev_job, self.prev_version = nil, nil
+    for _, task in ipairs(self.tasks) do
+        task.ctx.config = job.config
+        task.ctx.version = self.version
+        task.probation = 0
+    end
+    self.rolled_back = self.rolled_back + 1
+    self.log("warn", str_format("reload: version %s rolled back to %s: %s; "
+                                .. "it is not tried again until its files "
+                                .. "change", bad, self.version, why))
+end
+
+--- Loads the job's files again and, if they are a new valid version that
+--- keeps inputs, outputs and stores, swaps it in for every task (between
+--- batches; nothing else changes). Returns true and a line, or nil and
+--- the reason; `quiet` leaves an unchanged version out of the log.
+function _M:reload(trigger, quiet)
+    local t0 = now_ms()
+    local job = self.job
+    local id = reload_mod.version(job.path, job.modules)
+    if id == nil then
+        local msg = str_format("cannot read %s", job.path)
+        self.log("warn", str_format("reload (%s): %s; still running "
+                                    .. "version %s", trigger, msg,
+                                    self.version))
+        return nil, msg
+    end
+    if id == self.version then
+        if not quiet then
+            self.log("info", str_format("reload (%s): version %s is already "
+                                        .. "running", trigger, id))
+        end
+        return true, "version " .. id .. " is already running"
+    end
+    if self.bad[id] then
+        local msg = str_format("version %s failed before; it is not tried "
+                               .. "again until its files change", id)
+        if not quiet then
+            self.log("warn", str_format("reload (%s): %s", trigger, msg))
+        end
+        return nil, msg
+    end
+    local new, why = reload_mod.prepare(job, self.overrides)
+    if not new then
+        self.bad[id] = true
+        self.refused = self.refused + 1
+        local msg = str_format("version %s refused: %s", id, why)
+        self.log("warn", str_format("reload (%s) of %s: %s; still running "
+                                    .. "version %s", trigger, job.path, msg,
+                                    self.version))
+        return nil, msg
+    end
+    local new_id = reload_mod.version(new.path, new.modules) or id
+    local old_id = self.version
+    self.prev_job, self.prev_version = job, old_id
+    self.job, self.version = new, new_id
+    local probation = new.reload_probation or PROBATION
+    for _, task in ipairs(self.tasks) do
+        task.ctx.config = new.config
+        task.ctx.version = new_id
+        task.probation = probation
+    end
+    if new.on_reload then
+        for _, task in ipairs(self.tasks) do
+            local ok, e = xpcall(on_reload_body, on_error, new.on_reload,
+                                 task.ctx, old_id)
+            if ok then
+                local pend = task.ctx._pending
+                if pend.n > 0 then
+                    ok, e = xpcall(push_pending, on_error, self, pend)
+                end
+            end
+            if not ok then
+                task.ctx._pending.n = 0
+                local msg = e == SYSTEM_ERROR and self.sys_err or e.msg
+                self:rollback(str_format("on_reload() of task %d raised: %s",
+                                         task.partition, msg))
+                return nil, str_format("version %s rolled back: on_reload() "
+                                       .. "raised: %s", new_id, msg)
+            end
+        end
+    end
+    self.reloads = self.reloads + 1
+    local msg = str_format("version %s -> %s, swapped in %.1f ms; on "
+                           .. "probation for %d messages per task", old_id,
+                           new_id, now_ms() - t0, probation)
+    self.log("info", str_format("reloaded %s (%s): %s", job.path, trigger,
+                                msg))
+    return true, msg
 end
 
 -- Calls init, window or close of one task; its sends go out as usual.
@@ -507,7 +637,7 @@ function _M:run()
     local window_every = job.window_interval_ms
     local next_commit = self.started + commit_every
     local next_window = window_every and self.started + window_every
-    local stop, dirty = false, false
+    local stop, dirty, reload_at = false, false, nil
 
     while true do
         local got = 0
@@ -543,6 +673,9 @@ function _M:run()
                 if next_window and next_window - now < wait then
                     wait = next_window - now
                 end
+                if reload_at and reload_at - now < wait then
+                    wait = reload_at - now
+                end
                 wait = wait > 0 and wait or 0
             end
             local ev = loop:poll(wait)
@@ -552,10 +685,33 @@ function _M:run()
                          .. "last commit")
             end
             if bit_band(ev, loop_mod.RELOAD) ~= 0 then
-                self.log("warn", "SIGHUP: hot reload is not built yet; "
-                         .. "ignored")
+                self:reload("SIGHUP")
+            end
+            if bit_band(ev, loop_mod.CHANGE) ~= 0 then
+                reload_at = now_ms() + SETTLE_MS    -- let the writes settle
+            end
+            if bit_band(ev, loop_mod.COMMAND) ~= 0 then
+                while true do
+                    local cmd = loop:pop_command()
+                    if not cmd then
+                        break
+                    end
+                    local line
+                    if cmd == "reload" then
+                        local ok, msg = self:reload("tide reload")
+                        line = (ok and "ok: " or "error: ") .. msg
+                    else
+                        line = "error: unknown command '" .. cmd
+                               .. "' (known: reload)"
+                    end
+                    loop:reply(line .. "\n")
+                end
             end
             now = now_ms()
+            if reload_at and now >= reload_at then
+                reload_at = nil
+                self:reload("file change", true)
+            end
         end
 
         if next_window and now >= next_window then
@@ -597,7 +753,9 @@ end
 --- Returns counters: processed, skipped, dead-lettered messages.
 function _M:stats()
     return { processed = self.processed, skipped = self.skipped,
-             dead_lettered = self.dead, tasks = self.nparts }
+             dead_lettered = self.dead, tasks = self.nparts,
+             reloads = self.reloads, reloads_refused = self.refused,
+             rolled_back = self.rolled_back, version = self.version }
 end
 
 return _M

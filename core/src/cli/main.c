@@ -42,6 +42,7 @@ static const char usage[] =
 "Jobs:\n"
 "  run JOB [-c KEY=VALUE]... [--drain]   run a job until SIGINT/SIGTERM;\n"
 "                                    --drain: stop at the end of the inputs\n"
+"  reload JOB                        load a running job's code again\n"
 "  state dump JOB STORE              key<TAB>value of a store, every task\n"
 "                                    (the job must be stopped)\n"
 "\n"
@@ -126,7 +127,7 @@ cmd_version(int argc, char **argv)
 }
 
 /* Commands implemented by the Lua runtime's tide.cli. */
-static const char *const lua_cmds[] = { "run", "state", NULL };
+static const char *const lua_cmds[] = { "run", "state", "reload", NULL };
 
 typedef struct lua_cmd_s {
     const char  *cmd;
