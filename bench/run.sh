@@ -31,4 +31,8 @@ TIDE_LIB="$BUILD/libtide.so" LUA_PATH="./bindings/?.lua;./lua/?.lua;;" \
 TIDE_LIB="$BUILD/libtide.so" LUA_PATH="./bindings/?.lua;./lua/?.lua;;" \
     luajit bench/bench_state.lua "$BUILD/tide" "$TMP" 2000000 3000000
 
+# Hot reload: pause around a swap and save-to-live time, 10 saves.
+TIDE_LIB="$BUILD/libtide.so" LUA_PATH="./bindings/?.lua;./lua/?.lua;;" \
+    luajit bench/bench_reload.lua "$(pwd)/$BUILD/tide" "$(pwd)/$TMP" 10
+
 rmdir "$TMP" 2>/dev/null || true
