@@ -38,48 +38,62 @@ local function log(level, line)
     stderr:write(os.date("!%Y-%m-%dT%H:%M:%SZ "), level, " ", line, "\n")
 end
 
-local function run(args)
-    local path, drain, data_dir
-    local overrides = {}
+-- Parses the arguments every Lua command shares: --help, --data-dir DIR
+-- (or =DIR), -c KEY=VALUE (repeatable; where `with_c`), --drain (where
+-- `with_drain`), and positional words. Returns the options, or nil and
+-- the exit code after printing help or a usage error.
+local function parse_args(cmd, args, usage, with_c, with_drain)
+    local o = { pos = {}, overrides = {} }
     local i = 1
     while i <= #args do
         local a = args[i]
         if a == "--help" or a == "-h" then
-            io.stdout:write(RUN_USAGE)
-            return 0
-        elseif a == "--drain" then
-            drain = true
-        elseif a == "-c" or a == "--data-dir" then
+            io.stdout:write(usage)
+            return nil, 0
+        elseif a == "--drain" and with_drain then
+            o.drain = true
+        elseif a == "--data-dir" or (a == "-c" and with_c) then
             local v = args[i + 1]
             if v == nil then
-                return usage_error("run", "%s needs a value", a)
+                return nil, usage_error(cmd, "%s needs a value", a)
             end
             if a == "-c" then
-                overrides[#overrides + 1] = v
+                o.overrides[#o.overrides + 1] = v
             else
-                data_dir = v
+                o.data_dir = v
             end
             i = i + 1
-        elseif str_match(a, "^%-c.") then
-            overrides[#overrides + 1] = a:sub(3)
+        elseif with_c and str_match(a, "^%-c.") then
+            o.overrides[#o.overrides + 1] = a:sub(3)
         elseif str_match(a, "^%-%-data%-dir=") then
-            data_dir = a:sub(12)
+            o.data_dir = a:sub(12)
         elseif str_match(a, "^%-") then
-            return usage_error("run", "unknown option '%s'", a)
-        elseif path then
-            return usage_error("run", "one JOB file expected, got '%s' and "
-                               .. "'%s'", path, a)
+            return nil, usage_error(cmd, "unknown option '%s'", a)
         else
-            path = a
+            o.pos[#o.pos + 1] = a
         end
         i = i + 1
     end
+    o.data_dir = o.data_dir or os.getenv("TIDE_DATA_DIR")
+    if o.data_dir == nil or o.data_dir == "" then
+        o.data_dir = "./tide-data"
+    end
+    return o
+end
+
+local function run(args)
+    local o, code = parse_args("run", args, RUN_USAGE, true, true)
+    if not o then
+        return code
+    end
+    if #o.pos > 1 then
+        return usage_error("run", "one JOB file expected, got '%s' and '%s'",
+                           o.pos[1], o.pos[2])
+    end
+    local path, drain, data_dir = o.pos[1], o.drain, o.data_dir
+    local overrides = o.overrides
     if not path then
         return usage_error("run", "no JOB file given")
-    end
-    data_dir = data_dir or os.getenv("TIDE_DATA_DIR")
-    if data_dir == nil or data_dir == "" then
-        data_dir = "./tide-data"
     end
 
     local job, err = job_mod.load(path, overrides)
@@ -147,34 +161,13 @@ local function show(v)
 end
 
 local function state_cmd(args)
-    local pos, data_dir = {}, nil
-    local i = 1
-    while i <= #args do
-        local a = args[i]
-        if a == "--help" or a == "-h" then
-            io.stdout:write(STATE_USAGE)
-            return 0
-        elseif a == "--data-dir" then
-            data_dir = args[i + 1]
-            if not data_dir then
-                return usage_error("state", "--data-dir needs a value")
-            end
-            i = i + 1
-        elseif str_match(a, "^%-%-data%-dir=") then
-            data_dir = a:sub(12)
-        elseif str_match(a, "^%-") then
-            return usage_error("state", "unknown option '%s'", a)
-        else
-            pos[#pos + 1] = a
-        end
-        i = i + 1
+    local o, code = parse_args("state", args, STATE_USAGE)
+    if not o then
+        return code
     end
+    local pos, data_dir = o.pos, o.data_dir
     if pos[1] ~= "dump" or #pos ~= 3 then
         return usage_error("state", "expected: state dump JOB STORE")
-    end
-    data_dir = data_dir or os.getenv("TIDE_DATA_DIR")
-    if data_dir == nil or data_dir == "" then
-        data_dir = "./tide-data"
     end
     local job, err = job_mod.load(pos[2])
     if not job then
@@ -249,36 +242,16 @@ job's name). Prints the outcome: the new version, or why it was refused
 ]]
 
 local function reload_cmd(args)
-    local target, data_dir
-    local i = 1
-    while i <= #args do
-        local a = args[i]
-        if a == "--help" or a == "-h" then
-            io.stdout:write(RELOAD_USAGE)
-            return 0
-        elseif a == "--data-dir" then
-            data_dir = args[i + 1]
-            if not data_dir then
-                return usage_error("reload", "--data-dir needs a value")
-            end
-            i = i + 1
-        elseif str_match(a, "^%-%-data%-dir=") then
-            data_dir = a:sub(12)
-        elseif str_match(a, "^%-") then
-            return usage_error("reload", "unknown option '%s'", a)
-        elseif target then
-            return usage_error("reload", "one JOB expected")
-        else
-            target = a
-        end
-        i = i + 1
+    local o, code = parse_args("reload", args, RELOAD_USAGE)
+    if not o then
+        return code
     end
+    if #o.pos > 1 then
+        return usage_error("reload", "one JOB expected")
+    end
+    local target, data_dir = o.pos[1], o.data_dir
     if not target then
         return usage_error("reload", "no JOB given")
-    end
-    data_dir = data_dir or os.getenv("TIDE_DATA_DIR")
-    if data_dir == nil or data_dir == "" then
-        data_dir = "./tide-data"
     end
     local name = target
     if str_match(target, "%.lua$") or str_match(target, "/") then
