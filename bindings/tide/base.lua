@@ -4,7 +4,7 @@
 local ffi = require("ffi")
 
 local ffi_new, ffi_string, ffi_typeof = ffi.new, ffi.string, ffi.typeof
-local error, pcall, tostring = error, pcall, tostring
+local error, pcall, tostring, type = error, pcall, tostring, type
 local os_getenv = os.getenv
 local package_searchpath, package_cpath = package.searchpath, package.cpath
 local str_format = string.format
@@ -83,6 +83,27 @@ _M.ERANGE   = lib.TIDE_ERANGE
 ---@return string
 function _M.strerror(rc)
     return ffi_string(lib.tide_strerror(rc))
+end
+
+--- Returns nil, a handle's error detail and `rc`: `msg` is what the
+--- handle's tide_*_errmsg returned, replaced by strerror(rc) when the
+--- handle has no detail. The common failure return of every binding.
+---@param msg ffi.cdata*
+---@param rc integer
+---@return nil, string, integer
+function _M.fail(msg, rc)
+    msg = ffi_string(msg)
+    if msg == "no error" then
+        msg = _M.strerror(rc)
+    end
+    return nil, msg, rc
+end
+
+--- Returns whether `v` is an integral number.
+---@param v any
+---@return boolean
+function _M.is_int(v)
+    return type(v) == "number" and v % 1 == 0
 end
 
 --- Returns the library's release version, e.g. "0.1.0".

@@ -52,9 +52,7 @@ local OFFSET_BEGINNING, OFFSET_END = lib.TIDE_OFFSET_BEGINNING,
 
 local DEFAULT_BATCH = 256
 
-local function is_int(v)
-    return type(v) == "number" and v % 1 == 0
-end
+local is_int = base.is_int
 
 local function is_part(v)
     return type(v) == "number" and v % 1 == 0 and v >= 0 and v < 2147483648
@@ -63,19 +61,11 @@ end
 -- Returns nil, the handle's error detail (or strerror when it has none)
 -- and the code.
 local function log_fail(h, rc)
-    local msg = ffi_string(lib.tide_log_errmsg(h))
-    if msg == "no error" then
-        msg = base.strerror(rc)
-    end
-    return nil, msg, rc
+    return base.fail(lib.tide_log_errmsg(h), rc)
 end
 
 local function reader_fail(h, rc)
-    local msg = ffi_string(lib.tide_reader_errmsg(h))
-    if msg == "no error" then
-        msg = base.strerror(rc)
-    end
-    return nil, msg, rc
+    return base.fail(lib.tide_reader_errmsg(h), rc)
 end
 
 local function check_open(self, level)

@@ -40,18 +40,12 @@ local ENGINES = {
 -- Offsets and counts beyond any real log: "no limit".
 local NO_LIMIT = 2 ^ 53
 
-local function is_int(v)
-    return type(v) == "number" and v % 1 == 0
-end
+local is_int = base.is_int
 
 -- Returns nil, the store's error detail (or strerror when it has none)
 -- and the code.
 local function store_fail(h, rc)
-    local msg = ffi_string(lib.tide_store_errmsg(h))
-    if msg == "no error" then
-        msg = base.strerror(rc)
-    end
-    return nil, msg, rc
+    return base.fail(lib.tide_store_errmsg(h), rc)
 end
 
 local function check_open(self, level)
