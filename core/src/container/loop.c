@@ -659,11 +659,27 @@ tide_loop_poll(tide_loop_t *l, int timeout_ms)
     if (l->events == 0 && timeout_ms > 0) {
         /* UV_RUN_ONCE returns after one round of callbacks: the timer's,
          * a signal's, or none after an interrupted wait; hence the loop.
-         * uv_timer_start cannot fail on an initialised, open timer. */
+         * libuv 1.44 runs due timers *before* it polls: a timer already
+         * due when uv_run starts (a busy machine) fires there, and the
+         * poll that follows would then wait with no timer at all, for
+         * good. So the timer repeats every millisecond until stopped
+         * below, and the deadline is checked here too. */
+        uint64_t  deadline;
+
+        uv_update_time(&l->uv);
+        deadline = uv_now(&l->uv) + (uint64_t) timeout_ms;
         l->timed_out = 0;
-        (void) uv_timer_start(&l->timer, on_timer, (uint64_t) timeout_ms, 0);
         while (l->events == 0 && !l->timed_out) {
+            uint64_t  now = uv_now(&l->uv);
+
+            if (now >= deadline) {
+                break;
+            }
+            if (!uv_is_active((uv_handle_t *) &l->timer)) {
+                (void) uv_timer_start(&l->timer, on_timer, deadline - now, 1);
+            }
             uv_run(&l->uv, UV_RUN_ONCE);
+            uv_update_time(&l->uv);
         }
         (void) uv_timer_stop(&l->timer);
     }
