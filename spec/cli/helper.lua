@@ -195,4 +195,38 @@ function M.partition_of(key, n)
   return band(M.murmur2(key), 0x7fffffff) % n
 end
 
+-- Starts `tide ARGS --data-dir DIR` in the background; its stdout and
+-- stderr go to files in scratch dir `work` (<base>.out, <base>.err), and
+-- its exit status to <base>.rc when it ends (128+n: signal n). Returns
+-- { pid = tide's pid, base = ..., wrapper = the wrapper shell's pid }.
+local bg_seq = 0
+function M.start_tide(dir, work, args)
+  bg_seq = bg_seq + 1
+  local base = string.format("%s/bg%d", work, bg_seq)
+  local words = { M.q(M.bin) }
+  for _, a in ipairs(args) do words[#words + 1] = M.q(a) end
+  words[#words + 1] = "--data-dir " .. M.q(dir)
+  local script = string.format(
+    "%s >%s 2>%s & echo $! >%s.tmp && mv %s.tmp %s; "
+    .. "wait $!; echo $? >%s.tmp && mv %s.tmp %s",
+    table.concat(words, " "), M.q(base .. ".out"), M.q(base .. ".err"),
+    M.q(base .. ".pid"), M.q(base .. ".pid"), M.q(base .. ".pid"),
+    M.q(base .. ".rc"), M.q(base .. ".rc"), M.q(base .. ".rc"))
+  local wrapper = M.spawn("sh -c " .. M.q(script)
+                          .. " </dev/null >/dev/null 2>&1")
+  local pid
+  for _ = 1, 2000 do
+    pid = tonumber(M.read_file(base .. ".pid") or "")
+    if pid then break end
+    M.sleep(0.005)
+  end
+  assert(pid, "tide did not start: " .. table.concat(args, " "))
+  return { pid = pid, base = base, wrapper = wrapper }
+end
+
+-- Returns what a job started by start_tide printed on stderr so far.
+function M.tide_stderr(job)
+  return M.read_file(job.base .. ".err") or ""
+end
+
 return M

@@ -34,40 +34,17 @@ end
 local procs = {}
 local writer_pid
 
--- Starts `tide ARGS --data-dir DIR` in the background, stdout and stderr
--- to files in scratch dir `work`. Returns a handle with tide's pid.
-local bg_seq = 0
+-- Starts tide in the background (spec/cli/helper.lua) and remembers the
+-- wrapper shell and tide's pid: after_each kills the wrapper first, so
+-- that it writes nothing into a folder being removed.
 local function start(dir, work, args)
-  bg_seq = bg_seq + 1
-  local base = fmt("%s/bg%d", work, bg_seq)
-  local words = { h.q(h.bin) }
-  for _, a in ipairs(args) do words[#words + 1] = h.q(a) end
-  words[#words + 1] = "--data-dir " .. h.q(dir)
-  local script = fmt("%s >%s 2>%s & echo $! >%s.tmp && mv %s.tmp %s; "
-                     .. "wait $!; echo $? >%s.tmp && mv %s.tmp %s",
-                     table.concat(words, " "), h.q(base .. ".out"),
-                     h.q(base .. ".err"), h.q(base .. ".pid"),
-                     h.q(base .. ".pid"), h.q(base .. ".pid"),
-                     h.q(base .. ".rc"), h.q(base .. ".rc"),
-                     h.q(base .. ".rc"))
-  -- the wrapper shell first: after_each kills it before tide, so that it
-  -- writes nothing into a folder being removed
-  procs[#procs + 1] = h.spawn("sh -c " .. h.q(script)
-                              .. " </dev/null >/dev/null 2>&1")
-  local pid
-  for _ = 1, 2000 do
-    pid = tonumber(h.read_file(base .. ".pid") or "")
-    if pid then break end
-    h.sleep(0.005)
-  end
-  assert(pid, "tide did not start: " .. table.concat(args, " "))
-  procs[#procs + 1] = pid
-  return { pid = pid, base = base }
+  local job = h.start_tide(dir, work, args)
+  procs[#procs + 1] = job.wrapper
+  procs[#procs + 1] = job.pid
+  return job
 end
 
-local function log_of(job)
-  return h.read_file(job.base .. ".err") or ""
-end
+local log_of = h.tide_stderr
 
 local function exited(job)
   return h.read_file(job.base .. ".rc") ~= nil

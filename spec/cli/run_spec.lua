@@ -99,37 +99,9 @@ local function sum_of(t, nparts)
   return s
 end
 
--- Starts `tide ARGS --data-dir DIR` in the background; its stdout and
--- stderr go to files in scratch dir `work`. Returns a handle with the pid
--- of tide itself; wait_exit() gives its exit status (128+n: signal n).
-local bg_seq = 0
-local function start(dir, work, args)
-  bg_seq = bg_seq + 1
-  local base = fmt("%s/bg%d", work, bg_seq)
-  local words = { h.q(h.bin) }
-  for _, a in ipairs(args) do words[#words + 1] = h.q(a) end
-  words[#words + 1] = "--data-dir " .. h.q(dir)
-  local script = fmt("%s >%s 2>%s & echo $! >%s.tmp && mv %s.tmp %s; "
-                     .. "wait $!; echo $? >%s.tmp && mv %s.tmp %s",
-                     table.concat(words, " "), h.q(base .. ".out"),
-                     h.q(base .. ".err"), h.q(base .. ".pid"),
-                     h.q(base .. ".pid"), h.q(base .. ".pid"),
-                     h.q(base .. ".rc"), h.q(base .. ".rc"),
-                     h.q(base .. ".rc"))
-  h.spawn("sh -c " .. h.q(script) .. " </dev/null >/dev/null 2>&1")
-  local pid
-  for _ = 1, 2000 do
-    pid = tonumber(h.read_file(base .. ".pid") or "")
-    if pid then break end
-    h.sleep(0.005)
-  end
-  assert(pid, "tide did not start: " .. table.concat(args, " "))
-  return { pid = pid, base = base }
-end
+local start = h.start_tide
 
-local function stderr_of(job)
-  return h.read_file(job.base .. ".err") or ""
-end
+local stderr_of = h.tide_stderr
 
 -- Waits (at most 30 s, a hang guard, not a timing assertion) until job's
 -- stderr matches pattern.
