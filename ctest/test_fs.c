@@ -8,6 +8,7 @@
 #include "tide.h"
 
 #include "ctest.h"
+#include "tmpdir.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -25,41 +26,6 @@
 #define SENTINEL ((tide_lock_t *) (uintptr_t) 0x1)
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static char *
-tmp_new(void)
-{
-    const char  *base = getenv("TIDE_TMP");
-    char         path[4096];
-    char        *dir;
-
-    if (base == NULL || base[0] == '\0') {
-        base = "/tmp";
-    }
-    if (mkdir(base, 0755) != 0) {
-        ASSERT_EQ(errno, EEXIST);
-    }
-    snprintf(path, sizeof(path), "%s/tide-test-fs-XXXXXX", base);
-    dir = strdup(path);
-    ASSERT(dir != NULL);
-    ASSERT(mkdtemp(dir) != NULL);
-    return dir;
-}
-
-static int
-rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void) st;
-    (void) ftw;
-    return flag == FTW_DP ? rmdir(path) : unlink(path);
-}
-
-static void
-tmp_free(char *dir)
-{
-    ASSERT_OK(nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS));
-    free(dir);
-}
 
 /* Reads the whole file into 'buf' (capacity 'cap'); returns its size. */
 static size_t

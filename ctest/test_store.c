@@ -8,6 +8,7 @@
 #include "tide.h"
 
 #include "ctest.h"
+#include "tmpdir.h"
 
 #include <errno.h>
 #include <ftw.h>
@@ -21,35 +22,6 @@
 #define SENTINEL_I ((tide_iter_t *) (uintptr_t) 0x1)
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static char *
-tmp_new(void)
-{
-    const char  *base = getenv("TIDE_TMP");
-    char         path[4096];
-    char        *dir;
-
-    if (base == NULL || base[0] == '\0') {
-        base = "/tmp";
-    }
-    if (mkdir(base, 0755) != 0) {
-        ASSERT_EQ(errno, EEXIST);
-    }
-    snprintf(path, sizeof(path), "%s/tide-test-store-XXXXXX", base);
-    dir = strdup(path);
-    ASSERT(dir != NULL);
-    ASSERT(mkdtemp(dir) != NULL);
-    return dir;
-}
-
-static void
-tmp_free(char *dir)
-{
-    char  err[256];
-
-    ASSERT_OK(tide_path_remove(dir, err, sizeof(err)));
-    free(dir);
-}
 
 static int
 exists(const char *path)
