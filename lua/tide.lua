@@ -6,7 +6,7 @@ local require, rawset, setmetatable = require, rawset, setmetatable
 
 local _M = {
     version = base.version(),                 -- e.g. "0.1.0"
-    abi = base.lib.tide_abi_version(),        -- ABI of the loaded libtide
+    abi = base.ABI_VERSION,                   -- base refuses any other libtide
 }
 
 -- Field name -> module. A metatable only for the lazy loading: the API
