@@ -505,7 +505,19 @@ clean_part(tide_log_t *log, int32_t i, char *err, size_t errlen)
     }
 
     memset(&map, 0, sizeof(map));
+    /* Only what was written before this clean started counts: a record
+     * appended meanwhile may belong to a commit that sets the stable
+     * offset only later. */
     map.stable = read_stable(pt->dirfd);
+    {
+        int64_t  first, end;
+
+        if (tide_log_get_range(log, i, &first, &end) == TIDE_OK &&
+            end < map.stable)
+        {
+            map.stable = end;
+        }
+    }
     for (k = 0; k < n; k++) {
         if (walk(pt->dirfd, bases[k], visit_map, &map) != 0) {
             snprintf(err, errlen, "%s/%d: cannot read segment %020lld.log: "
