@@ -143,9 +143,10 @@ int tide_log_get_range(tide_log_t *log, int32_t partition, int64_t *start,
 /* Buffers one record for appending. rec->partition < 0 picks one: murmur2
  * of the key when keyed, round-robin when not. rec->ts == 0 means now.
  * Key, value and headers are copied. On return rec->partition holds the
- * partition chosen. Records become readable at the next flush (automatic
- * once a partition buffers params.flush_bytes) and durable when it
- * returns. Returns TIDE_OK, TIDE_EINVAL, TIDE_ERANGE, TIDE_EIO (from an
+ * partition chosen. Records become readable at the next flush, which is
+ * automatic once a partition buffers params.flush_bytes; an automatic
+ * flush writes without waiting for the disk (it starts the write-back),
+ * so records are durable only once tide_log_flush returns. Returns TIDE_OK, TIDE_EINVAL, TIDE_ERANGE, TIDE_EIO (from an
  * automatic flush), TIDE_ENOMEM. */
 int tide_log_push(tide_log_t *log, tide_rec_t *rec);
 

@@ -4,7 +4,10 @@
  *
  * Appends are buffered per partition and written by tide_log_flush with
  * one write and one fdatasync per partition (group commit), under an
- * flock on the partition's 'lock' file. The lock is held per flush, not
+ * flock on the partition's 'lock' file. A partition that fills its buffer
+ * between flushes is written at once without waiting for the disk: the
+ * write-back is started (sync_file_range) and the next tide_log_flush
+ * waits for it, so the disk works while the caller goes on. The lock is held per flush, not
  * per process, so several processes may append to one stream: offsets and
  * CRCs are filled in at flush time, once the writer holds the lock and
  * knows the true tail. A writer that died mid-write leaves a torn tail;
@@ -34,7 +37,7 @@
 #define MAX_SEGMENT_BYTES       (2LL * 1024 * 1024 * 1024 - 1)
 
 void *tide__clean_main(void *arg);   /* clean.c */
-static int flush_part(tide_log_t *log, int32_t i);
+static int flush_part(tide_log_t *log, int32_t i, int durable);
 
 void
 tide__warn(const char *fmt, ...)
@@ -275,9 +278,24 @@ stream_create(const char *sdir, const tide_log_params_t *p, char *err,
 
 /* ---- the writer's view of a partition's tail -------------------------- */
 
+/* Makes the records written to the active segment without a sync
+ * durable before its descriptor goes away; a failure is kept for the next
+ * tide_log_flush to report. */
+static void
+seg_settle(tide__part_t *pt)
+{
+    if (pt->unsynced && pt->segfd >= 0) {
+        if (fdatasync(pt->segfd) != 0 && pt->sync_err == 0) {
+            pt->sync_err = errno;
+        }
+        pt->unsynced = 0;
+    }
+}
+
 static void
 tail_close(tide__part_t *pt)
 {
+    seg_settle(pt);
     if (pt->segfd >= 0) {
         close(pt->segfd);
     }
@@ -717,7 +735,7 @@ tide_log_push(tide_log_t *log, tide_rec_t *rec)
     pt->len += need;
     pt->count++;
     if ((int64_t) pt->len >= log->params.flush_bytes) {
-        return flush_part(log, part);
+        return flush_part(log, part, 0);
     }
     return TIDE_OK;
 }
@@ -732,6 +750,7 @@ roll(tide_log_t *log, int32_t i)
     if (pt->idxfd >= 0) {
         close(pt->idxfd);
     }
+    seg_settle(pt);
     close(pt->segfd);
     pt->segfd = -1;
     pt->idxfd = -1;
@@ -793,8 +812,11 @@ clean_start(tide_log_t *log, int32_t i)
     }
 }
 
+/* Writes partition i's buffered records. 'durable': fdatasync before
+ * returning (with TIDE_FSYNC_BATCH); otherwise only start the write-back
+ * and leave the wait to the next durable flush. */
 static int
-flush_part(tide_log_t *log, int32_t i)
+flush_part(tide_log_t *log, int32_t i, int durable)
 {
     tide__part_t  *pt = &log->parts[i];
     char          *p, *end, *idx = NULL;
@@ -884,11 +906,21 @@ flush_part(tide_log_t *log, int32_t i)
         pt->idx_end += (int64_t) (nidx * TIDE__INDEX_ENTRY);
         pt->idx_pos = idx_pos;
     }
-    if (log->params.fsync == TIDE_FSYNC_BATCH && fdatasync(pt->segfd) != 0) {
-        snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d: fdatasync failed: "
-                 "%s", log->dir, i, strerror(errno));
-        rc = TIDE_EIO;
-        goto undo;
+    if (log->params.fsync == TIDE_FSYNC_BATCH) {
+        if (durable) {
+            if (fdatasync(pt->segfd) != 0) {
+                snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d: fdatasync "
+                         "failed: %s", log->dir, i, strerror(errno));
+                rc = TIDE_EIO;
+                goto undo;
+            }
+            pt->unsynced = 0;
+        } else {
+            /* Only a hint to start the I/O: fdatasync later does the rest. */
+            (void) sync_file_range(pt->segfd, pt->seg_end,
+                                   pos - pt->seg_end, SYNC_FILE_RANGE_WRITE);
+            pt->unsynced = 1;
+        }
     }
     pt->seg_end = pos;
     pt->next = off;
@@ -921,10 +953,34 @@ tide_log_flush(tide_log_t *log)
     int      rc, first = TIDE_OK;
 
     for (i = 0; i < log->nparts; i++) {
-        if (log->parts[i].len == 0) {
+        tide__part_t  *pt = &log->parts[i];
+
+        if (pt->sync_err != 0) {
+            /* Records written earlier may be lost: say so once. */
+            snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d: fdatasync "
+                     "failed: %s", log->dir, i, strerror(pt->sync_err));
+            pt->sync_err = 0;
+            if (first == TIDE_OK) {
+                first = TIDE_EIO;
+            }
             continue;
         }
-        rc = flush_part(log, i);
+        if (pt->len == 0) {
+            if (pt->unsynced) {
+                if (fdatasync(pt->segfd) != 0) {
+                    snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d: "
+                             "fdatasync failed: %s", log->dir, i,
+                             strerror(errno));
+                    if (first == TIDE_OK) {
+                        first = TIDE_EIO;
+                    }
+                    continue;
+                }
+                pt->unsynced = 0;
+            }
+            continue;
+        }
+        rc = flush_part(log, i, 1);
         if (rc != TIDE_OK && first == TIDE_OK) {
             first = rc;
         }

@@ -31,6 +31,8 @@ typedef struct tide__part_s {
     size_t       len;
     size_t       cap;
     int32_t      count;
+    int          unsynced;    /* auto-flushed records not yet fdatasync'ed */
+    int          sync_err;    /* errno of a failed sync at a close, or 0 */
     pthread_t    cleaner;     /* background retention/compaction */
     int          cleaning;
 } tide__part_t;
