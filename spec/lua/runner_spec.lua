@@ -34,6 +34,26 @@ describe("tide.runner", function()
         end
     end)
 
+    it("runs with a bigger GC step and gives the old one back", function()
+        local function stepmul()
+            local v = collectgarbage("setstepmul", 200)
+            collectgarbage("setstepmul", v)
+            return v
+        end
+        local before = collectgarbage("setstepmul", 321)
+        local inside
+        local res = testing.run({
+            name = "gc", inputs = { "in" },
+            process = function()
+                inside = stepmul()
+            end,
+        }, { inputs = { ["in"] = { { value = "a" } } } })
+        local after = collectgarbage("setstepmul", before)
+        assert.is_table(res)
+        assert.equals(1000, inside)
+        assert.equals(321, after)
+    end)
+
     it("discards the sends of a message that raises (skip)", function()
         local res = assert(testing.run({
             name = "atomic", inputs = { "in" }, outputs = { "out" },

@@ -269,7 +269,7 @@ local function contract(name, prefix, new_env, free_env)
                 assert.equals(1, r:poll(10, out))
                 assert.same({ key = "key", value = "value", offset = 0,
                               timestamp = 1700000000123, partition = 1,
-                              headers = hdrs }, out[1])
+                              stream = "s", headers = hdrs }, out[1])
                 assert.same({ trace = "abc", gone = false },
                             headers.decode(out[1].headers))
                 r:close()

@@ -684,7 +684,9 @@ tide_log_push(tide_log_t *log, tide_rec_t *rec)
         return TIDE_EINVAL;
     }
     if (part < 0) {
-        if (rec->key != NULL) {
+        if (log->nparts == 1) {
+            part = 0;                   /* nothing to choose: skip the hash */
+        } else if (rec->key != NULL) {
             part = tide_partition_get(rec->key, klen, log->nparts);
         } else {
             part = (int32_t) (log->rr++ % (uint32_t) log->nparts);

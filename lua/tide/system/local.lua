@@ -130,11 +130,13 @@ function Stream:reader(p, offset)
     if not lr then
         return nil, err
     end
-    return setmetatable({ lr = lr, partition = p }, reader_mt)
+    return setmetatable({ lr = lr, partition = p, name = self.name },
+                        reader_mt)
 end
 
 --- Reads up to `max` records into out[1..n] as fresh tables { key,
---- value, offset, timestamp, partition, headers } (raw bytes) and returns
+--- value, offset, timestamp, partition, stream, headers } (raw bytes; all
+--- of a msg's fields, so none is added later) and returns
 --- n (0: nothing now), or nil and an error. Records already read when an
 --- error comes up are returned first; the error shows on the next call.
 ---@param max integer >= 1
@@ -148,7 +150,7 @@ function Reader:poll(max, out)
     if type(max) ~= "number" or max < 1 then
         error("bad max: positive integer expected", 2)
     end
-    local p = self.partition
+    local p, name = self.partition, self.name
     local total = 0
     while true do
         local want = max - total
@@ -181,6 +183,7 @@ function Reader:poll(max, out)
                 offset = tonumber(r.offset),
                 timestamp = tonumber(r.ts),
                 partition = p,
+                stream = name,
                 headers = hdrs,
             }
         end

@@ -261,11 +261,12 @@ function Stream:reader(p, offset)
     if recs == nil then
         return range_err(self, p)
     end
-    return setmetatable({ recs = recs, pos = pos, partition = p }, reader_mt)
+    return setmetatable({ recs = recs, pos = pos, partition = p,
+                          name = self.name }, reader_mt)
 end
 
 --- Reads up to `max` records into out[1..n] as fresh tables { key,
---- value, offset, timestamp, partition, headers } and returns n (0:
+--- value, offset, timestamp, partition, stream, headers } and returns n (0:
 --- nothing now).
 ---@param max integer >= 1
 ---@param out table
@@ -278,7 +279,7 @@ function Reader:poll(max, out)
     if type(max) ~= "number" or max < 1 then
         error("bad max: positive integer expected", 2)
     end
-    local pos = self.pos
+    local pos, name = self.pos, self.name
     local n = #recs - pos
     if n <= 0 then
         return 0
@@ -294,6 +295,7 @@ function Reader:poll(max, out)
             offset = r.offset,
             timestamp = r.timestamp,
             partition = r.partition,
+            stream = name,
             headers = r.headers,
         }
     end
