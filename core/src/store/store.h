@@ -87,6 +87,7 @@ int           tide__cache_put(tide__cache_t *c, const char *key, size_t klen,
                               uint32_t hash, const char *val, size_t vlen,
                               uint32_t flags, tide__ent_t **out);
 void          tide__cache_drop_clean(tide__cache_t *c);
+void          tide__cache_sort_dirty(tide__cache_t *c);
 uint32_t      tide__cache_hash(const char *key, size_t klen);
 
 /* store.c */
