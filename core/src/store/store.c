@@ -402,6 +402,7 @@ tide_store_get(tide_store_t *s, const char *key, size_t klen, char *buf,
     h = tide__cache_hash(key, klen);
     e = tide__cache_find(&s->cache, key, klen, h);
     if (e != NULL) {
+        e->flags |= TIDE__ENT_REF;
         if (e->flags & TIDE__ENT_TOMB) {
             return TIDE_ENOENT;
         }
@@ -610,7 +611,7 @@ tide_store_set(tide_store_t *s, const char *key, size_t klen,
         if (rc != TIDE_OK) {
             return rc;
         }
-        tide__cache_drop_clean(&s->cache);
+        tide__cache_drop_clean(&s->cache, 1);
         rc = tide__cache_put(&s->cache, key, klen, h, val, vlen, flags, NULL);
     }
     if (rc == TIDE_ENOMEM) {
@@ -708,7 +709,9 @@ tide_store_restore(tide_store_t *s, tide_reader_t *r, int64_t until,
                        "unflushed writes (%zu keys are dirty)",
                        s->cache.ndirty);
     }
-    tide__cache_drop_clean(&s->cache);
+    /* Restore writes RocksDB behind the cache's back: nothing cached
+     * may stay. */
+    tide__cache_drop_clean(&s->cache, 0);
     rc = tide__store_mode(s, 1);
     if (rc != TIDE_OK) {
         return rc;
