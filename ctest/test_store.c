@@ -414,6 +414,125 @@ test_cache_fill_writes_out(void)
     tmp_free(dir);
 }
 
+/* A key read as absent is cached as such; a write, a fill and a flush
+ * must not leave that absence behind. */
+static void
+test_absent_then_written(void)
+{
+    tide_store_params_t  p;
+    tide_store_t        *s;
+    char                 key[32], path[4096];
+    int                  i;
+    char                *dir = tmp_new();
+
+    memset(&p, 0, sizeof(p));
+    p.cache_entries = 50;
+    snprintf(path, sizeof(path), "%s/s", dir);
+    s = store_open(path, &p);
+    expect(s, "k", NULL);
+    put(s, "k", "1");
+    expect(s, "k", "1");
+    ASSERT_OK(tide_store_flush(s));
+    expect(s, "k", "1");
+    /* Absent in RocksDB, cached absent, then written while the cache
+     * fills and drops entries around it. */
+    for (i = 0; i < 500; i++) {
+        snprintf(key, sizeof(key), "n-%03d", i);
+        expect(s, key, NULL);
+        put(s, key, key);
+        expect(s, key, key);
+    }
+    for (i = 0; i < 500; i++) {
+        snprintf(key, sizeof(key), "n-%03d", i);
+        expect(s, key, key);
+    }
+    /* A deleted key reads as absent from the cache and after a flush. */
+    put(s, "k", NULL);
+    expect(s, "k", NULL);
+    ASSERT_OK(tide_store_flush(s));
+    expect(s, "k", NULL);
+    tide_store_free(s);
+    s = store_open(path, NULL);
+    expect(s, "k", NULL);
+    ASSERT_EQ(count_keys(s), 500);
+    tide_store_free(s);
+    tmp_free(dir);
+}
+
+/* Values growing past the room an entry keeps for them, hot keys read
+ * between fills (they stay cached) and keys alike in their first bytes
+ * (the flush sorts them) all read back right, from the cache and from
+ * RocksDB, and iterate in key order. */
+static void
+test_cache_values_grow_and_fills_keep_order(void)
+{
+    tide_store_params_t  p;
+    tide_store_t        *s;
+    char                 key[64], val[512], path[4096];
+    char                *text, *again;
+    int                  i, j;
+    char                *dir = tmp_new();
+
+    memset(&p, 0, sizeof(p));
+    p.cache_entries = 64;
+    snprintf(path, sizeof(path), "%s/s", dir);
+    s = store_open(path, &p);
+    for (j = 1; j <= 6; j++) {
+        for (i = 0; i < 300; i++) {
+            /* Long common prefixes, differing past 8 bytes, and keys
+             * that are prefixes of others. */
+            snprintf(key, sizeof(key), "same-prefix-%s-%03d",
+                     i % 3 == 0 ? "aaaaaaaaaaaa" : "aaaaaaaaaaaab",
+                     (i * 7919) % 300);
+            if (i % 10 == 0) {
+                key[12] = '\0';
+            }
+            memset(val, 'a' + j, sizeof(val));
+            snprintf(val, sizeof(val), "%d-%s", j, key);
+            val[strlen(val)] = 'x';
+            val[j * 40] = '\0';         /* grows every round */
+            put(s, key, val);
+            expect(s, key, val);
+            expect(s, "hot", j == 1 && i == 0 ? NULL : "h");
+            if (j == 1 && i == 0) {
+                put(s, "hot", "h");
+            }
+        }
+    }
+    expect(s, "hot", "h");
+    text = dump(s, NULL, NULL);
+    ASSERT_OK(tide_store_flush(s));
+    tide_store_free(s);
+    s = store_open(path, NULL);
+    again = dump(s, NULL, NULL);
+    ASSERT(strcmp(text, again) == 0);
+    /* dump() lists keys as "<len>:<key>=..."; check they ascend. */
+    {
+        const char  *q = again, *prev = NULL;
+        size_t       plen = 0, kl;
+        char        *end;
+
+        while (*q != '\0') {
+            kl = strtoul(q, &end, 10);
+            ASSERT(*end == ':');
+            if (prev != NULL) {
+                int  c = memcmp(prev, end + 1, plen < kl ? plen : kl);
+
+                ASSERT(c < 0 || (c == 0 && plen < kl));
+            }
+            prev = end + 1;
+            plen = kl;
+            q = strchr(end + 1 + kl, ';');
+            ASSERT(q != NULL);
+            q++;
+        }
+    }
+    free(text);
+    free(again);
+    tide_store_free(s);
+    tmp_free(dir);
+}
+
 static void
 test_flush_pushes_one_record_per_key(void)
 {
@@ -672,10 +791,11 @@ test_restore_rebuilds_content(void)
 {
     tide_store_t   *s;
     tide_log_t     *log;
+    tide_store_t   *s2;
     tide_reader_t  *r;
     tide_rec_t      rec;
     char            path[4096], path2[4096];
-    char           *dumps[3], *d;
+    char           *dumps[3], *d, *e;
     int64_t         ends[3], recs, bytes, total = 0, calls = 0;
     int             rc, i;
     char           *dir = tmp_new();
@@ -706,6 +826,42 @@ test_restore_rebuilds_content(void)
     ASSERT(strcmp(d, dumps[2]) == 0);
     free(d);
     tide_reader_free(r);
+
+    /* Keys read (and so cached) before a restore read as restored. */
+    snprintf(path2, sizeof(path2), "%s/r0", dir);
+    s2 = store_open(path2, NULL);
+    put(s2, "key-1", "stale");
+    put(s2, "key-2", "stale");
+    put(s2, "zzz", "kept");
+    ASSERT_OK(tide_store_flush(s2));
+    expect(s2, "key-1", "stale");
+    expect(s2, "key-2", "stale");
+    expect(s2, "key-1", "stale");
+    ASSERT_OK(tide_reader_new(&r, log, 0, TIDE_OFFSET_BEGINNING));
+    ASSERT_EQ(tide_store_restore(s2, r, INT64_MAX, INT64_MAX, &recs,
+                                 &bytes), TIDE_ENOENT);
+    ASSERT_EQ(recs, ends[2]);
+    d = dump(s2, "key-", "key.");
+    e = dump(s, "key-", "key.");
+    ASSERT(strcmp(d, e) == 0);
+    free(d);
+    free(e);
+    {
+        char    buf[64], want[64];
+        size_t  len = sizeof(buf), wlen = sizeof(want);
+        int     rc1, rc2;
+
+        rc1 = tide_store_get(s2, "key-1", 5, buf, &len);
+        rc2 = tide_store_get(s, "key-1", 5, want, &wlen);
+        ASSERT_EQ(rc1, rc2);
+        if (rc1 == TIDE_OK) {
+            ASSERT_EQ(len, wlen);
+            ASSERT(memcmp(buf, want, len) == 0);
+        }
+    }
+    expect(s2, "zzz", "kept");
+    tide_reader_free(r);
+    tide_store_free(s2);
 
     /* Bad arguments, and a dirty cache. */
     ASSERT_OK(tide_reader_new(&r, log, 0, TIDE_OFFSET_BEGINNING));
@@ -872,6 +1028,8 @@ main(void)
     RUN(test_bad_arguments_change_nothing);
     RUN(test_flush_free_reopen_keeps_data);
     RUN(test_cache_fill_writes_out);
+    RUN(test_absent_then_written);
+    RUN(test_cache_values_grow_and_fills_keep_order);
     RUN(test_flush_pushes_one_record_per_key);
     RUN(test_iter_sees_cache_and_fixed_view);
     RUN(test_snapshot_and_from);

@@ -214,6 +214,35 @@ describe("tide.store", function()
             l:close()
         end)
 
+        it("forgets a cached absence once the key is written", function()
+            local s = assert(store.open(dir .. "/s", { cache_entries = 10 }))
+            for i = 1, 50 do
+                local k = "n" .. i
+                assert.is_nil(s:get(k))          -- cached as absent
+                assert.is_true(s:set(k, tostring(i)))
+                assert.equals(tostring(i), s:get(k))
+            end
+            for i = 1, 50 do                     -- most from RocksDB now
+                assert.equals(tostring(i), s:get("n" .. i))
+            end
+            s:close()
+        end)
+
+        it("reads values that outgrow their cache entry", function()
+            local s = assert(store.open(dir .. "/s", { cache_entries = 8 }))
+            for round = 1, 5 do
+                for i = 1, 20 do
+                    local v = string.rep(tostring(i), round * 7)
+                    assert.is_true(s:set("g" .. i, v))
+                    assert.equals(v, s:get("g" .. i))
+                end
+            end
+            for i = 1, 20 do
+                assert.equals(string.rep(tostring(i), 35), s:get("g" .. i))
+            end
+            s:close()
+        end)
+
         it("compiles a get/set loop (JIT)", function()
             local s = assert(store.open(dir .. "/s"))
             local keys = {}

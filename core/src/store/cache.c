@@ -4,14 +4,22 @@
  * changelog) and a list of the dirty entries, so that a flush touches
  * only what changed. Writes to one key coalesce in its entry; reads see
  * it. The store flushes it when it is full and then drops the clean
- * entries (tide__cache_drop_clean).
+ * entries but those read lately (tide__cache_drop_clean). Entries are
+ * carved from an arena that a drop replaces whole, and a flush sorts the
+ * dirty list by key first (tide__cache_sort_dirty).
  */
 #include "store/store.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MIN_SLOTS 1024
+#define MIN_SLOTS       1024
+/* Arena block size; an entry bigger than a quarter of it gets a block of
+ * its own. */
+#define CHUNK_BYTES     (256 * 1024)
+/* Value bytes every entry has room for inline: a counter's digits. */
+#define INLINE_MIN      8
 
 uint32_t
 tide__cache_hash(const char *key, size_t klen)
@@ -33,10 +41,51 @@ tide__cache_init(tide__cache_t *c, size_t max)
 }
 
 static void
-ent_free(tide__ent_t *e)
+chunks_free(tide__chunk_t *ch)
 {
-    free(e->val);
-    free(e);
+    tide__chunk_t  *next;
+
+    for (; ch != NULL; ch = next) {
+        next = ch->next;
+        free(ch);
+    }
+}
+
+/* Returns 'size' bytes (a multiple of 8) from the arena, or NULL. */
+static void *
+arena_alloc(tide__cache_t *c, size_t size)
+{
+    tide__chunk_t  *ch = c->chunks;
+    size_t          cap;
+
+    if (ch == NULL || ch->cap - ch->used < size) {
+        cap = size > CHUNK_BYTES / 4 ? size : CHUNK_BYTES;
+        ch = malloc(sizeof(*ch) + cap);
+        if (ch == NULL) {
+            return NULL;
+        }
+        ch->used = 0;
+        ch->cap = cap;
+        if (cap != CHUNK_BYTES && c->chunks != NULL) {
+            /* A block for this entry alone: keep filling the current
+             * one. */
+            ch->next = c->chunks->next;
+            c->chunks->next = ch;
+        } else {
+            ch->next = c->chunks;
+            c->chunks = ch;
+        }
+    }
+    ch->used += size;
+    return ch->data + ch->used - size;
+}
+
+/* Bytes of an entry with 'klen' key bytes and room for 'vcap' inline
+ * value bytes, rounded up to 8. */
+static size_t
+ent_size(size_t klen, size_t vcap)
+{
+    return (offsetof(tide__ent_t, key) + klen + vcap + 7) & ~(size_t) 7;
 }
 
 void
@@ -46,11 +95,14 @@ tide__cache_free(tide__cache_t *c)
 
     if (c->slots != NULL) {
         for (i = 0; i <= c->mask; i++) {
-            if (c->slots[i].ent != NULL) {
-                ent_free(c->slots[i].ent);
+            if (c->slots[i].ent != NULL &&
+                (c->slots[i].ent->flags & TIDE__ENT_HEAP))
+            {
+                free(c->slots[i].ent->val);
             }
         }
     }
+    chunks_free(c->chunks);
     free(c->slots);
     free(c->dirty);
     memset(c, 0, sizeof(*c));
@@ -144,7 +196,7 @@ tide__cache_put(tide__cache_t *c, const char *key, size_t klen,
 {
     tide__ent_t  *e;
     char         *nv;
-    size_t        cap;
+    size_t        cap, size;
     int           listing = (flags & (TIDE__ENT_DB | TIDE__ENT_LOG)) != 0;
 
     if (out != NULL) {
@@ -165,22 +217,18 @@ tide__cache_put(tide__cache_t *c, const char *key, size_t klen,
         if (listing && dirty_reserve(c) != TIDE_OK) {
             return TIDE_ENOMEM;
         }
-        e = malloc(sizeof(*e) + (klen ? klen : 1));
+        size = ent_size(klen, vlen > INLINE_MIN ? vlen : INLINE_MIN);
+        e = arena_alloc(c, size);
         if (e == NULL) {
             return TIDE_ENOMEM;
         }
-        e->val = NULL;
-        e->vcap = 0;
+        cap = size - offsetof(tide__ent_t, key) - klen;
+        e->vcap = cap > UINT32_MAX ? UINT32_MAX : (uint32_t) cap;
+        e->val = e->key + klen;
+        memcpy(e->key, key, klen);
         if (vlen > 0) {
-            e->val = malloc(vlen);
-            if (e->val == NULL) {
-                free(e);
-                return TIDE_ENOMEM;
-            }
-            e->vcap = (uint32_t) vlen;
             memcpy(e->val, val, vlen);
         }
-        memcpy(e->key, key, klen);
         e->klen = (uint32_t) klen;
         e->vlen = (uint32_t) vlen;
         e->hash = hash;
@@ -200,12 +248,14 @@ tide__cache_put(tide__cache_t *c, const char *key, size_t klen,
             if (cap > UINT32_MAX) {
                 cap = vlen;
             }
-            nv = realloc(e->val, cap);
+            nv = (e->flags & TIDE__ENT_HEAP) ? realloc(e->val, cap)
+                                             : malloc(cap);
             if (nv == NULL) {
                 return TIDE_ENOMEM;
             }
             e->val = nv;
             e->vcap = (uint32_t) cap;
+            e->flags |= TIDE__ENT_HEAP;
         }
         if (vlen > 0) {
             memcpy(e->val, val, vlen);
@@ -213,7 +263,8 @@ tide__cache_put(tide__cache_t *c, const char *key, size_t klen,
         e->vlen = (uint32_t) vlen;
         /* Dirty flags only accumulate until a flush clears them. */
         e->flags = (e->flags & (TIDE__ENT_DB | TIDE__ENT_LOG |
-                                TIDE__ENT_LISTED)) | flags;
+                                TIDE__ENT_LISTED | TIDE__ENT_HEAP |
+                                TIDE__ENT_REF)) | flags;
     }
     if (listing && !(e->flags & TIDE__ENT_LISTED)) {
         e->flags |= TIDE__ENT_LISTED;
@@ -225,15 +276,43 @@ tide__cache_put(tide__cache_t *c, const char *key, size_t klen,
     return TIDE_OK;
 }
 
-/* Frees every entry that is clean (neither flag set) and keeps the rest,
- * rehashed. The dirty list is left as it is: it points at kept entries
- * only (a listed entry is dirty until the flush that unlists it). */
-void
-tide__cache_drop_clean(tide__cache_t *c)
+/* Returns a copy of 'e' in the arena (its heap value, if any, moves with
+ * it), or NULL without memory. */
+static tide__ent_t *
+ent_copy(tide__cache_t *c, const tide__ent_t *e)
 {
-    tide__ent_t  *e;
-    size_t        i, n = 0;
+    tide__ent_t  *n;
+    int           heap = (e->flags & TIDE__ENT_HEAP) != 0;
 
+    n = arena_alloc(c, ent_size(e->klen, heap ? 0 : e->vcap));
+    if (n == NULL) {
+        return NULL;
+    }
+    memcpy(n, e, offsetof(tide__ent_t, key) + e->klen +
+                 (heap ? 0 : e->vlen));
+    if (!heap) {
+        n->val = n->key + n->klen;
+    }
+    return n;
+}
+
+/* Drops the clean entries, but with 'keep_read' for up to half the cache
+ * of those read from it since the last drop (a second chance: hot keys
+ * stay cached across fills), and keeps every dirty one. The kept entries
+ * move to a fresh arena and the old one is freed whole; the dirty list
+ * is updated to point at the moved entries. Without memory for a copy, a
+ * clean entry is dropped and a dirty one stays where it is, along with
+ * the old arena. */
+void
+tide__cache_drop_clean(tide__cache_t *c, int keep_read)
+{
+    tide__chunk_t   *old = c->chunks, *ch;
+    tide__ent_t     *e, *n, **keep;
+    size_t           i, nkeep = 0, budget = c->max / 2;
+    int              keep_old = 0;
+
+    c->chunks = NULL;
+    keep = keep_read && budget > 0 ? malloc(budget * sizeof(*keep)) : NULL;
     for (i = 0; i <= c->mask; i++) {
         e = c->slots[i].ent;
         if (e == NULL) {
@@ -241,14 +320,173 @@ tide__cache_drop_clean(tide__cache_t *c)
         }
         c->slots[i].ent = NULL;
         if (e->flags & (TIDE__ENT_DB | TIDE__ENT_LOG | TIDE__ENT_LISTED)) {
-            /* Reuse the dirty list order: reinserted below. */
+            continue;           /* on the dirty list: moved below */
+        }
+        if ((e->flags & TIDE__ENT_REF) && keep != NULL && nkeep < budget) {
+            keep[nkeep++] = e;
             continue;
         }
-        ent_free(e);
+        if (e->flags & TIDE__ENT_HEAP) {
+            free(e->val);
+        }
     }
+    c->count = 0;
     for (i = 0; i < c->ndirty; i++) {
-        slot_insert(c->slots, c->mask, c->dirty[i]);
-        n++;
+        e = c->dirty[i];
+        n = ent_copy(c, e);
+        if (n == NULL) {
+            n = e;
+            keep_old = 1;
+        }
+        n->flags &= ~(uint32_t) TIDE__ENT_REF;
+        c->dirty[i] = n;
+        slot_insert(c->slots, c->mask, n);
+        c->count++;
     }
-    c->count = n;
+    for (i = 0; i < nkeep; i++) {
+        e = keep[i];
+        n = ent_copy(c, e);
+        if (n == NULL) {
+            if (e->flags & TIDE__ENT_HEAP) {
+                free(e->val);
+            }
+            continue;
+        }
+        n->flags &= ~(uint32_t) TIDE__ENT_REF;
+        slot_insert(c->slots, c->mask, n);
+        c->count++;
+    }
+    free(keep);
+    if (keep_old) {
+        /* Dirty entries still live there: keep it, behind the new one. */
+        for (ch = old; ch->next != NULL; ch = ch->next) {
+        }
+        ch->next = c->chunks;
+        c->chunks = old;
+    } else {
+        chunks_free(old);
+    }
 }
+
+/* A dirty entry and 8 bytes of its key, big-endian, from the offset
+ * where the keys being sorted start to differ (zero-padded past the
+ * key's end). Unequal prefixes order as the whole keys do; equal ones
+ * are put in order by comparing the keys. */
+typedef struct sortkey_s {
+    uint64_t      pfx;
+    tide__ent_t  *e;
+} sortkey_t;
+
+static int
+key_cmp(const tide__ent_t *a, const tide__ent_t *b)
+{
+    size_t  n = a->klen < b->klen ? a->klen : b->klen;
+    int     r = n ? memcmp(a->key, b->key, n) : 0;
+
+    if (r != 0) {
+        return r;
+    }
+    return a->klen < b->klen ? -1 : a->klen > b->klen;
+}
+
+static int
+sortkey_cmp(const void *pa, const void *pb)
+{
+    const sortkey_t  *a = pa, *b = pb;
+
+    return key_cmp(a->e, b->e);
+}
+
+/* Sorts 'a' by prefix: least significant byte first, one stable counting
+ * pass per byte, skipping bytes all keys share. 'tmp' holds n too. */
+static void
+radix_sort(sortkey_t *a, sortkey_t *tmp, size_t n)
+{
+    size_t      count[8][256], sum, t, i;
+    sortkey_t  *from = a, *to = tmp, *sw;
+    unsigned    b, d, shift;
+
+    memset(count, 0, sizeof(count));
+    for (i = 0; i < n; i++) {
+        for (b = 0; b < 8; b++) {
+            count[b][(a[i].pfx >> (8 * b)) & 0xff]++;
+        }
+    }
+    for (b = 0; b < 8; b++) {
+        shift = 8 * b;
+        if (count[b][(a[0].pfx >> shift) & 0xff] == n) {
+            continue;
+        }
+        for (sum = 0, d = 0; d < 256; d++) {
+            t = count[b][d];
+            count[b][d] = sum;
+            sum += t;
+        }
+        for (i = 0; i < n; i++) {
+            to[count[b][(from[i].pfx >> shift) & 0xff]++] = from[i];
+        }
+        sw = from;
+        from = to;
+        to = sw;
+    }
+    if (from != a) {
+        memcpy(a, from, n * sizeof(*a));
+    }
+}
+
+/* Sorts the dirty list in key order. RocksDB inserts a sorted WriteBatch
+ * into its skiplist memtable next to the previous key (it keeps the
+ * last insert's position), where random keys cost a search from the top
+ * each: with many keys this was most of a flush. The list's order means
+ * nothing else. Without memory for the scratch array it stays as it is:
+ * sorting only saves time. */
+void
+tide__cache_sort_dirty(tide__cache_t *c)
+{
+    sortkey_t    *sk;
+    tide__ent_t  *first, *e;
+    uint64_t      pfx;
+    size_t        i, j, lcp, n = c->ndirty;
+
+    if (n < 2) {
+        return;
+    }
+    sk = malloc(2 * n * sizeof(*sk));
+    if (sk == NULL) {
+        return;
+    }
+    first = c->dirty[0];
+    lcp = first->klen;
+    for (i = 1; i < n && lcp > 0; i++) {
+        e = c->dirty[i];
+        if (e->klen < lcp) {
+            lcp = e->klen;
+        }
+        for (j = 0; j < lcp && e->key[j] == first->key[j]; j++) {
+        }
+        lcp = j;
+    }
+    for (i = 0; i < n; i++) {
+        e = c->dirty[i];
+        pfx = 0;
+        for (j = lcp; j < lcp + 8; j++) {
+            pfx = (pfx << 8) | (j < e->klen ? (uint8_t) e->key[j] : 0);
+        }
+        sk[i].pfx = pfx;
+        sk[i].e = e;
+    }
+    radix_sort(sk, sk + n, n);
+    /* Keys alike in those 8 bytes: order them by their whole bytes. */
+    for (i = 0; i < n; i = j) {
+        for (j = i + 1; j < n && sk[j].pfx == sk[i].pfx; j++) {
+        }
+        if (j - i > 1) {
+            qsort(sk + i, j - i, sizeof(*sk), sortkey_cmp);
+        }
+    }
+    for (i = 0; i < n; i++) {
+        c->dirty[i] = sk[i].e;
+    }
+    free(sk);
+}
+

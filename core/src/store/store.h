@@ -21,14 +21,18 @@ enum {
     TIDE__ENT_TOMB   = 1,   /* deleted: reads as absent */
     TIDE__ENT_DB     = 2,   /* not yet written to RocksDB */
     TIDE__ENT_LOG    = 4,   /* not yet pushed to the changelog */
-    TIDE__ENT_LISTED = 8    /* on the dirty list */
+    TIDE__ENT_LISTED = 8,   /* on the dirty list */
+    TIDE__ENT_HEAP   = 16,  /* 'val' is its own malloc'd buffer */
+    TIDE__ENT_REF    = 32   /* read from the cache since the last drop */
 };
 
-/* One cached key and its value (or tombstone). The key is stored inline,
- * so an entry never moves and the dirty list can point at it; the value
- * has its own buffer of 'vcap' bytes, reused while the value fits. */
+/* One cached key and its value (or tombstone), carved from the cache's
+ * arena. The key is stored inline, followed by room for a small value;
+ * a value that outgrows that room moves to a buffer of its own
+ * (TIDE__ENT_HEAP). An entry stays put until the cache drops entries,
+ * so the dirty list can point at it. */
 typedef struct tide__ent_s {
-    char        *val;         /* NULL when vcap is 0 */
+    char        *val;         /* 'vcap' bytes: inline or heap */
     uint32_t     vlen;
     uint32_t     vcap;
     uint32_t     klen;
@@ -42,9 +46,17 @@ typedef struct tide__slot_s {
     tide__ent_t  *ent;        /* NULL: free slot */
 } tide__slot_t;
 
+/* A block of the arena entries are carved from. */
+typedef struct tide__chunk_s {
+    struct tide__chunk_s  *next;
+    size_t                 used;
+    size_t                 cap;
+    char                   data[];
+} tide__chunk_t;
+
 /* Open addressing with linear probing; entries are only ever removed all
- * together (tide__cache_drop_clean empties it after a flush), so there are
- * no deleted-slot markers. */
+ * together (tide__cache_drop_clean rebuilds it after a flush), so there
+ * are no deleted-slot markers. */
 typedef struct tide__cache_s {
     tide__slot_t   *slots;
     size_t          mask;     /* slot count - 1 (a power of two) */
@@ -53,6 +65,7 @@ typedef struct tide__cache_s {
     tide__ent_t   **dirty;    /* entries with TIDE__ENT_LISTED */
     size_t          ndirty;
     size_t          dcap;
+    tide__chunk_t  *chunks;   /* the arena, newest first */
 } tide__cache_t;
 
 struct tide_store_s {
@@ -86,7 +99,8 @@ tide__ent_t  *tide__cache_find(const tide__cache_t *c, const char *key,
 int           tide__cache_put(tide__cache_t *c, const char *key, size_t klen,
                               uint32_t hash, const char *val, size_t vlen,
                               uint32_t flags, tide__ent_t **out);
-void          tide__cache_drop_clean(tide__cache_t *c);
+void          tide__cache_drop_clean(tide__cache_t *c, int keep_read);
+void          tide__cache_sort_dirty(tide__cache_t *c);
 uint32_t      tide__cache_hash(const char *key, size_t klen);
 
 /* store.c */
