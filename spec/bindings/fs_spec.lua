@@ -201,6 +201,8 @@ describe("tide.fs", function()
         end)
 
         it("frees 1000 dropped locks", function()
+            collectgarbage()
+            collectgarbage()
             local fds = open_fd_count()
             for i = 1, 1000 do
                 local lk = assert(fs.lock(dir .. "/l" .. i))
