@@ -9,6 +9,7 @@
 
 #include "ctest.h"
 #include "tmpdir.h"
+#include "changelog.h"
 
 #include <errno.h>
 #include <ftw.h>
@@ -45,22 +46,6 @@ store_open(const char *dir, const tide_store_params_t *p)
     ASSERT_OK(rc);
     ASSERT(s != NULL);
     return s;
-}
-
-static tide_log_t *
-log_open(const char *dir, int32_t partitions)
-{
-    tide_log_params_t  p;
-    tide_log_t        *log;
-    char               err[256];
-
-    memset(&p, 0, sizeof(p));
-    p.mode = TIDE_LOG_CREATE;
-    p.partitions = partitions;
-    p.fsync = TIDE_FSYNC_NONE;
-    p.compact = 1;
-    ASSERT_OK(tide_log_new(&log, dir, "changelog", &p, err, sizeof(err)));
-    return log;
 }
 
 static void

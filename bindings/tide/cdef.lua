@@ -431,7 +431,8 @@ int tide_store_get(tide_store_t *s, const char *key, size_t klen, char *buf,
 /* Sets 'key' to 'vlen' bytes of 'val'; val NULL deletes it. Both are
  * copied into the cache (the write coalesces with earlier ones to the key
  * since the last flush). When the cache is full of keys it is first
- * written out (tide_store_flush) and its clean entries dropped. Returns
+ * written out (tide_store_flush) and its clean entries dropped, except
+ * those read since the last fill (up to half the cache). Returns
  * TIDE_OK, TIDE_EINVAL (key NULL; a key or value of 4 GiB or more; with a
  * changelog, key + value over the log's record limit of 64 MiB), or an
  * error of that flush (nothing changed then), TIDE_ENOMEM. */

@@ -489,4 +489,3 @@ tide__cache_sort_dirty(tide__cache_t *c)
     }
     free(sk);
 }
-
