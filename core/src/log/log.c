@@ -7,8 +7,8 @@
  * flock on the partition's 'lock' file. A partition that fills its buffer
  * between flushes is written at once without waiting for the disk: the
  * write-back is started (sync_file_range) and the next tide_log_flush
- * waits for it, so the disk works while the caller goes on. The lock is held per flush, not
- * per process, so several processes may append to one stream: offsets and
+ * waits for it, so the disk works while the caller goes on. The lock is
+ * held per flush, not per process, so several processes may append to one stream: offsets and
  * CRCs are filled in at flush time, once the writer holds the lock and
  * knows the true tail. A writer that died mid-write leaves a torn tail;
  * the next writer (or any tide_log_new) cuts it back under the lock.
@@ -814,6 +814,28 @@ clean_start(tide_log_t *log, int32_t i)
     }
 }
 
+/* Waits until what was written to partition i's active segment is on the
+ * disk, and reports (once) a sync that failed when a segment was closed.
+ * Returns TIDE_OK or TIDE_EIO with errmsg set. */
+static int
+part_sync(tide_log_t *log, int32_t i)
+{
+    tide__part_t  *pt = &log->parts[i];
+    int            e = pt->sync_err;
+
+    pt->sync_err = 0;
+    if (e == 0 && fdatasync(pt->segfd) != 0) {
+        e = errno;
+    }
+    if (e != 0) {
+        snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d: fdatasync failed: "
+                 "%s", log->dir, i, strerror(e));
+        return TIDE_EIO;
+    }
+    pt->unsynced = 0;
+    return TIDE_OK;
+}
+
 /* Writes partition i's buffered records. 'durable': fdatasync before
  * returning (with TIDE_FSYNC_BATCH); otherwise only start the write-back
  * and leave the wait to the next durable flush. */
@@ -910,13 +932,10 @@ flush_part(tide_log_t *log, int32_t i, int durable)
     }
     if (log->params.fsync == TIDE_FSYNC_BATCH) {
         if (durable) {
-            if (fdatasync(pt->segfd) != 0) {
-                snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d: fdatasync "
-                         "failed: %s", log->dir, i, strerror(errno));
-                rc = TIDE_EIO;
+            rc = part_sync(log, i);
+            if (rc != TIDE_OK) {
                 goto undo;
             }
-            pt->unsynced = 0;
         } else {
             /* Only a hint to start the I/O: fdatasync later does the rest. */
             (void) sync_file_range(pt->segfd, pt->seg_end,
@@ -957,32 +976,13 @@ tide_log_flush(tide_log_t *log)
     for (i = 0; i < log->nparts; i++) {
         tide__part_t  *pt = &log->parts[i];
 
-        if (pt->sync_err != 0) {
-            /* Records written earlier may be lost: say so once. */
-            snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d: fdatasync "
-                     "failed: %s", log->dir, i, strerror(pt->sync_err));
-            pt->sync_err = 0;
-            if (first == TIDE_OK) {
-                first = TIDE_EIO;
-            }
+        if (pt->len > 0) {
+            rc = flush_part(log, i, 1);
+        } else if (pt->unsynced || pt->sync_err != 0) {
+            rc = part_sync(log, i);     /* automatic flushes wrote it all */
+        } else {
             continue;
         }
-        if (pt->len == 0) {
-            if (pt->unsynced) {
-                if (fdatasync(pt->segfd) != 0) {
-                    snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d: "
-                             "fdatasync failed: %s", log->dir, i,
-                             strerror(errno));
-                    if (first == TIDE_OK) {
-                        first = TIDE_EIO;
-                    }
-                    continue;
-                }
-                pt->unsynced = 0;
-            }
-            continue;
-        }
-        rc = flush_part(log, i, 1);
         if (rc != TIDE_OK && first == TIDE_OK) {
             first = rc;
         }
