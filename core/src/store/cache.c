@@ -296,21 +296,22 @@ ent_copy(tide__cache_t *c, const tide__ent_t *e)
     return n;
 }
 
-/* Drops the clean entries, but with 'keep_read' for up to half the cache
- * of those read from it since the last drop (a second chance: hot keys
- * stay cached across fills), and keeps every dirty one. The kept entries
- * move to a fresh arena and the old one is freed whole; the dirty list
- * is updated to point at the moved entries. Without memory for a copy, a
- * clean entry is dropped and a dirty one stays where it is, along with
- * the old arena. */
+/* Drops every entry, but with 'keep_read' keeps up to half the cache of
+ * those read from it since the last drop (a second chance: hot keys stay
+ * cached across fills). The cache must hold no dirty entry (both callers
+ * flush first); one that does is left as it is. The kept entries move to
+ * a fresh arena and the old one is freed whole; one that cannot be copied
+ * (no memory) is dropped. */
 void
 tide__cache_drop_clean(tide__cache_t *c, int keep_read)
 {
-    tide__chunk_t   *old = c->chunks, *ch;
+    tide__chunk_t   *old = c->chunks;
     tide__ent_t     *e, *n, **keep;
     size_t           i, nkeep = 0, budget = c->max / 2;
-    int              keep_old = 0;
 
+    if (c->ndirty > 0) {
+        return;
+    }
     c->chunks = NULL;
     keep = keep_read && budget > 0 ? malloc(budget * sizeof(*keep)) : NULL;
     for (i = 0; i <= c->mask; i++) {
@@ -319,9 +320,6 @@ tide__cache_drop_clean(tide__cache_t *c, int keep_read)
             continue;
         }
         c->slots[i].ent = NULL;
-        if (e->flags & (TIDE__ENT_DB | TIDE__ENT_LOG | TIDE__ENT_LISTED)) {
-            continue;           /* on the dirty list: moved below */
-        }
         if ((e->flags & TIDE__ENT_REF) && keep != NULL && nkeep < budget) {
             keep[nkeep++] = e;
             continue;
@@ -331,18 +329,6 @@ tide__cache_drop_clean(tide__cache_t *c, int keep_read)
         }
     }
     c->count = 0;
-    for (i = 0; i < c->ndirty; i++) {
-        e = c->dirty[i];
-        n = ent_copy(c, e);
-        if (n == NULL) {
-            n = e;
-            keep_old = 1;
-        }
-        n->flags &= ~(uint32_t) TIDE__ENT_REF;
-        c->dirty[i] = n;
-        slot_insert(c->slots, c->mask, n);
-        c->count++;
-    }
     for (i = 0; i < nkeep; i++) {
         e = keep[i];
         n = ent_copy(c, e);
@@ -357,15 +343,7 @@ tide__cache_drop_clean(tide__cache_t *c, int keep_read)
         c->count++;
     }
     free(keep);
-    if (keep_old) {
-        /* Dirty entries still live there: keep it, behind the new one. */
-        for (ch = old; ch->next != NULL; ch = ch->next) {
-        }
-        ch->next = c->chunks;
-        c->chunks = old;
-    } else {
-        chunks_free(old);
-    }
+    chunks_free(old);
 }
 
 /* A dirty entry and 8 bytes of its key, big-endian, from the offset
