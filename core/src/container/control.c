@@ -6,6 +6,7 @@
  * and works in any process.
  */
 #include "tide.h"
+#include "util/errors.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -19,23 +20,6 @@
 
 /* The longest command line, its '\n' included (as in loop.c). */
 #define LINE_MAX_BYTES 4096
-
-static void
-err_set(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-err_set(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list  ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static int64_t
 now_ms(void)
@@ -84,16 +68,17 @@ connect_error(int e, const char *path, char *err, size_t errlen)
     case ENOENT:
     case ECONNREFUSED:
     case ENOTDIR:
-        err_set(err, errlen, "no job is listening on %s (is it running?)",
-                path);
+        tide__set_err(err, errlen, 0, "no job is listening on %s (is it "
+                      "running?)", path);
         return TIDE_ENOENT;
     case EACCES:
     case EPERM:
-        err_set(err, errlen, "permission denied on %s: the job runs as "
-                "another user", path);
+        tide__set_err(err, errlen, 0, "permission denied on %s: the job runs "
+                      "as another user", path);
         return TIDE_EIO;
     default:
-        err_set(err, errlen, "cannot connect to %s: %s", path, strerror(e));
+        tide__set_err(err, errlen, 0, "cannot connect to %s: %s", path,
+                      strerror(e));
         return TIDE_EIO;
     }
 }
@@ -110,9 +95,9 @@ tide_control_send(const char *path, const char *cmd, char *reply,
     char                sink[512];
     int                 fd, rc, e, ready;
 
-    err_set(err, errlen, "%s", "");
+    tide__set_err(err, errlen, 0, "%s", "");
     if (len == NULL) {
-        err_set(err, errlen, "no place for the reply length");
+        tide__set_err(err, errlen, 0, "no place for the reply length");
         return TIDE_EINVAL;
     }
     cap = *len;
@@ -120,20 +105,20 @@ tide_control_send(const char *path, const char *cmd, char *reply,
     if (path == NULL || path[0] == '\0'
         || strlen(path) >= sizeof(sa.sun_path))
     {
-        err_set(err, errlen, "bad control socket path '%s': at most %zu "
-                "bytes expected", path != NULL ? path : "(null)",
-                sizeof(sa.sun_path) - 1);
+        tide__set_err(err, errlen, 0, "bad control socket path '%s': at most "
+                      "%zu bytes expected", path != NULL ? path : "(null)",
+                      sizeof(sa.sun_path) - 1);
         return TIDE_EINVAL;
     }
     if (cmd == NULL || strchr(cmd, '\n') != NULL
         || strlen(cmd) >= sizeof(line))
     {
-        err_set(err, errlen, "bad command: one line of at most %d bytes "
-                "expected", LINE_MAX_BYTES - 1);
+        tide__set_err(err, errlen, 0, "bad command: one line of at most %d "
+                      "bytes expected", LINE_MAX_BYTES - 1);
         return TIDE_EINVAL;
     }
     if ((reply == NULL && cap > 0) || timeout_ms < 0) {
-        err_set(err, errlen, "bad reply buffer or timeout");
+        tide__set_err(err, errlen, 0, "bad reply buffer or timeout");
         return TIDE_EINVAL;
     }
     deadline = now_ms() + timeout_ms;
@@ -147,7 +132,8 @@ tide_control_send(const char *path, const char *cmd, char *reply,
 
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
-        err_set(err, errlen, "cannot make a socket: %s", strerror(errno));
+        tide__set_err(err, errlen, 0, "cannot make a socket: %s",
+                      strerror(errno));
         return TIDE_EIO;
     }
     /* A Unix socket connects at once or fails at once; EAGAIN means the
@@ -169,8 +155,8 @@ tide_control_send(const char *path, const char *cmd, char *reply,
         }
         close(fd);
         if (e == EAGAIN) {
-            err_set(err, errlen, "the job at %s did not accept within %d ms",
-                    path, timeout_ms);
+            tide__set_err(err, errlen, 0, "the job at %s did not accept "
+                          "within %d ms", path, timeout_ms);
             return TIDE_EAGAIN;
         }
         return connect_error(e, path, err, errlen);
@@ -192,14 +178,15 @@ tide_control_send(const char *path, const char *cmd, char *reply,
             }
             if (ready == 0) {
                 close(fd);
-                err_set(err, errlen, "no reply from %s within %d ms", path,
-                        timeout_ms);
+                tide__set_err(err, errlen, 0, "no reply from %s within %d ms",
+                              path, timeout_ms);
                 return TIDE_EAGAIN;
             }
         }
         e = errno;
         close(fd);
-        err_set(err, errlen, "cannot send to %s: %s", path, strerror(e));
+        tide__set_err(err, errlen, 0, "cannot send to %s: %s", path,
+                      strerror(e));
         return TIDE_EIO;
     }
 
@@ -230,15 +217,15 @@ tide_control_send(const char *path, const char *cmd, char *reply,
             }
             if (ready == 0) {
                 close(fd);
-                err_set(err, errlen, "no reply from %s within %d ms", path,
-                        timeout_ms);
+                tide__set_err(err, errlen, 0, "no reply from %s within %d ms",
+                              path, timeout_ms);
                 return TIDE_EAGAIN;
             }
         }
         e = errno;
         close(fd);
-        err_set(err, errlen, "cannot read the reply from %s: %s", path,
-                strerror(e));
+        tide__set_err(err, errlen, 0, "cannot read the reply from %s: %s",
+                      path, strerror(e));
         return TIDE_EIO;
     }
     close(fd);

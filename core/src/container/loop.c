@@ -8,6 +8,7 @@
  * control.c.
  */
 #include "tide.h"
+#include "util/errors.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -66,23 +67,6 @@ struct tide_loop_s {
     client_t        *qtail;
     client_t        *current;    /* popped, waiting for its reply */
 };
-
-static void
-err_set(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-err_set(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list  ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static void
 on_signal(uv_signal_t *h, int signum)
@@ -275,20 +259,21 @@ control_path_clear(const char *path, const struct sockaddr_un *sa,
         if (errno == ENOENT) {
             return 0;
         }
-        err_set(err, errlen, "cannot look at '%s': %s", path,
-                strerror(errno));
+        tide__set_err(err, errlen, 0, "cannot look at '%s': %s", path,
+                      strerror(errno));
         return TIDE_EIO;
     }
     if (!S_ISSOCK(st.st_mode)) {
-        err_set(err, errlen, "'%s' exists and is not a socket; remove it "
-                "or choose another path", path);
+        tide__set_err(err, errlen, 0, "'%s' exists and is not a socket; "
+                      "remove it or choose another path", path);
         return TIDE_EIO;
     }
     /* Non-blocking: a live server with a full backlog answers EAGAIN
      * rather than making us wait, and counts as live. */
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
-        err_set(err, errlen, "cannot make a socket: %s", strerror(errno));
+        tide__set_err(err, errlen, 0, "cannot make a socket: %s",
+                      strerror(errno));
         return TIDE_EIO;
     }
     do {
@@ -297,18 +282,18 @@ control_path_clear(const char *path, const struct sockaddr_un *sa,
     saved = errno;
     close(fd);
     if (rc == 0 || saved == EAGAIN || saved == EINPROGRESS) {
-        err_set(err, errlen, "another process serves %s", path);
+        tide__set_err(err, errlen, 0, "another process serves %s", path);
         return TIDE_EBUSY;
     }
     if (saved != ECONNREFUSED && saved != ENOENT) {
-        err_set(err, errlen, "cannot check the socket '%s': %s", path,
-                strerror(saved));
+        tide__set_err(err, errlen, 0, "cannot check the socket '%s': %s", path,
+                      strerror(saved));
         return TIDE_EIO;
     }
     /* Nobody listens: a socket left by a job that died. */
     if (unlink(path) != 0 && errno != ENOENT) {
-        err_set(err, errlen, "cannot remove the stale socket '%s': %s", path,
-                strerror(errno));
+        tide__set_err(err, errlen, 0, "cannot remove the stale socket '%s': "
+                      "%s", path, strerror(errno));
         return TIDE_EIO;
     }
     return 0;
@@ -326,19 +311,22 @@ tide_loop_set_control(tide_loop_t *l, const char *path, char *err,
     char               *copy = NULL;
     int                 fd = -1, rc, bound = 0;
 
-    err_set(err, errlen, "%s", "");
+    tide__set_err(err, errlen, 0, "%s", "");
     if (l == NULL || path == NULL || path[0] == '\0') {
-        err_set(err, errlen, "bad control socket path: a path expected");
+        tide__set_err(err, errlen, 0, "bad control socket path: a path "
+                      "expected");
         return TIDE_EINVAL;
     }
     n = strlen(path);
     if (n >= sizeof(sa.sun_path)) {
-        err_set(err, errlen, "control socket path '%s' is too long (%zu "
-                "bytes; at most %zu)", path, n, sizeof(sa.sun_path) - 1);
+        tide__set_err(err, errlen, 0, "control socket path '%s' is too long "
+                      "(%zu bytes; at most %zu)", path, n,
+                      sizeof(sa.sun_path) - 1);
         return TIDE_EINVAL;
     }
     if (l->server != NULL) {
-        err_set(err, errlen, "the loop serves '%s' already", l->ctl_path);
+        tide__set_err(err, errlen, 0, "the loop serves '%s' already",
+                      l->ctl_path);
         return TIDE_EINVAL;
     }
     memset(&sa, 0, sizeof(sa));
@@ -352,7 +340,7 @@ tide_loop_set_control(tide_loop_t *l, const char *path, char *err,
     copy = strdup(path);
     server = malloc(sizeof(*server));
     if (copy == NULL || server == NULL) {
-        err_set(err, errlen, "out of memory");
+        tide__set_err(err, errlen, 0, "out of memory");
         free(copy);
         free(server);
         return TIDE_ENOMEM;
@@ -360,7 +348,8 @@ tide_loop_set_control(tide_loop_t *l, const char *path, char *err,
 
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        err_set(err, errlen, "cannot make a socket: %s", strerror(errno));
+        tide__set_err(err, errlen, 0, "cannot make a socket: %s",
+                      strerror(errno));
         goto fail;
     }
     /* The file gets mode 0600 from its birth: the umask is narrowed for
@@ -373,19 +362,20 @@ tide_loop_set_control(tide_loop_t *l, const char *path, char *err,
     if (rc != 0) {
         if (errno == EADDRINUSE) {
             /* Another job bound it between our check and our bind. */
-            err_set(err, errlen, "another process serves %s", path);
+            tide__set_err(err, errlen, 0, "another process serves %s", path);
             close(fd);
             free(copy);
             free(server);
             return TIDE_EBUSY;
         }
-        err_set(err, errlen, "cannot bind '%s': %s", path, strerror(errno));
+        tide__set_err(err, errlen, 0, "cannot bind '%s': %s", path,
+                      strerror(errno));
         goto fail;
     }
     bound = 1;
     if (chmod(path, 0600) != 0 || lstat(path, &st) != 0) {
-        err_set(err, errlen, "cannot set the mode of '%s': %s", path,
-                strerror(errno));
+        tide__set_err(err, errlen, 0, "cannot set the mode of '%s': %s", path,
+                      strerror(errno));
         goto fail;
     }
 
@@ -400,8 +390,8 @@ tide_loop_set_control(tide_loop_t *l, const char *path, char *err,
         rc = uv_listen((uv_stream_t *) server, 64, on_connection);
     }
     if (rc != 0) {
-        err_set(err, errlen, "cannot listen on '%s': %s", path,
-                uv_strerror(rc));
+        tide__set_err(err, errlen, 0, "cannot listen on '%s': %s", path,
+                      uv_strerror(rc));
         uv_close((uv_handle_t *) server, on_close_free);
         server = NULL;
         goto fail;

@@ -16,6 +16,7 @@
 #include "log/log.h"
 #include "log/format.h"
 #include "util/crc32c.h"
+#include "util/errors.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -49,19 +50,6 @@ tide__warn(const char *fmt, ...)
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
     fprintf(stderr, "tide: %s\n", line);
-}
-
-static int
-set_err(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    va_list  ap;
-
-    if (err != NULL && errlen > 0) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
 }
 
 static int
@@ -147,8 +135,9 @@ meta_read(const char *dir, tide_log_params_t *p, char *err, size_t errlen)
     snprintf(path, sizeof(path), "%s/stream.conf", dir);
     f = fopen(path, "r");
     if (f == NULL) {
-        return set_err(err, errlen, errno == ENOENT ? TIDE_ENOENT : TIDE_EIO,
-                       "cannot read %s: %s", path, strerror(errno));
+        return tide__set_err(err, errlen,
+                             errno == ENOENT ? TIDE_ENOENT : TIDE_EIO,
+                             "cannot read %s: %s", path, strerror(errno));
     }
     p->partitions = 0;
     while (fgets(line, sizeof(line), f) != NULL) {
@@ -160,9 +149,9 @@ meta_read(const char *dir, tide_log_params_t *p, char *err, size_t errlen)
         eq = strchr(line, '=');
         if (eq == NULL) {
             fclose(f);
-            return set_err(err, errlen, TIDE_ECORRUPT,
-                           "%s:%d: expected key=value; fix or restore the "
-                           "file", path, lineno);
+            return tide__set_err(err, errlen, TIDE_ECORRUPT, "%s:%d: expected "
+                                 "key=value; fix or restore the file", path,
+                                 lineno);
         }
         *eq++ = '\0';
         if (strcmp(line, "fsync") == 0) {
@@ -174,9 +163,9 @@ meta_read(const char *dir, tide_log_params_t *p, char *err, size_t errlen)
         v = strtoll(eq, &end, 10);
         if (errno != 0 || *end != '\0' || end == eq) {
             fclose(f);
-            return set_err(err, errlen, TIDE_ECORRUPT,
-                           "%s:%d: '%s' is not a number; fix or restore the "
-                           "file", path, lineno, eq);
+            return tide__set_err(err, errlen, TIDE_ECORRUPT, "%s:%d: '%s' is "
+                                 "not a number; fix or restore the file", path,
+                                 lineno, eq);
         }
         if (strcmp(line, "partitions") == 0) {
             p->partitions = (int32_t) v;
@@ -196,9 +185,9 @@ meta_read(const char *dir, tide_log_params_t *p, char *err, size_t errlen)
     if (p->partitions < 1 || p->partitions > MAX_PARTITIONS ||
         p->segment_bytes < 4096)
     {
-        return set_err(err, errlen, TIDE_ECORRUPT,
-                       "%s: partitions or segment_bytes out of range; fix or "
-                       "restore the file", path);
+        return tide__set_err(err, errlen, TIDE_ECORRUPT, "%s: partitions or "
+                             "segment_bytes out of range; fix or restore the "
+                             "file", path);
     }
     return TIDE_OK;
 }
@@ -241,19 +230,19 @@ stream_create(const char *sdir, const tide_log_params_t *p, char *err,
 
     snprintf(tmp, sizeof(tmp), "%s.tmp-%ld", sdir, (long) getpid());
     if (mkdir(tmp, 0755) != 0) {
-        return set_err(err, errlen, TIDE_EIO, "cannot create %s: %s", tmp,
-                       strerror(errno));
+        return tide__set_err(err, errlen, TIDE_EIO, "cannot create %s: %s",
+                             tmp, strerror(errno));
     }
     for (i = 0; i < p->partitions; i++) {
         snprintf(part, sizeof(part), "%s/%d", tmp, i);
         if (mkdir(part, 0755) != 0) {
-            return set_err(err, errlen, TIDE_EIO, "cannot create %s: %s",
-                           part, strerror(errno));
+            return tide__set_err(err, errlen, TIDE_EIO, "cannot create %s: %s",
+                                 part, strerror(errno));
         }
     }
     if (meta_write(tmp, p) != 0) {
-        return set_err(err, errlen, TIDE_EIO, "cannot write %s/stream.conf: "
-                       "%s", tmp, strerror(errno));
+        return tide__set_err(err, errlen, TIDE_EIO, "cannot write "
+                             "%s/stream.conf: %s", tmp, strerror(errno));
     }
     if (rename(tmp, sdir) != 0) {
         int  e = errno;
@@ -270,8 +259,8 @@ stream_create(const char *sdir, const tide_log_params_t *p, char *err,
         if (e == EEXIST || e == ENOTEMPTY) {
             return TIDE_EEXIST;
         }
-        return set_err(err, errlen, TIDE_EIO, "cannot create %s: %s", sdir,
-                       strerror(e));
+        return tide__set_err(err, errlen, TIDE_EIO, "cannot create %s: %s",
+                             sdir, strerror(e));
     }
     return TIDE_OK;
 }
@@ -469,12 +458,13 @@ tide_log_new(tide_log_t **out, const char *dir, const char *name,
         err[0] = '\0';
     }
     if (dir == NULL || name == NULL) {
-        return set_err(err, errlen, TIDE_EINVAL, "no data dir or stream name");
+        return tide__set_err(err, errlen, TIDE_EINVAL, "no data dir or stream "
+                             "name");
     }
     if (!name_ok(name)) {
-        return set_err(err, errlen, TIDE_EINVAL, "bad stream name '%s': use "
-                       "letters, digits, '.', '_' and '-' (not first '.'), "
-                       "at most 200", name);
+        return tide__set_err(err, errlen, TIDE_EINVAL, "bad stream name '%s': "
+                             "use letters, digits, '.', '_' and '-' (not "
+                             "first '.'), at most 200", name);
     }
     memset(&p, 0, sizeof(p));
     if (params != NULL) {
@@ -487,54 +477,57 @@ tide_log_new(tide_log_t **out, const char *dir, const char *name,
         mode < TIDE_LOG_OPEN || mode > TIDE_LOG_EXCL ||
         p.fsync < TIDE_FSYNC_DEFAULT || p.fsync > TIDE_FSYNC_NONE)
     {
-        return set_err(err, errlen, TIDE_EINVAL, "bad stream settings: "
-                       "partitions must be 1..%d, segment_bytes 4096..%lld, "
-                       "mode and fsync one of their TIDE_* values",
-                       MAX_PARTITIONS, (long long) MAX_SEGMENT_BYTES);
+        return tide__set_err(err, errlen, TIDE_EINVAL, "bad stream settings: "
+                             "partitions must be 1..%d, segment_bytes "
+                             "4096..%lld, mode and fsync one of their TIDE_* "
+                             "values", MAX_PARTITIONS,
+                             (long long) MAX_SEGMENT_BYTES);
     }
     if (snprintf(sdir, sizeof(sdir), "%s/streams/%s", dir, name) >=
         (int) sizeof(sdir))
     {
-        return set_err(err, errlen, TIDE_EINVAL, "data dir path too long");
+        return tide__set_err(err, errlen, TIDE_EINVAL, "data dir path too "
+                             "long");
     }
 
     if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
-        return set_err(err, errlen, TIDE_EINVAL, "data dir '%s' is not a "
-                       "folder; check --data-dir or $TIDE_DATA_DIR", dir);
+        return tide__set_err(err, errlen, TIDE_EINVAL, "data dir '%s' is not "
+                             "a folder; check --data-dir or $TIDE_DATA_DIR",
+                             dir);
     }
     if (stat(sdir, &st) != 0) {
         if (errno != ENOENT) {
-            return set_err(err, errlen, TIDE_EIO, "cannot read stream '%s' "
-                           "in data dir '%s': %s", name, dir,
-                           strerror(errno));
+            return tide__set_err(err, errlen, TIDE_EIO, "cannot read stream "
+                                 "'%s' in data dir '%s': %s", name, dir,
+                                 strerror(errno));
         }
         if (mode == TIDE_LOG_OPEN) {
             if (stat(dir, &st) != 0) {
-                return set_err(err, errlen, TIDE_ENOENT, "data dir '%s' does "
-                               "not exist (%s); check --data-dir", dir,
-                               strerror(errno));
+                return tide__set_err(err, errlen, TIDE_ENOENT, "data dir '%s' "
+                                     "does not exist (%s); check --data-dir",
+                                     dir, strerror(errno));
             }
-            return set_err(err, errlen, TIDE_ENOENT, "no stream '%s' in data "
-                           "dir '%s'; create it with 'tide streams create %s "
-                           "--partitions N'", name, dir, name);
+            return tide__set_err(err, errlen, TIDE_ENOENT, "no stream '%s' in "
+                                 "data dir '%s'; create it with 'tide streams "
+                                 "create %s --partitions N'", name, dir, name);
         }
         snprintf(path, sizeof(path), "%s/streams", dir);
         if (mkdir_p(path) != 0) {
-            return set_err(err, errlen, TIDE_EIO, "cannot create data dir "
-                           "'%s': %s", path, strerror(errno));
+            return tide__set_err(err, errlen, TIDE_EIO, "cannot create data "
+                                 "dir '%s': %s", path, strerror(errno));
         }
         params_defaults(&p);
         rc = stream_create(sdir, &p, err, errlen);
         if (rc == TIDE_EEXIST && mode == TIDE_LOG_EXCL) {
-            return set_err(err, errlen, rc, "stream '%s' already exists in "
-                           "'%s'", name, dir);
+            return tide__set_err(err, errlen, rc, "stream '%s' already exists "
+                                 "in '%s'", name, dir);
         }
         if (rc != TIDE_OK && rc != TIDE_EEXIST) {
             return rc;
         }
     } else if (mode == TIDE_LOG_EXCL) {
-        return set_err(err, errlen, TIDE_EEXIST, "stream '%s' already exists "
-                       "in '%s'", name, dir);
+        return tide__set_err(err, errlen, TIDE_EEXIST, "stream '%s' already "
+                             "exists in '%s'", name, dir);
     }
 
     rc = meta_read(sdir, &p, err, errlen);
@@ -552,7 +545,7 @@ tide_log_new(tide_log_t **out, const char *dir, const char *name,
 
     log = calloc(1, sizeof(*log));
     if (log == NULL) {
-        return set_err(err, errlen, TIDE_ENOMEM, "out of memory");
+        return tide__set_err(err, errlen, TIDE_ENOMEM, "out of memory");
     }
     log->refs = 1;
     log->params = p;
@@ -562,7 +555,7 @@ tide_log_new(tide_log_t **out, const char *dir, const char *name,
     log->parts = calloc((size_t) p.partitions, sizeof(tide__part_t));
     if (log->dir == NULL || log->name == NULL || log->parts == NULL) {
         log_destroy(log);
-        return set_err(err, errlen, TIDE_ENOMEM, "out of memory");
+        return tide__set_err(err, errlen, TIDE_ENOMEM, "out of memory");
     }
     for (i = 0; i < log->nparts; i++) {
         log->parts[i].dirfd = -1;
@@ -576,8 +569,8 @@ tide_log_new(tide_log_t **out, const char *dir, const char *name,
         snprintf(path, sizeof(path), "%s/%d", sdir, i);
         pt->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (pt->dirfd < 0) {
-            rc = set_err(err, errlen, TIDE_EIO, "cannot open partition "
-                         "folder %s: %s", path, strerror(errno));
+            rc = tide__set_err(err, errlen, TIDE_EIO, "cannot open partition "
+                               "folder %s: %s", path, strerror(errno));
             log_destroy(log);
             return rc;
         }
@@ -589,8 +582,8 @@ tide_log_new(tide_log_t **out, const char *dir, const char *name,
             continue;
         }
         if (pt->lockfd < 0) {
-            rc = set_err(err, errlen, TIDE_EIO, "cannot open %s/lock: %s",
-                         path, strerror(errno));
+            rc = tide__set_err(err, errlen, TIDE_EIO, "cannot open %s/lock: "
+                               "%s", path, strerror(errno));
             log_destroy(log);
             return rc;
         }
@@ -601,8 +594,8 @@ tide_log_new(tide_log_t **out, const char *dir, const char *name,
             unlock_part(pt);
         }
         if (rc != TIDE_OK) {
-            set_err(err, errlen, rc, "%s", log->errmsg[0] ? log->errmsg
-                    : strerror(errno));
+            tide__set_err(err, errlen, rc, "%s",
+                          log->errmsg[0] ? log->errmsg : strerror(errno));
             log_destroy(log);
             return rc;
         }

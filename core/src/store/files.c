@@ -4,6 +4,7 @@
  * in place of an old one.
  */
 #include "store/store.h"
+#include "util/errors.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,23 +17,6 @@
 #include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int
-set_err(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int
-set_err(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    va_list  ap;
-
-    if (err != NULL && errlen > 0) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 int
 tide__path_exists(const char *path)
@@ -59,25 +43,25 @@ tide_path_remove(const char *path, char *err, size_t errlen)
     struct stat  st;
 
     if (path == NULL || path[0] == '\0') {
-        return set_err(err, errlen, TIDE_EINVAL, "no path given");
+        return tide__set_err(err, errlen, TIDE_EINVAL, "no path given");
     }
     if (lstat(path, &st) != 0) {
         if (errno == ENOENT) {
             return TIDE_OK;
         }
-        return set_err(err, errlen, TIDE_EIO, "%s: %s", path,
-                       strerror(errno));
+        return tide__set_err(err, errlen, TIDE_EIO, "%s: %s", path,
+                             strerror(errno));
     }
     if (!S_ISDIR(st.st_mode)) {
         if (unlink(path) != 0) {
-            return set_err(err, errlen, TIDE_EIO, "cannot remove %s: %s",
-                           path, strerror(errno));
+            return tide__set_err(err, errlen, TIDE_EIO, "cannot remove %s: %s",
+                                 path, strerror(errno));
         }
         return TIDE_OK;
     }
     if (nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0) {
-        return set_err(err, errlen, TIDE_EIO, "cannot remove %s: %s", path,
-                       strerror(errno));
+        return tide__set_err(err, errlen, TIDE_EIO, "cannot remove %s: %s",
+                             path, strerror(errno));
     }
     return TIDE_OK;
 }
@@ -165,13 +149,15 @@ tide__dir_copy_links(const char *from, const char *to, char *err,
 
     d = opendir(from);
     if (d == NULL) {
-        return set_err(err, errlen, errno == ENOENT ? TIDE_ENOENT : TIDE_EIO,
-                       "cannot open snapshot %s: %s", from, strerror(errno));
+        return tide__set_err(err, errlen,
+                             errno == ENOENT ? TIDE_ENOENT : TIDE_EIO,
+                             "cannot open snapshot %s: %s", from,
+                             strerror(errno));
     }
     if (mkdir(to, 0755) != 0) {
         closedir(d);
-        return set_err(err, errlen, TIDE_EIO, "cannot create %s: %s", to,
-                       strerror(errno));
+        return tide__set_err(err, errlen, TIDE_EIO, "cannot create %s: %s", to,
+                             strerror(errno));
     }
     while (rc == TIDE_OK && (de = readdir(d)) != NULL) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
@@ -182,13 +168,13 @@ tide__dir_copy_links(const char *from, const char *to, char *err,
             snprintf(dst, sizeof(dst), "%s/%s", to, de->d_name)
                 >= (int) sizeof(dst))
         {
-            rc = set_err(err, errlen, TIDE_EINVAL, "path too long in %s",
-                         from);
+            rc = tide__set_err(err, errlen, TIDE_EINVAL, "path too long in %s",
+                               from);
             break;
         }
         if (lstat(src, &st) != 0) {
-            rc = set_err(err, errlen, TIDE_EIO, "%s: %s", src,
-                         strerror(errno));
+            rc = tide__set_err(err, errlen, TIDE_EIO, "%s: %s", src,
+                               strerror(errno));
         } else if (S_ISDIR(st.st_mode)) {
             rc = tide__dir_copy_links(src, dst, err, errlen);
         } else if (!S_ISREG(st.st_mode)) {
@@ -198,14 +184,14 @@ tide__dir_copy_links(const char *from, const char *to, char *err,
         {
             continue;
         } else if (copy_file(src, dst) != 0) {
-            rc = set_err(err, errlen, TIDE_EIO, "cannot copy %s to %s: %s",
-                         src, dst, strerror(errno));
+            rc = tide__set_err(err, errlen, TIDE_EIO, "cannot copy %s to %s: "
+                               "%s", src, dst, strerror(errno));
         }
     }
     closedir(d);
     if (rc == TIDE_OK && fsync_path(to) != 0) {
-        rc = set_err(err, errlen, TIDE_EIO, "cannot fsync %s: %s", to,
-                     strerror(errno));
+        rc = tide__set_err(err, errlen, TIDE_EIO, "cannot fsync %s: %s", to,
+                           strerror(errno));
     }
     return rc;
 }
@@ -225,16 +211,17 @@ tide__dir_swap_in(const char *tmp, const char *dir, char *err, size_t errlen)
     if (tide__path_exists(dir)) {
         if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) != 0) {
             if (errno != EINVAL && errno != ENOSYS) {
-                return set_err(err, errlen, TIDE_EIO, "cannot replace %s "
-                               "with %s: %s", dir, tmp, strerror(errno));
+                return tide__set_err(err, errlen, TIDE_EIO, "cannot replace "
+                                     "%s with %s: %s", dir, tmp,
+                                     strerror(errno));
             }
             rc = tide_path_remove(dir, err, errlen);
             if (rc != TIDE_OK) {
                 return rc;
             }
             if (rename(tmp, dir) != 0) {
-                return set_err(err, errlen, TIDE_EIO, "cannot rename %s to "
-                               "%s: %s", tmp, dir, strerror(errno));
+                return tide__set_err(err, errlen, TIDE_EIO, "cannot rename %s "
+                                     "to %s: %s", tmp, dir, strerror(errno));
             }
         } else {
             /* 'tmp' now holds the old folder. */
@@ -244,8 +231,8 @@ tide__dir_swap_in(const char *tmp, const char *dir, char *err, size_t errlen)
             }
         }
     } else if (rename(tmp, dir) != 0) {
-        return set_err(err, errlen, TIDE_EIO, "cannot rename %s to %s: %s",
-                       tmp, dir, strerror(errno));
+        return tide__set_err(err, errlen, TIDE_EIO, "cannot rename %s to %s: "
+                             "%s", tmp, dir, strerror(errno));
     }
     snprintf(parent, sizeof(parent), "%s", dir);
     slash = strrchr(parent, '/');
@@ -257,8 +244,8 @@ tide__dir_swap_in(const char *tmp, const char *dir, char *err, size_t errlen)
         snprintf(parent, sizeof(parent), ".");
     }
     if (fsync_path(parent) != 0) {
-        return set_err(err, errlen, TIDE_EIO, "cannot fsync %s: %s", parent,
-                       strerror(errno));
+        return tide__set_err(err, errlen, TIDE_EIO, "cannot fsync %s: %s",
+                             parent, strerror(errno));
     }
     return TIDE_OK;
 }

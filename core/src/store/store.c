@@ -12,6 +12,7 @@
 #include "store/store.h"
 #include "log/log.h"
 #include "log/format.h"
+#include "util/errors.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -52,23 +53,6 @@ set_msg(tide_store_t *s, int rc, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(s->errmsg, sizeof(s->errmsg), fmt, ap);
     va_end(ap);
-    return rc;
-}
-
-static int
-set_err(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int
-set_err(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    va_list  ap;
-
-    if (err != NULL && errlen > 0) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
     return rc;
 }
 
@@ -255,27 +239,28 @@ check_params(const tide_store_params_t *p, const char *dir, char *err,
              size_t errlen)
 {
     if (p->engine != TIDE_STORE_ROCKSDB && p->engine != TIDE_STORE_MEMORY) {
-        return set_err(err, errlen, TIDE_EINVAL, "bad store engine %d",
-                       (int) p->engine);
+        return tide__set_err(err, errlen, TIDE_EINVAL, "bad store engine %d",
+                             (int) p->engine);
     }
     if (p->engine == TIDE_STORE_ROCKSDB && (dir == NULL || dir[0] == '\0')) {
-        return set_err(err, errlen, TIDE_EINVAL, "a RocksDB store needs a "
-                       "folder");
+        return tide__set_err(err, errlen, TIDE_EINVAL, "a RocksDB store needs "
+                             "a folder");
     }
     if (p->engine == TIDE_STORE_MEMORY && p->from != NULL) {
-        return set_err(err, errlen, TIDE_EINVAL, "a memory store cannot "
-                       "start from a snapshot");
+        return tide__set_err(err, errlen, TIDE_EINVAL, "a memory store cannot "
+                             "start from a snapshot");
     }
     if (p->cache_entries < 0) {
-        return set_err(err, errlen, TIDE_EINVAL, "bad cache_entries %lld",
-                       (long long) p->cache_entries);
+        return tide__set_err(err, errlen, TIDE_EINVAL, "bad cache_entries "
+                             "%lld", (long long) p->cache_entries);
     }
     if (p->changelog != NULL &&
         (p->partition < 0 || p->partition >= tide_log_count(p->changelog)))
     {
-        return set_err(err, errlen, TIDE_EINVAL, "changelog partition %d out "
-                       "of range: stream '%s' has %d", (int) p->partition,
-                       p->changelog->name, tide_log_count(p->changelog));
+        return tide__set_err(err, errlen, TIDE_EINVAL, "changelog partition "
+                             "%d out of range: stream '%s' has %d",
+                             (int) p->partition, p->changelog->name,
+                             tide_log_count(p->changelog));
     }
     return TIDE_OK;
 }
@@ -288,10 +273,12 @@ start_from(const char *dir, const char *from, char *err, size_t errlen)
     int   rc;
 
     if (!tide__path_exists(from)) {
-        return set_err(err, errlen, TIDE_ENOENT, "no snapshot at %s", from);
+        return tide__set_err(err, errlen, TIDE_ENOENT, "no snapshot at %s",
+                             from);
     }
     if (snprintf(tmp, sizeof(tmp), "%s.tmp-from", dir) >= (int) sizeof(tmp)) {
-        return set_err(err, errlen, TIDE_EINVAL, "path too long: %s", dir);
+        return tide__set_err(err, errlen, TIDE_EINVAL, "path too long: %s",
+                             dir);
     }
     rc = tide_path_remove(tmp, err, errlen);
     if (rc == TIDE_OK) {
@@ -317,7 +304,7 @@ tide_store_new(tide_store_t **out, const char *dir,
     int                               rc;
 
     if (out == NULL) {
-        return set_err(err, errlen, TIDE_EINVAL, "no out-param given");
+        return tide__set_err(err, errlen, TIDE_EINVAL, "no out-param given");
     }
     *out = NULL;
     if (p == NULL) {
@@ -334,14 +321,14 @@ tide_store_new(tide_store_t **out, const char *dir,
                 return rc;
             }
         } else if (tide__mkdir_p(dir) != 0) {
-            return set_err(err, errlen, TIDE_EIO, "cannot create %s: %s",
-                           dir, strerror(errno));
+            return tide__set_err(err, errlen, TIDE_EIO, "cannot create %s: %s",
+                                 dir, strerror(errno));
         }
     }
 
     s = calloc(1, sizeof(*s));
     if (s == NULL) {
-        return set_err(err, errlen, TIDE_ENOMEM, "out of memory");
+        return tide__set_err(err, errlen, TIDE_ENOMEM, "out of memory");
     }
     s->refs = 1;
     s->engine = p->engine;
@@ -357,7 +344,7 @@ tide_store_new(tide_store_t **out, const char *dir,
                          : DEFAULT_CACHE_ENTRIES) != TIDE_OK)
     {
         store_destroy(s);
-        return set_err(err, errlen, TIDE_ENOMEM, "out of memory");
+        return tide__set_err(err, errlen, TIDE_ENOMEM, "out of memory");
     }
     if (p->engine == TIDE_STORE_MEMORY) {
         s->env = rocksdb_create_mem_env();
@@ -376,8 +363,8 @@ tide_store_new(tide_store_t **out, const char *dir,
     if (s->db == NULL) {
         rc = dberr != NULL && strstr(dberr, "lock") != NULL ? TIDE_EBUSY
                                                             : TIDE_EIO;
-        set_err(err, errlen, rc, "cannot open store %s: %s", s->dir,
-                dberr != NULL ? dberr : "unknown RocksDB error");
+        tide__set_err(err, errlen, rc, "cannot open store %s: %s", s->dir,
+                      dberr != NULL ? dberr : "unknown RocksDB error");
         rocksdb_free(dberr);
         store_destroy(s);
         return rc;
@@ -643,23 +630,27 @@ tide_store_snapshot(tide_store_t *s, const char *dir, char *err,
     int                      rc;
 
     if (dir == NULL || dir[0] == '\0') {
-        return set_err(err, errlen, set_msg(s, TIDE_EINVAL, "no snapshot "
-                       "folder given"), "no snapshot folder given");
+        return tide__set_err(err, errlen,
+                             set_msg(s, TIDE_EINVAL, "no snapshot folder "
+                                     "given"), "no snapshot folder given");
     }
     if (s->engine == TIDE_STORE_MEMORY) {
-        return set_err(err, errlen, set_msg(s, TIDE_EINVAL, "a memory store "
-                       "has no snapshots"), "a memory store has no snapshots");
+        return tide__set_err(err, errlen,
+                             set_msg(s, TIDE_EINVAL, "a memory store has no "
+                                     "snapshots"),
+                             "a memory store has no snapshots");
     }
     if (snprintf(tmp, sizeof(tmp), "%s.tmp-snap", dir) >= (int) sizeof(tmp)) {
-        return set_err(err, errlen, set_msg(s, TIDE_EINVAL, "path too long"),
-                       "path too long: %s", dir);
+        return tide__set_err(err, errlen,
+                             set_msg(s, TIDE_EINVAL, "path too long"), "path "
+                             "too long: %s", dir);
     }
     rc = tide_store_flush(s);
     if (rc == TIDE_OK && s->bulk) {
         rc = tide__store_mode(s, 0);
     }
     if (rc != TIDE_OK) {
-        return set_err(err, errlen, rc, "%s", s->errmsg);
+        return tide__set_err(err, errlen, rc, "%s", s->errmsg);
     }
     /* The WAL is off, so only flushed memtables are durable. */
     fo = rocksdb_flushoptions_create();
@@ -668,11 +659,11 @@ tide_store_snapshot(tide_store_t *s, const char *dir, char *err,
     rocksdb_flushoptions_destroy(fo);
     if (dberr != NULL) {
         rc = db_fail(s, TIDE_EIO, "memtable flush failed", dberr);
-        return set_err(err, errlen, rc, "%s", s->errmsg);
+        return tide__set_err(err, errlen, rc, "%s", s->errmsg);
     }
     rc = tide_path_remove(tmp, s->errmsg, sizeof(s->errmsg));
     if (rc != TIDE_OK) {
-        return set_err(err, errlen, rc, "%s", s->errmsg);
+        return tide__set_err(err, errlen, rc, "%s", s->errmsg);
     }
     cp = rocksdb_checkpoint_object_create(s->db, &dberr);
     if (cp != NULL && dberr == NULL) {
@@ -684,12 +675,12 @@ tide_store_snapshot(tide_store_t *s, const char *dir, char *err,
     if (dberr != NULL) {
         rc = db_fail(s, TIDE_EIO, "checkpoint failed", dberr);
         tide_path_remove(tmp, NULL, 0);
-        return set_err(err, errlen, rc, "%s", s->errmsg);
+        return tide__set_err(err, errlen, rc, "%s", s->errmsg);
     }
     rc = tide__dir_swap_in(tmp, dir, s->errmsg, sizeof(s->errmsg));
     if (rc != TIDE_OK) {
         tide_path_remove(tmp, NULL, 0);
-        return set_err(err, errlen, rc, "%s", s->errmsg);
+        return tide__set_err(err, errlen, rc, "%s", s->errmsg);
     }
     return TIDE_OK;
 }

@@ -1,5 +1,9 @@
 /* Library identity and error texts. */
 #include "tide.h"
+#include "util/errors.h"
+
+#include <stdarg.h>
+#include <stdio.h>
 
 /* Bump on every change to tide.h; bindings/tide/base.lua checks it. */
 #define TIDE_ABI_VERSION 6
@@ -33,4 +37,17 @@ tide_strerror(int rc)
     case TIDE_ERANGE:   return "out of range";
     default:            return "unknown error";
     }
+}
+
+int
+tide__set_err(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+    va_list  ap;
+
+    if (err != NULL && errlen > 0) {
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
 }

@@ -4,6 +4,7 @@
  * of one job off the same data dir.
  */
 #include "tide.h"
+#include "util/errors.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,23 +21,6 @@
 struct tide_lock_s {
     int  fd;                    /* open, flock'ed; closing releases it */
 };
-
-static void
-err_set(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-err_set(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list  ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* fsyncs a folder, so that entries created, renamed or removed in it
  * survive a crash. Returns 0, or -1 with errno set. */
@@ -105,8 +89,8 @@ dir_make(char *dir, char *err, size_t errlen)
         if (errno == EEXIST) {
             return 0;
         }
-        err_set(err, errlen, "cannot create folder '%s': %s", dir,
-                strerror(errno));
+        tide__set_err(err, errlen, 0, "cannot create folder '%s': %s", dir,
+                      strerror(errno));
         return -1;
     }
     slash = strrchr(dir, '/');
@@ -120,8 +104,8 @@ dir_make(char *dir, char *err, size_t errlen)
         *slash = '/';
     }
     if (rc != 0) {
-        err_set(err, errlen, "cannot sync the folder holding '%s': %s", dir,
-                strerror(errno));
+        tide__set_err(err, errlen, 0, "cannot sync the folder holding '%s': "
+                      "%s", dir, strerror(errno));
         return -1;
     }
     return 0;
@@ -189,16 +173,16 @@ tide_file_set(const char *path, const char *data, size_t len, char *err,
     struct stat          st;
     int                  fd, n;
 
-    err_set(err, errlen, "%s", "");
+    tide__set_err(err, errlen, 0, "%s", "");
     if (data == NULL && len > 0) {
-        err_set(err, errlen, "no data to write to '%s'",
-                path != NULL ? path : "(null)");
+        tide__set_err(err, errlen, 0, "no data to write to '%s'",
+                      path != NULL ? path : "(null)");
         return TIDE_EINVAL;
     }
     base = path_split(path, dir, sizeof(dir));
     if (base == NULL) {
-        err_set(err, errlen, "bad file path '%s': a file name expected",
-                path != NULL ? path : "(null)");
+        tide__set_err(err, errlen, 0, "bad file path '%s': a file name "
+                      "expected", path != NULL ? path : "(null)");
         return TIDE_EINVAL;
     }
     /* A unique name per process and call: concurrent writers of one path
@@ -206,7 +190,7 @@ tide_file_set(const char *path, const char *data, size_t len, char *err,
     n = snprintf(tmp, sizeof(tmp), "%s/.%s.tmp.%ld.%u", dir, base,
                  (long) getpid(), __sync_fetch_and_add(&seq, 1));
     if (n < 0 || (size_t) n >= sizeof(tmp)) {
-        err_set(err, errlen, "bad file path '%s': too long", path);
+        tide__set_err(err, errlen, 0, "bad file path '%s': too long", path);
         return TIDE_EINVAL;
     }
     if (dirs_make(dir, err, errlen) != 0) {
@@ -215,7 +199,8 @@ tide_file_set(const char *path, const char *data, size_t len, char *err,
 
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) {
-        err_set(err, errlen, "cannot create '%s': %s", tmp, strerror(errno));
+        tide__set_err(err, errlen, 0, "cannot create '%s': %s", tmp,
+                      strerror(errno));
         return TIDE_EIO;
     }
     /* Keep the permissions of the file being replaced. */
@@ -223,27 +208,30 @@ tide_file_set(const char *path, const char *data, size_t len, char *err,
         (void) fchmod(fd, st.st_mode & 07777);
     }
     if (write_all(fd, data, len) != 0) {
-        err_set(err, errlen, "cannot write '%s': %s", tmp, strerror(errno));
+        tide__set_err(err, errlen, 0, "cannot write '%s': %s", tmp,
+                      strerror(errno));
         goto fail;
     }
     if (fsync(fd) != 0) {
-        err_set(err, errlen, "cannot sync '%s': %s", tmp, strerror(errno));
+        tide__set_err(err, errlen, 0, "cannot sync '%s': %s", tmp,
+                      strerror(errno));
         goto fail;
     }
     if (close(fd) != 0) {
         fd = -1;
-        err_set(err, errlen, "cannot close '%s': %s", tmp, strerror(errno));
+        tide__set_err(err, errlen, 0, "cannot close '%s': %s", tmp,
+                      strerror(errno));
         goto fail;
     }
     fd = -1;
     if (rename(tmp, path) != 0) {
-        err_set(err, errlen, "cannot rename '%s' to '%s': %s", tmp, path,
-                strerror(errno));
+        tide__set_err(err, errlen, 0, "cannot rename '%s' to '%s': %s", tmp,
+                      path, strerror(errno));
         goto fail;
     }
     if (dir_sync(dir) != 0) {
-        err_set(err, errlen, "cannot sync folder '%s' after replacing '%s': "
-                "%s", dir, base, strerror(errno));
+        tide__set_err(err, errlen, 0, "cannot sync folder '%s' after "
+                      "replacing '%s': %s", dir, base, strerror(errno));
         return TIDE_EIO;
     }
     return TIDE_OK;
@@ -292,15 +280,15 @@ tide_lock_new(tide_lock_t **out, const char *path, char *err, size_t errlen)
     long          pid;
     int           fd, rc, n;
 
-    err_set(err, errlen, "%s", "");
+    tide__set_err(err, errlen, 0, "%s", "");
     if (out == NULL) {
-        err_set(err, errlen, "no place for the lock handle");
+        tide__set_err(err, errlen, 0, "no place for the lock handle");
         return TIDE_EINVAL;
     }
     *out = NULL;
     if (path_split(path, dir, sizeof(dir)) == NULL) {
-        err_set(err, errlen, "bad lock path '%s': a file name expected",
-                path != NULL ? path : "(null)");
+        tide__set_err(err, errlen, 0, "bad lock path '%s': a file name "
+                      "expected", path != NULL ? path : "(null)");
         return TIDE_EINVAL;
     }
     if (dirs_make(dir, err, errlen) != 0) {
@@ -309,8 +297,8 @@ tide_lock_new(tide_lock_t **out, const char *path, char *err, size_t errlen)
 
     fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
-        err_set(err, errlen, "cannot open lock '%s': %s", path,
-                strerror(errno));
+        tide__set_err(err, errlen, 0, "cannot open lock '%s': %s", path,
+                      strerror(errno));
         return TIDE_EIO;
     }
     do {
@@ -320,31 +308,32 @@ tide_lock_new(tide_lock_t **out, const char *path, char *err, size_t errlen)
         if (errno == EWOULDBLOCK) {
             pid = lock_pid_get(fd);
             if (pid > 0) {
-                err_set(err, errlen, "lock '%s' is held by pid %ld", path,
-                        pid);
+                tide__set_err(err, errlen, 0, "lock '%s' is held by pid %ld",
+                              path, pid);
             } else {
-                err_set(err, errlen, "lock '%s' is held by another process",
-                        path);
+                tide__set_err(err, errlen, 0, "lock '%s' is held by another "
+                              "process", path);
             }
             close(fd);
             return TIDE_EBUSY;
         }
-        err_set(err, errlen, "cannot lock '%s': %s", path, strerror(errno));
+        tide__set_err(err, errlen, 0, "cannot lock '%s': %s", path,
+                      strerror(errno));
         close(fd);
         return TIDE_EIO;
     }
 
     n = snprintf(buf, sizeof(buf), "%ld\n", (long) getpid());
     if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t) n, 0) != n) {
-        err_set(err, errlen, "cannot write the pid into lock '%s': %s", path,
-                strerror(errno));
+        tide__set_err(err, errlen, 0, "cannot write the pid into lock '%s': "
+                      "%s", path, strerror(errno));
         close(fd);
         return TIDE_EIO;
     }
 
     lk = malloc(sizeof(*lk));
     if (lk == NULL) {
-        err_set(err, errlen, "out of memory");
+        tide__set_err(err, errlen, 0, "out of memory");
         close(fd);
         return TIDE_ENOMEM;
     }
