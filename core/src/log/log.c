@@ -17,6 +17,7 @@
 #include "log/format.h"
 #include "util/crc32c.h"
 #include "util/errors.h"
+#include "util/fs.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -68,31 +69,6 @@ name_ok(const char *name)
         }
     }
     return 1;
-}
-
-static int
-mkdir_p(const char *path)
-{
-    char   tmp[4096];
-    char  *p;
-
-    if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int) sizeof(tmp)) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    for (p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
-                return -1;
-            }
-            *p = '/';
-        }
-    }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
-        return -1;
-    }
-    return 0;
 }
 
 /* ---- stream.conf ------------------------------------------------------ */
@@ -512,7 +488,7 @@ tide_log_new(tide_log_t **out, const char *dir, const char *name,
                                  "create %s --partitions N'", name, dir, name);
         }
         snprintf(path, sizeof(path), "%s/streams", dir);
-        if (mkdir_p(path) != 0) {
+        if (tide__mkdir_p(path) != 0) {
             return tide__set_err(err, errlen, TIDE_EIO, "cannot create data "
                                  "dir '%s': %s", path, strerror(errno));
         }

@@ -250,28 +250,3 @@ tide__dir_swap_in(const char *tmp, const char *dir, char *err, size_t errlen)
     return TIDE_OK;
 }
 
-/* Creates 'path' and its missing parents. Returns 0 or -1 with errno. */
-int
-tide__mkdir_p(const char *path)
-{
-    char   tmp[PATH_MAX];
-    char  *p;
-
-    if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int) sizeof(tmp)) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    for (p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
-                return -1;
-            }
-            *p = '/';
-        }
-    }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
-        return -1;
-    }
-    return 0;
-}

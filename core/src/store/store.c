@@ -10,6 +10,7 @@
  * RocksDB, in large WriteBatches.
  */
 #include "store/store.h"
+#include "util/fs.h"
 #include "log/log.h"
 #include "log/format.h"
 #include "util/errors.h"

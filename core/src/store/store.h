@@ -113,6 +113,5 @@ int           tide__dir_copy_links(const char *from, const char *to,
 int           tide__dir_swap_in(const char *tmp, const char *dir, char *err,
                                 size_t errlen);
 int           tide__path_exists(const char *path);
-int           tide__mkdir_p(const char *path);
 
 #endif

@@ -5,6 +5,7 @@
  */
 #include "tide.h"
 #include "util/errors.h"
+#include "util/fs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -352,4 +353,31 @@ tide_lock_free(tide_lock_t *lk)
     (void) ftruncate(lk->fd, 0);
     close(lk->fd);
     free(lk);
+}
+
+/* Creates 'path' and its missing parents (no fsync: see dirs_make for
+ * durable folders). Returns 0 or -1 with errno. */
+int
+tide__mkdir_p(const char *path)
+{
+    char   tmp[PATH_MAX];
+    char  *p;
+
+    if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int) sizeof(tmp)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
+                return -1;
+            }
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
+        return -1;
+    }
+    return 0;
 }
