@@ -3,30 +3,18 @@
 local ffi  = require("ffi")
 local base = require("tide.base")
 local fs   = require("tide.fs")
+local h = require("helper")
+local rmrf = h.rmrf
+local read_file = h.read_file
+local open_fd_count = h.open_fd_count
 
 pcall(ffi.cdef, [[
 int getpid(void);
-int fcntl(int fd, int cmd, ...);
 ]])                                           -- only for the tests
 local PID = ffi.C.getpid()
 
 local function tmpdir()
-    local d = os.tmpname()
-    os.remove(d)
-    assert(os.execute("mkdir -p '" .. d .. "'") == 0)
-    return d
-end
-
-local function rmrf(path)
-    assert(path:match("^/tmp/"), "refusing to remove " .. path)
-    os.execute("rm -rf '" .. path .. "'")
-end
-
-local function read_file(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("*a")
-    f:close()
-    return s
+    return h.tmpdir(true)
 end
 
 local function ls(dir)
@@ -38,19 +26,6 @@ local function ls(dir)
     p:close()
     table.sort(out)
     return out
-end
-
--- Counts open descriptors with fcntl rather than by listing
--- /proc/<pid>/fd from a child: the child can run before the parent has
--- closed its end of the pipe to it, and count one too many.
-local function open_fd_count()
-    local n = 0
-    for fd = 0, 65535 do
-        if ffi.C.fcntl(fd, 1) ~= -1 then          -- F_GETFD
-            n = n + 1
-        end
-    end
-    return n
 end
 
 describe("tide.fs", function()

@@ -1,27 +1,13 @@
 -- Specs for bindings/tide/log.lua: the embedded log through the FFI.
 local base = require("tide.base")
 local tlog = require("tide.log")
+local h = require("helper")
+local tmpdir = h.tmpdir
+local rmrf = h.rmrf
+local read_file = h.read_file
+local open_fd_count = h.open_fd_count
 
 local lib = base.lib
-
--- A fresh data dir path (not created: tide creates it) per test.
-local function tmpdir()
-    local d = os.tmpname()
-    os.remove(d)
-    return d
-end
-
-local function rmrf(path)
-    assert(path:match("^/tmp/"), "refusing to remove " .. path)
-    os.execute("rm -rf '" .. path .. "'")
-end
-
-local function read_file(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("*a")
-    f:close()
-    return s
-end
 
 local function file_size(path)
     local f = assert(io.open(path, "rb"))
@@ -65,14 +51,6 @@ local function drain(r)
         end
         out[#out + 1] = rec
     end
-end
-
-local function open_fd_count()
-    local pid = read_file("/proc/self/stat"):match("^(%d+)")
-    local p = io.popen("ls -1 /proc/" .. pid .. "/fd | wc -l")
-    local n = tonumber(p:read("*a"))
-    p:close()
-    return n
 end
 
 describe("tide.log", function()

@@ -4,13 +4,15 @@
 local ffi  = require("ffi")
 local base = require("tide.base")
 local loop = require("tide.loop")
+local h = require("helper")
+local read_file = h.read_file
+local open_fd_count = h.open_fd_count
 
 -- Only for the tests: this process's pid (to signal it) and its file
 -- limit (to make the loop's set-up fail); sockets, to leave a stale
 -- socket file behind; the user id, to test another user's socket.
 pcall(ffi.cdef, [[
 int getpid(void);
-int fcntl(int fd, int cmd, ...);
 struct tide_spec_rlimit { unsigned long cur, max; };
 int getrlimit(int resource, struct tide_spec_rlimit *rl);
 int setrlimit(int resource, const struct tide_spec_rlimit *rl);
@@ -25,26 +27,6 @@ unsigned int geteuid(void);
 local RLIMIT_NOFILE = 7                       -- Linux
 
 local PID = ffi.C.getpid()
-
-local function read_file(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("*a")
-    f:close()
-    return s
-end
-
--- Counts open descriptors with fcntl rather than by listing
--- /proc/<pid>/fd from a child: the child can run before the parent has
--- closed its end of the pipe to it, and count one too many.
-local function open_fd_count()
-    local n = 0
-    for fd = 0, 65535 do
-        if ffi.C.fcntl(fd, 1) ~= -1 then          -- F_GETFD
-            n = n + 1
-        end
-    end
-    return n
-end
 
 -- Through io.popen, not os.execute: system() ignores SIGINT in the caller
 -- while its child runs, so a SIGINT sent from there would be lost.

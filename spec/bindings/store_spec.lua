@@ -2,28 +2,13 @@
 local base = require("tide.base")
 local tlog = require("tide.log")
 local store = require("tide.store")
-
--- A fresh folder path (not created) per test.
-local function tmpdir()
-    local d = os.tmpname()
-    os.remove(d)
-    return d
-end
-
-local function rmrf(path)
-    assert(path:match("^/tmp/"), "refusing to remove " .. path)
-    os.execute("rm -rf '" .. path .. "'")
-end
+local h = require("helper")
+local tmpdir = h.tmpdir
+local rmrf = h.rmrf
+local read_file = h.read_file
 
 local function exists(path)
     return os.execute("test -e '" .. path .. "'") == 0
-end
-
-local function read_file(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("*a")
-    f:close()
-    return s
 end
 
 -- Returns every key and value of [from, to) as a list of {k, v}.

@@ -3,23 +3,15 @@
 local headers = require("tide.headers")
 local partition = require("tide.partition")
 local system = require("tide.system")
+local h = require("helper")
+local tmpdir = h.tmpdir
+local rmrf = h.rmrf
 
 local ALL = {}
 for i = 0, 255 do
     ALL[#ALL + 1] = string.char(i)
 end
 ALL = table.concat(ALL)
-
-local function tmpdir()
-    local d = os.tmpname()
-    os.remove(d)
-    return d
-end
-
-local function rmrf(path)
-    assert(path:match("^/tmp/"), "refusing to remove " .. path)
-    os.execute("rm -rf '" .. path .. "'")
-end
 
 -- Reads every record available now, polling `max` at a time.
 local function drain(r, max)
