@@ -224,6 +224,19 @@ function M.start_tide(dir, work, args)
   return { pid = pid, base = base, wrapper = wrapper }
 end
 
+-- Kills (SIGKILL) every process start_tide started with scratch dir `work`
+-- that has not ended yet: for after_each, so that nothing a test started
+-- outlives it.
+function M.kill_started(work)
+  local files = M.sh("ls " .. M.q(work) .. " 2>/dev/null")
+  for f in files:gmatch("(bg%d+)%.pid\n") do
+    local pid = tonumber(M.read_file(work .. "/" .. f .. ".pid") or "")
+    if pid and not M.read_file(work .. "/" .. f .. ".rc") then
+      os.execute("kill -9 " .. pid .. " 2>/dev/null")
+    end
+  end
+end
+
 -- Returns what a job started by start_tide printed on stderr so far.
 function M.tide_stderr(job)
   return M.read_file(job.base .. ".err") or ""

@@ -267,13 +267,7 @@ describe("job state", function()
     work = h.tmpdir()
   end)
   after_each(function()
-    -- nothing started by a test outlives it
-    for f in h.sh("ls " .. h.q(work) .. " 2>/dev/null"):gmatch("(bg%d+)%.pid\n") do
-      local pid = tonumber(h.read_file(work .. "/" .. f .. ".pid") or "")
-      if pid and not h.read_file(work .. "/" .. f .. ".rc") then
-        os.execute("kill -9 " .. pid .. " 2>/dev/null")
-      end
-    end
+    h.kill_started(work)
     h.rmdir(dir)
     h.rmdir(work)
   end)
