@@ -52,6 +52,7 @@ build = {
          ["tide.base"]              = "bindings/tide/base.lua",
          ["tide.cdef"]              = "bindings/tide/cdef.lua",
          ["tide.fs"]                = "bindings/tide/fs.lua",
+         ["tide.json"]              = "bindings/tide/json.lua",
          ["tide.log"]               = "bindings/tide/log.lua",
          ["tide.loop"]              = "bindings/tide/loop.lua",
          ["tide.state"]             = "lua/tide/state.lua",

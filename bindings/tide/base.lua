@@ -40,6 +40,12 @@ else
                          name, tostring(clib)), 2)
     end
     lib = clib
+    -- The same file for package.loadlib (Lua C modules inside libtide,
+    -- see json.lua), named as ffi.load resolved it.
+    if not name:find("/", 1, true) and not name:find("%.so") then
+        name = "lib" .. name .. ".so"
+    end
+    _M.lib_path = name
 end
 _M.lib = lib
 

@@ -1,50 +1,45 @@
---- Serdes: turn message bytes into Lua values and back. `json` (lua-cjson),
---- `string` and `bytes`.
+--- Serdes: turn message bytes into Lua values and back. `json`, `string`
+--- and `bytes`.
 ---
 --- get(name) returns `{ name = ..., encode = f, decode = f }`, shared by
 --- every caller (do not modify it). decode(bytes) returns a value or
 --- raises; encode(value) returns bytes or raises. nil is never passed to
 --- either: a nil value is a tombstone and the runner keeps it nil.
 ---
---- json notes:
---- - JSON `null` decodes to `serde.null` (cjson.null, a lightuserdata),
----   also inside arrays and objects; encoding `serde.null` writes `null`.
---- - Numbers are doubles: integers are exact up to 2^53 both ways (cjson
----   alone would write 1234567890123456 as 1.2345678901235e+15; here any
----   number of magnitude >= 1e14 is written so that it reads back exactly:
----   integers below 2^63 in full, others with up to 17 significant
----   digits). Smaller non-integers keep cjson's 14 significant digits.
----   The `string` serde writes numbers the same way.
+--- json is tide's own codec (core/src/serde/json.c, through
+--- bindings/tide/json.lua), which gives the values lua-cjson gives, about
+--- twice as fast:
+--- - JSON `null` decodes to `serde.null` (lightuserdata NULL, equal to
+---   cjson.null), also inside arrays and objects; encoding `serde.null`
+---   writes `null`.
+--- - Numbers are doubles: integers are exact up to 2^53 both ways, and any
+---   number of magnitude >= 1e14 is written so that it reads back exactly
+---   (integers below 2^63 in full, others with up to 17 significant
+---   digits). Smaller non-integers are written with 14 significant
+---   digits, as cjson writes them. The `string` serde writes numbers the
+---   same way.
 --- - NaN and infinities raise; so do functions, userdata and cycles
 ---   (nesting deeper than 1000).
 --- - An empty table encodes as `{}`. A table with keys 1..n is an array;
 ---   an array with many holes (more than half nil and past index 10) is
 ---   written as an object with string keys rather than raising.
---- - Decoding is strict JSON (no nan, inf or hex numbers).
-local cjson_mod = require("cjson")
+--- - Strings are written with `"`, backslash and control bytes escaped, and
+---   nothing else (`/` stays as it is, UTF-8 passes through).
+--- - Decoding is strict JSON (no nan, inf, hex numbers or trailing
+---   commas, nothing after the value), with what cjson allowed: numbers
+---   with a "+", leading zeros (decimal) or a bare "." ("1.", "-.5"), raw
+---   control bytes inside strings, and no check of UTF-8.
+local codec = require("tide.json")
 
-local type, error, tostring, pairs, tonumber = type, error, tostring,
-                                               pairs, tonumber
-local str_find, str_format, str_sub, str_gsub = string.find, string.format,
-                                                string.sub, string.gsub
-local str_match = string.match
+local type, error, tostring = type, error, tostring
+local str_format, str_sub, str_gsub = string.format, string.sub, string.gsub
 
 local _M = {}
 
--- A private instance: settings made here do not leak to other users of
--- cjson in the same Lua state, and theirs do not reach us.
-local cjson = cjson_mod.new()
-cjson.encode_sparse_array(true)         -- convert, do not raise
-cjson.encode_invalid_numbers(false)     -- NaN, inf raise
-cjson.decode_invalid_numbers(false)     -- strict JSON numbers
-cjson.encode_number_precision(14)       -- the most this cjson allows
-cjson.encode_max_depth(1000)
-cjson.decode_max_depth(1000)
+local codec_encode, codec_decode = codec.encode, codec.decode
 
-local cjson_encode, cjson_decode = cjson.encode, cjson.decode
-
---- The value JSON null decodes to (cjson.null).
-_M.null = cjson.null
+--- The value JSON null decodes to (lightuserdata NULL, == cjson.null).
+_M.null = codec.null
 
 local KNOWN = "json, string, bytes"
 local EXCERPT = 40                      -- bytes of bad input shown in errors
@@ -69,82 +64,17 @@ end
 
 -- json ---------------------------------------------------------------
 
-local function json_decode_fail(s, err)
-    err = tostring(err)
-    local at = tonumber(str_match(err, "at character (%d+)"))
+local function json_decode_fail(s, err, at)
     error(str_format("json: cannot decode %s (%d bytes): %s",
-                     excerpt(s, at), #s, err), 0)
+                     excerpt(s, at), #s, tostring(err)), 0)
 end
 
 local function json_decode(s)
-    local ok, v = pcall(cjson_decode, s)
-    if not ok then
-        json_decode_fail(s, v)
+    local v, err, at = codec_decode(s)
+    if v == nil then
+        json_decode_fail(s, err, at)
     end
     return v
-end
-
--- Slow path of encode, taken only when cjson wrote an exponent ("e+"):
--- numbers of magnitude >= 1e14 are replaced by placeholder strings, the
--- copy is encoded, and the placeholders are swapped for the numbers with
--- 17 significant digits.
-local BIG = 1e14
-local TOKEN = "\1tide-num:"
-local TOKEN_PATTERN = '"\\u0001tide%-num:(%d+)\\u0001"'
-
-local function is_big(v)
-    return (v >= BIG or v <= -BIG) and v == v and v ~= 1 / 0 and v ~= -1 / 0
-end
-
--- Returns the shortest text that reads back as `v`: integers below 2^63
--- in full, others with 15 to 17 significant digits.
-local function format_big(v)
-    if v % 1 == 0 and v < 2 ^ 63 and v > -2 ^ 63 then
-        return str_format("%d", v)
-    end
-    for digits = 15, 16 do
-        local s = str_format("%." .. digits .. "g", v)
-        if tonumber(s) == v then
-            return s
-        end
-    end
-    return str_format("%.17g", v)
-end
-
-local function copy_big(v, nums, depth)
-    if depth > 1000 then
-        error("json: cannot encode: nesting deeper than 1000 (a cycle?)", 0)
-    end
-    local c = {}
-    for k, x in pairs(v) do
-        local tx = type(x)
-        if tx == "number" and is_big(x) then
-            nums[#nums + 1] = x
-            x = TOKEN .. #nums .. "\1"
-        elseif tx == "table" then
-            x = copy_big(x, nums, depth + 1)
-        end
-        c[k] = x
-    end
-    return c
-end
-
-local function json_encode_big(v)
-    if type(v) == "number" then
-        return format_big(v)
-    end
-    local nums = {}
-    local s = cjson_encode(copy_big(v, nums, 1))
-    local n
-    s, n = str_gsub(s, TOKEN_PATTERN, function(i)
-        return format_big(nums[tonumber(i)])
-    end)
-    if n ~= #nums then
-        -- A string of the value looked like a placeholder: give up on
-        -- precision rather than corrupt the string.
-        return cjson_encode(v)
-    end
-    return s
 end
 
 local function json_encode_fail(v, err)
@@ -152,17 +82,18 @@ local function json_encode_fail(v, err)
 end
 
 local function json_encode(v)
-    local ok, s = pcall(cjson_encode, v)
-    if not ok then
-        json_encode_fail(v, s)
-    end
-    if str_find(s, "e+", 1, true) then
-        local tv = type(v)
-        if tv == "table" or (tv == "number" and is_big(v)) then
-            return json_encode_big(v)
-        end
+    local s, err = codec_encode(v)
+    if s == nil then
+        json_encode_fail(v, err)
     end
     return s
+end
+
+-- Numbers of the string serde, written like json's.
+local BIG = 1e14
+
+local function is_big(v)
+    return (v >= BIG or v <= -BIG) and v == v and v ~= 1 / 0 and v ~= -1 / 0
 end
 
 -- string -------------------------------------------------------------
@@ -177,7 +108,7 @@ local function string_encode(v)
         return v
     elseif tv == "number" then
         if is_big(v) then
-            return format_big(v)
+            return json_encode(v)
         end
         return tostring(v)
     elseif tv == "boolean" then

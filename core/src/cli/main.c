@@ -5,6 +5,7 @@
  * with -Wl,-E, so that the Lua runtime reaches the core through ffi.C.
  */
 #include "cli/cli.h"
+#include "serde/json.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -172,6 +173,13 @@ lua_cmd_main(lua_State *L)
     int         i;
 
     lua_path_set(L);
+    /* The json codec lives in this binary: bindings/tide/json.lua finds
+     * it here rather than through package.loadlib. */
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, luaopen_tide_json_codec);
+    lua_setfield(L, -2, "tide.json.codec");
+    lua_pop(L, 2);
     lua_getglobal(L, "require");
     lua_pushliteral(L, "tide.cli");
     lua_call(L, 1, 1);
