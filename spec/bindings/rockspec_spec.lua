@@ -80,17 +80,22 @@ describe("rockspec/tide-scm-1.rockspec", function()
                        .. 'print(package.searchpath("tide.base", '
                        .. 'package.path)); print(package.searchpath('
                        .. '"tide.libtide", package.cpath)); '
-                       .. 'print(t.loop.now() > 0, t.abi)'
+                       .. 'print(t.loop.now() > 0, t.abi); '
+                       -- the json codec, a Lua C module inside libtide
+                       .. 'local j = require("tide.serde").get("json"); '
+                       .. 'print(j.encode(j.decode(\'{"a":[1,2]}\')))'
         code, out = run("cd " .. sh_quote(tmp) .. " && " .. CLEAN_ENV
                         .. "LUA_PATH=" .. sh_quote(lua_path)
                         .. " LUA_CPATH=" .. sh_quote(lua_cpath)
                         .. " luajit -e " .. sh_quote(script))
         assert.equals(0, code, out)
-        local version, base_path, lib_path, rest =
-            out:match("^([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n$")
+        local version, base_path, lib_path, rest, json =
+            out:match("^([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n"
+                      .. "([^\n]*)\n$")
         assert.equals(base.version(), version, out)
         assert.equals(tmp .. "/tree/share/lua/5.1/tide/base.lua", base_path)
         assert.equals(tmp .. "/tree/lib/lua/5.1/tide/libtide.so", lib_path)
         assert.equals("true\t" .. base.ABI_VERSION, rest)
+        assert.equals('{"a":[1,2]}', json)
     end)
 end)
