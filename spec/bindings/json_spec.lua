@@ -267,6 +267,37 @@ describe("tide.json", function()
         end
     end)
 
+    it("writes non-integers below 1e14 as C's %.14g does", function()
+        -- The codec writes short decimals itself; C's snprintf (which
+        -- cjson used) is the reference. LuaJIT's string.format is not: it
+        -- rounds exact ties differently.
+        local ffi = require("ffi")
+        pcall(ffi.cdef, "int snprintf(char *s, size_t n, const char *fmt, ...);")
+        local buf = ffi.new("char[64]")
+        local r = random
+        math.randomseed(7)
+        local checked = 0
+        for _ = 1, 100000 do
+            local c, v = r(1, 4)
+            if c == 1 then
+                v = r(-10 ^ 7, 10 ^ 7) / 10 ^ r(1, 8)
+            elseif c == 2 then
+                v = (r() - 0.5) * 10 ^ r(-6, 15)
+            elseif c == 3 then
+                v = tonumber(str_format("%." .. r(1, 14) .. "g",
+                                        (r() - 0.5) * 10 ^ r(-5, 14)))
+            else
+                v = r(0, 2 ^ 30) * 2 ^ -r(1, 30)
+            end
+            if v ~= floor(v) and math.abs(v) < 1e14 then
+                ffi.C.snprintf(buf, 64, "%.14g", ffi.new("double", v))
+                assert.equals(ffi.string(buf), json.encode(v))
+                checked = checked + 1
+            end
+        end
+        assert.is_true(checked > 80000)
+    end)
+
     it("reads numbers strictly", function()
         assert.equals(-0.0, json.decode("-0"))
         assert.equals(1 / -0.0, 1 / json.decode("-0"))

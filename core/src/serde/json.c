@@ -10,7 +10,7 @@
  *   its table is made once at its final size (up to CHUNK members);
  * - strings without escapes are interned straight from the input;
  * - integers of up to 15 digits are read and written without strtod or
- *   snprintf.
+ *   snprintf, and so are short decimals (up to 8 decimals) written.
  *
  * The values are those of lua-cjson (the json serde used it before, and
  * specs check the two agree): objects and arrays are tables, null is
@@ -790,6 +790,57 @@ fmt_g(scratch_t *sc, char *b, size_t size, int digits, double v)
     return (size_t) n;
 }
 
+/* %.14g of a non-integer v with 1e-4 <= |v| < 1e13 that is the double
+ * nearest to a decimal of at most 14 significant digits and 8 decimals
+ * (prices, coordinates, rates): that decimal, written without snprintf.
+ * v lies within half an ulp (1.1e-16 relative) of the decimal, far inside
+ * the half unit of the 14th digit (5e-15) where %.14g would round
+ * elsewhere, and %g writes such magnitudes without an exponent. Returns
+ * the length, or 0 when v is not such a number. */
+static size_t
+fmt_short_decimal(char *b, double v)
+{
+    static const double  pow10[] = { 1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7,
+                                      1e8 };
+    double               a = fabs(v);
+    int                  k;
+
+    if (!(a >= 1e-4 && a < 1e13)) {
+        return 0;
+    }
+    for (k = 1; k <= 8; k++) {
+        double    m = nearbyint(a * pow10[k]);
+        uint64_t  r, ip, fp;
+        size_t    n = 0;
+        int       i;
+
+        if (m >= 1e14) {
+            return 0;                   /* more than 14 digits */
+        }
+        if (m / pow10[k] != a) {
+            continue;
+        }
+        r = (uint64_t) m;
+        ip = r / (uint64_t) pow10[k];
+        fp = r % (uint64_t) pow10[k];
+        while (fp % 10 == 0) {          /* fp > 0: v is no integer */
+            fp /= 10;
+            k--;
+        }
+        if (v < 0) {
+            b[n++] = '-';
+        }
+        n += fmt_int(b + n, (int64_t) ip);
+        b[n++] = '.';
+        for (i = k - 1; i >= 0; i--) {
+            b[n + (size_t) i] = (char) ('0' + fp % 10);
+            fp /= 10;
+        }
+        return n + (size_t) k;
+    }
+    return 0;
+}
+
 static int
 enc_number(enc_t *e, double v)
 {
@@ -812,7 +863,10 @@ enc_number(enc_t *e, double v)
             n = fmt_int(b, (int64_t) v);
         }
     } else if (a < 1e14) {
-        n = fmt_g(e->sc, b, 32, 14, v);
+        n = fmt_short_decimal(b, v);
+        if (n == 0) {
+            n = fmt_g(e->sc, b, 32, 14, v);
+        }
     } else if (v == floor(v) && a < 9223372036854775808.0) {
         n = fmt_int(b, (int64_t) v);
     } else {
