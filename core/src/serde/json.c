@@ -23,18 +23,23 @@
  *   null); an empty table is {}; an array with more than 10 slots that is
  *   more than half holes is written as an object with string keys;
  * - numbers: integers of magnitude below 1e15 in full; other numbers
- *   below 1e14 with 14 significant digits (cjson's); at or above 1e14,
- *   integers below 2^63 in full and others with the fewest of 15 to 17
+ *   below 1e14 with 14 significant digits (cjson's); at or above 1e14
+ *   (and just below it, where 14 digits would round to 1e+14), integers
+ *   below 2^63 in full and others with the fewest of 15 to 17
  *   significant digits that read back exactly;
  * - NaN, infinities, functions, userdata, threads, keys that are neither
  *   strings nor numbers, and nesting deeper than MAX_DEPTH (cycles) are
  *   errors.
  *
- * Errors are returned, never raised: decode returns nil, "what at
- * character N", N; encode returns nil, "what". Neither raises except when
- * Lua itself runs out of memory. Neither function is re-entrant within one
- * Lua state (they share the module's scratch buffer), which holds since
- * they never call back into Lua.
+ * Errors are returned, not raised: decode returns nil, "what at
+ * character N", N; encode returns nil, "what". They raise only when Lua
+ * runs out of memory, or when decode is given no string.
+ *
+ * Neither calls Lua functions or metamethods (raw access only), but a GC
+ * step inside one of their lua_pushlstring calls can run a finalizer
+ * written in Lua, and that finalizer may call them again: the module's
+ * scratch buffer is marked busy during a call, and a nested call works in
+ * a scratch of its own (see scratch_enter).
  */
 #include "serde/json.h"
 
@@ -55,6 +60,13 @@
 #define PENDING_BUDGET  2000
 /* A scratch buffer larger than this is freed after the call. */
 #define SCRATCH_KEEP    (1024 * 1024)
+/* Strings are escaped this many input bytes at a time, so that the room
+ * asked for (6 bytes per byte at worst) stays small. */
+#define ESCAPE_PIECE    (64 * 1024)
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "json.c reads 8 bytes at a time as a little-endian word"
+#endif
 
 /* Eight bytes at a time (little-endian): the high bit of each byte of x
  * that is zero, or below n (n <= 128). A borrow can mark bytes above the
@@ -84,11 +96,14 @@ load8(const char *p)
 }
 
 /* The module's scratch buffer and C locale, a full userdata shared by
- * decode and encode as their upvalue; __gc frees both. */
+ * decode and encode as their upvalue; __gc frees both. A nested call's
+ * scratch (scratch_enter) borrows the locale. */
 typedef struct scratch_s {
     char     *p;
     size_t    cap;
     locale_t  c_locale;                 /* for strtod_l and snprintf */
+    int       owns_locale;
+    int       busy;                     /* a call is using p */
 } scratch_t;
 
 static int
@@ -131,11 +146,47 @@ scratch_gc(lua_State *L)
     free(sc->p);
     sc->p = NULL;
     sc->cap = 0;
-    if (sc->c_locale != (locale_t) 0) {
+    if (sc->owns_locale && sc->c_locale != (locale_t) 0) {
         freelocale(sc->c_locale);
-        sc->c_locale = (locale_t) 0;
     }
+    sc->c_locale = (locale_t) 0;
     return 0;
+}
+
+/* Returns the scratch for one call: the module's, marked busy, unless a
+ * call is already using it (re-entered from a finalizer, see the top of
+ * the file). Then a new scratch is pushed on the stack, where it stays
+ * until the call returns, and the GC frees its buffer. A call that Lua's
+ * out-of-memory error cuts short leaves the module's scratch busy: later
+ * calls are still right, only each pays for a scratch of its own. */
+static scratch_t *
+scratch_enter(lua_State *L)
+{
+    scratch_t  *sc = lua_touserdata(L, lua_upvalueindex(1));
+    scratch_t  *t;
+
+    if (!sc->busy) {
+        sc->busy = 1;
+        return sc;
+    }
+    t = lua_newuserdata(L, sizeof(*t));
+    memset(t, 0, sizeof(*t));
+    t->c_locale = sc->c_locale;
+    t->busy = 1;
+    lua_getmetatable(L, lua_upvalueindex(1));
+    lua_setmetatable(L, -2);
+    return t;
+}
+
+/* Ends a call of scratch_enter's; before the nested scratch, if any, is
+ * popped. */
+static void
+scratch_leave(lua_State *L, scratch_t *sc)
+{
+    scratch_trim(sc);
+    if (sc == lua_touserdata(L, lua_upvalueindex(1))) {
+        sc->busy = 0;
+    }
 }
 
 /* decode ----------------------------------------------------------------- */
@@ -268,7 +319,8 @@ dec_string_escaped(dec_t *d, const char *start, const char *q)
         case 't':  b[n++] = '\t'; break;
         case 'u':
             if (d->end - p < 6 || hex4(p + 2, &cp) != 0) {
-                return dec_fail(d, p, "bad \\u escape (4 hex digits expected)");
+                return dec_fail(d, p, "bad \\u escape (4 hex digits "
+                                      "expected)");
             }
             if (cp >= 0xdc00 && cp <= 0xdfff) {
                 return dec_fail(d, p, "bad \\u escape (a low surrogate "
@@ -611,12 +663,13 @@ dec_value(dec_t *d)
 static int
 l_decode(lua_State *L)
 {
-    scratch_t  *sc = lua_touserdata(L, lua_upvalueindex(1));
     size_t      len;
     const char *s = luaL_checklstring(L, 1, &len);
+    scratch_t  *sc;
     dec_t       d;
 
     lua_settop(L, 1);
+    sc = scratch_enter(L);
     d.L = L;
     d.sc = sc;
     d.s = s;
@@ -628,12 +681,12 @@ l_decode(lua_State *L)
     if (dec_value(&d) == 0) {
         dec_skip_ws(&d);
         if (d.p == d.end) {
-            scratch_trim(sc);
+            scratch_leave(L, sc);
             return 1;
         }
         dec_fail(&d, d.p, "expected the end of the input");
     }
-    scratch_trim(sc);
+    scratch_leave(L, sc);
     lua_settop(L, 1);
     lua_pushnil(L);
     lua_pushfstring(L, "%s at character %d", d.err,
@@ -703,18 +756,18 @@ static const char escapes[256] = {
     'u', 'u', 0, 0, '"', ['\\'] = '\\',
 };
 
+/* Writes n bytes of a string, escaped (no quotes). */
 static int
-enc_string(enc_t *e, const char *s, size_t n)
+enc_string_piece(enc_t *e, const char *s, size_t n)
 {
     static const char  hex[] = "0123456789abcdef";
-    char              *b = enc_room(e, n * 6 + 2);
+    char              *b = enc_room(e, n * 6);
     char              *start = b;
     size_t             i, run = 0;
 
     if (b == NULL) {
         return -1;
     }
-    *b++ = '"';
     for (i = 0; i < n; i++) {
         unsigned char  c;
         char           x;
@@ -752,9 +805,27 @@ enc_string(enc_t *e, const char *s, size_t n)
     }
     memcpy(b, s + run, n - run);
     b += n - run;
-    *b++ = '"';
     e->len += (size_t) (b - start);
     return 0;
+}
+
+static int
+enc_string(enc_t *e, const char *s, size_t n)
+{
+    if (enc_char(e, '"') != 0) {
+        return -1;
+    }
+    while (n > ESCAPE_PIECE) {
+        if (enc_string_piece(e, s, ESCAPE_PIECE) != 0) {
+            return -1;
+        }
+        s += ESCAPE_PIECE;
+        n -= ESCAPE_PIECE;
+    }
+    if (enc_string_piece(e, s, n) != 0) {
+        return -1;
+    }
+    return enc_char(e, '"');
 }
 
 /* Writes the decimal digits of an integer of magnitude below 2^63. */
@@ -862,7 +933,7 @@ enc_number(enc_t *e, double v)
         } else {
             n = fmt_int(b, (int64_t) v);
         }
-    } else if (a < 1e14) {
+    } else if (a < 99999999999999.5) {   /* %.14g would round to 1e+14 */
         n = fmt_short_decimal(b, v);
         if (n == 0) {
             n = fmt_g(e->sc, b, 32, 14, v);
@@ -1026,19 +1097,19 @@ l_encode(lua_State *L)
     luaL_checkany(L, 1);
     lua_settop(L, 1);
     e.L = L;
-    e.sc = lua_touserdata(L, lua_upvalueindex(1));
+    e.sc = scratch_enter(L);
     e.len = 0;
     e.err = NULL;
     e.depth = 0;
     if (enc_value(&e, 1) != 0) {
-        scratch_trim(e.sc);
+        scratch_leave(L, e.sc);
         lua_settop(L, 1);
         lua_pushnil(L);
         lua_pushstring(L, e.err);
         return 2;
     }
     lua_pushlstring(L, e.sc->p, e.len);
-    scratch_trim(e.sc);
+    scratch_leave(L, e.sc);
     return 1;
 }
 
@@ -1055,6 +1126,7 @@ luaopen_tide_json_codec(lua_State *L)
     lua_setfield(L, -2, "__gc");
     lua_setmetatable(L, -2);
     sc->c_locale = newlocale(LC_ALL_MASK, "C", (locale_t) 0);
+    sc->owns_locale = 1;
     if (sc->c_locale == (locale_t) 0) {
         return luaL_error(L, "tide.json.codec: cannot make the C locale");
     }
