@@ -5,7 +5,9 @@
  * Writes go into the cache and coalesce there per key. A flush writes the
  * dirty entries into RocksDB in one WriteBatch sorted by key, without the
  * WAL (the changelog is the durable record, as in Samza), and pushes one
- * changelog record per key. Reads see the cache first. Snapshots are RocksDB
+ * changelog record per key; a full cache is written out the same way, but
+ * by a thread of its own (spill.c). Reads see the cache first, then a
+ * write-out in flight, then RocksDB. Snapshots are RocksDB
  * checkpoints (hard links); restore replays a changelog straight into
  * RocksDB, in large WriteBatches.
  */
@@ -70,6 +72,7 @@ db_fail(tide_store_t *s, int rc, const char *what, char *dberr)
 static void
 store_destroy(tide_store_t *s)
 {
+    tide__spill_free(s);
     if (s->db != NULL) {
         rocksdb_close(s->db);
     }
@@ -215,12 +218,17 @@ tide__store_mode(tide_store_t *s, int bulk)
     rocksdb_flushoptions_t  *fo;
     rocksdb_options_t       *o;
     char                    *dberr = NULL;
+    int                      rc;
 
     if (s->bulk == bulk) {
         return TIDE_OK;
     }
     if (s->refs > 1) {
         return TIDE_OK;         /* an iterator holds the DB: stay as is */
+    }
+    rc = tide__spill_settle(s);
+    if (rc != TIDE_OK) {
+        return rc;
     }
     /* The WAL is off: make the memtable durable before closing. */
     fo = rocksdb_flushoptions_create();
@@ -349,7 +357,8 @@ tide_store_new(tide_store_t **out, const char *dir,
     if (s->dir == NULL ||
         tide__cache_init(&s->cache, p->cache_entries > 0
                          ? (size_t) p->cache_entries
-                         : DEFAULT_CACHE_ENTRIES) != TIDE_OK)
+                         : DEFAULT_CACHE_ENTRIES) != TIDE_OK ||
+        tide__spill_init(s) != TIDE_OK)
     {
         store_destroy(s);
         return tide__set_err(err, errlen, TIDE_ENOMEM, "out of memory");
@@ -409,6 +418,17 @@ tide_store_get(tide_store_t *s, const char *key, size_t klen, char *buf,
     e = tide__cache_find(&s->cache, key, klen, h);
     if (e != NULL) {
         e->flags |= TIDE__ENT_REF;
+    } else {
+        /* A write-out in flight holds it: RocksDB may not yet. Cache it
+         * as if read from RocksDB (a full cache only means no caching). */
+        e = tide__spill_find(s, key, klen, h);
+        if (e != NULL) {
+            tide__cache_put(&s->cache, key, klen, h,
+                            (e->flags & TIDE__ENT_TOMB) ? NULL
+                            : e->vlen ? e->val : "", e->vlen, 0, NULL);
+        }
+    }
+    if (e != NULL) {
         if (e->flags & TIDE__ENT_TOMB) {
             return TIDE_ENOENT;
         }
@@ -481,11 +501,14 @@ tide__store_write_db(tide_store_t *s)
     tide__ent_t    *e;
     char           *dberr = NULL;
     size_t          i;
-    int             n = 0;
+    int             n = 0, rc;
 
+    rc = tide__spill_settle(s);
+    if (rc != TIDE_OK) {
+        return rc;
+    }
     if (s->bulk) {
-        int  rc = tide__store_mode(s, 0);
-
+        rc = tide__store_mode(s, 0);
         if (rc != TIDE_OK) {
             return rc;
         }
@@ -521,8 +544,8 @@ tide__store_write_db(tide_store_t *s)
 }
 
 /* Pushes one changelog record per entry with the changelog flag. */
-static int
-push_log(tide_store_t *s)
+int
+tide__store_push_log(tide_store_t *s)
 {
     tide__cache_t  *c = &s->cache;
     tide__ent_t    *e;
@@ -572,15 +595,17 @@ tide_store_flush(tide_store_t *s)
     size_t          i;
     int             rc;
 
-    if (c->ndirty == 0) {
-        return TIDE_OK;
+    /* A write-out in flight must be in RocksDB before this returns. */
+    rc = tide__spill_settle(s);
+    if (rc != TIDE_OK || c->ndirty == 0) {
+        return rc;
     }
     rc = tide__store_write_db(s);
     if (rc != TIDE_OK) {
         return rc;
     }
     if (s->log != NULL) {
-        return push_log(s);
+        return tide__store_push_log(s);
     }
     for (i = 0; i < c->ndirty; i++) {
         c->dirty[i]->flags &= ~(uint32_t) TIDE__ENT_LOG;
@@ -613,11 +638,12 @@ tide_store_set(tide_store_t *s, const char *key, size_t klen,
     h = tide__cache_hash(key, klen);
     rc = tide__cache_put(&s->cache, key, klen, h, val, vlen, flags, NULL);
     if (rc == TIDE_ENOBUFS) {
-        rc = tide_store_flush(s);
+        /* Full: write the cache out (on a thread) and go on with a fresh
+         * one. */
+        rc = tide__spill_start(s);
         if (rc != TIDE_OK) {
             return rc;
         }
-        tide__cache_drop_clean(&s->cache, 1);
         rc = tide__cache_put(&s->cache, key, klen, h, val, vlen, flags, NULL);
     }
     if (rc == TIDE_ENOMEM) {
@@ -713,6 +739,10 @@ tide_store_restore(tide_store_t *s, tide_reader_t *r, int64_t until,
         bytes == NULL)
     {
         return set_msg(s, TIDE_EINVAL, "bad restore arguments");
+    }
+    rc = tide__spill_settle(s);
+    if (rc != TIDE_OK) {
+        return rc;
     }
     if (s->cache.ndirty > 0) {
         return set_msg(s, TIDE_EINVAL, "restore needs a store without "
