@@ -113,39 +113,19 @@ tide__spill_start(tide_store_t *s)
 {
     tide__spill_t  *sp = &s->spill;
     tide__cache_t  *c = &s->cache;
-    tide__ent_t    *e;
-    size_t          i;
     int             rc;
 
-    rc = tide__spill_settle(s);
+    rc = tide__store_prepare_write(s);
     if (rc != TIDE_OK) {
         return rc;
     }
-    if (s->bulk) {
-        rc = tide__store_mode(s, 0);
-        if (rc != TIDE_OK) {
-            return rc;
-        }
-    }
-    tide__cache_sort_dirty(c);
     if (s->log != NULL) {
         rc = tide__store_push_log(s);
         if (rc != TIDE_OK) {
             return rc;
         }
     }
-    for (i = 0; i < c->ndirty; i++) {
-        e = c->dirty[i];
-        if (!(e->flags & TIDE__ENT_DB)) {
-            continue;
-        }
-        if (e->flags & TIDE__ENT_TOMB) {
-            rocksdb_writebatch_delete(sp->batch, e->key, e->klen);
-        } else {
-            rocksdb_writebatch_put(sp->batch, e->key, e->klen,
-                                   e->vlen ? e->val : "", e->vlen);
-        }
-    }
+    tide__store_batch(s, sp->batch);
     if (tide__cache_rotate(c, &sp->gen) != TIDE_OK) {
         rocksdb_writebatch_clear(sp->batch);
         rc = tide_store_flush(s);

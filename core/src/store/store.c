@@ -492,43 +492,64 @@ dirty_compact(tide__cache_t *c)
     c->ndirty = n;
 }
 
-/* Writes the entries not yet in RocksDB in one WriteBatch, leaving their
- * changelog flag as it is. On failure nothing changes. */
+/* What every write of the dirty entries does first: settles a write-out
+ * in flight, leaves bulk-load mode, and sorts the dirty list. */
 int
-tide__store_write_db(tide_store_t *s)
+tide__store_prepare_write(tide_store_t *s)
+{
+    int  rc;
+
+    rc = tide__spill_settle(s);
+    if (rc == TIDE_OK && s->bulk) {
+        rc = tide__store_mode(s, 0);
+    }
+    if (rc == TIDE_OK) {
+        tide__cache_sort_dirty(&s->cache);
+    }
+    return rc;
+}
+
+/* Adds the entries of the dirty list not yet in RocksDB to 'b', in the
+ * list's order; returns how many. */
+size_t
+tide__store_batch(tide_store_t *s, rocksdb_writebatch_t *b)
 {
     tide__cache_t  *c = &s->cache;
     tide__ent_t    *e;
-    char           *dberr = NULL;
-    size_t          i;
-    int             n = 0, rc;
+    size_t          i, n = 0;
 
-    rc = tide__spill_settle(s);
-    if (rc != TIDE_OK) {
-        return rc;
-    }
-    if (s->bulk) {
-        rc = tide__store_mode(s, 0);
-        if (rc != TIDE_OK) {
-            return rc;
-        }
-    }
-    tide__cache_sort_dirty(c);
-    rocksdb_writebatch_clear(s->batch);
     for (i = 0; i < c->ndirty; i++) {
         e = c->dirty[i];
         if (!(e->flags & TIDE__ENT_DB)) {
             continue;
         }
         if (e->flags & TIDE__ENT_TOMB) {
-            rocksdb_writebatch_delete(s->batch, e->key, e->klen);
+            rocksdb_writebatch_delete(b, e->key, e->klen);
         } else {
-            rocksdb_writebatch_put(s->batch, e->key, e->klen,
+            rocksdb_writebatch_put(b, e->key, e->klen,
                                    e->vlen ? e->val : "", e->vlen);
         }
         n++;
     }
-    if (n == 0) {
+    return n;
+}
+
+/* Writes the entries not yet in RocksDB in one WriteBatch, leaving their
+ * changelog flag as it is. On failure nothing changes. */
+int
+tide__store_write_db(tide_store_t *s)
+{
+    tide__cache_t  *c = &s->cache;
+    char           *dberr = NULL;
+    size_t          i;
+    int             rc;
+
+    rc = tide__store_prepare_write(s);
+    if (rc != TIDE_OK) {
+        return rc;
+    }
+    rocksdb_writebatch_clear(s->batch);
+    if (tide__store_batch(s, s->batch) == 0) {
         return TIDE_OK;
     }
     rocksdb_write(s->db, s->wopts, s->batch, &dberr);

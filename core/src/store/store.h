@@ -133,6 +133,8 @@ uint32_t      tide__cache_hash(const char *key, size_t klen);
 void          tide__store_unref(tide_store_t *s);
 int           tide__store_write_db(tide_store_t *s);
 int           tide__store_push_log(tide_store_t *s);
+int           tide__store_prepare_write(tide_store_t *s);
+size_t        tide__store_batch(tide_store_t *s, rocksdb_writebatch_t *b);
 
 /* spill.c */
 int           tide__spill_init(tide_store_t *s);
