@@ -162,6 +162,11 @@ make_options(rocksdb_env_t *env, int bulk)
     rocksdb_options_set_write_buffer_size(o, WRITE_BUFFER_BYTES);
     rocksdb_options_set_max_write_buffer_number(o, 3);
     rocksdb_options_set_level_compaction_dynamic_level_bytes(o, 1);
+    /* Every commit's snapshot flushes the memtable into a new L0 file,
+     * and a point lookup probes each L0 file's filter: compacting from
+     * two files on (the default is four) kept the task's thread 5% less
+     * busy with many keys, for about the same CPU in all. */
+    rocksdb_options_set_level0_file_num_compaction_trigger(o, 2);
     rocksdb_options_set_compression(o, rocksdb_lz4_compression);
     /* A bloom filter in the memtables too: most reads of a counting job
      * are for keys not written lately, and skiplist searches of absent
