@@ -3,9 +3,11 @@
  * writes through the cache (binary keys, deletes, ENOBUFS), cache fills,
  * the changelog records a flush pushes, iterators (cached writes, a fixed
  * view, keeping the store alive), snapshots and starting from one,
- * restore from a changelog, the memory engine and tide_path_remove.
+ * restore from a changelog, the memory engine, tide_path_remove, and the
+ * write-outs of a full cache on their own thread.
  */
 #include "tide.h"
+#include "store/store.h"
 
 #include "ctest.h"
 #include "tmpdir.h"
@@ -13,6 +15,7 @@
 
 #include <errno.h>
 #include <ftw.h>
+#include <rocksdb/c.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1004,6 +1007,309 @@ test_path_remove(void)
     tmp_free(other);
 }
 
+/* ---- write-outs of a full cache on their own thread (spill.c) ------------
+ *
+ * Reads see a write-out until RocksDB has it, deletes included; a failed
+ * write keeps everything readable, fails the set or flush that settles it
+ * and is retried by the next; flush, iterators, snapshots and restore
+ * wait for the write-out in flight; freeing a store with one in flight;
+ * many write-outs racing reads, checked against a model. Failures come
+ * from the store's test seam (spill.fail), hence the internal header. */
+
+/* Whether RocksDB itself, under the cache, has 'key'. */
+static int
+in_rocksdb(tide_store_t *s, const char *key)
+{
+    rocksdb_readoptions_t  *ro = rocksdb_readoptions_create();
+    char                   *v, *err = NULL;
+    size_t                  vlen;
+
+    v = rocksdb_get(s->db, ro, key, strlen(key), &vlen, &err);
+    rocksdb_readoptions_destroy(ro);
+    ASSERT(err == NULL);
+    rocksdb_free(v);
+    return v != NULL;
+}
+
+static void
+key_of(char *key, int i)
+{
+    snprintf(key, 32, "key-%05d", i);
+}
+
+/* Sets keys [from, to) to "v<i>", or with 'check' expects them so. */
+static void
+range_op(tide_store_t *s, int from, int to, int check)
+{
+    char  key[32], val[32];
+    int   i;
+
+    for (i = from; i < to; i++) {
+        key_of(key, i);
+        snprintf(val, sizeof(val), "v%d", i);
+        if (check) {
+            expect(s, key, val);
+        } else {
+            put(s, key, val);
+        }
+    }
+}
+
+/* A write-out whose write fails twice (on its thread, then retried by
+ * the next settle) stays readable, values and deletes alike, while
+ * RocksDB has none of it; the set that settles it fails and changes
+ * nothing; the next one retries, succeeds and goes on. */
+static void
+test_failed_write_out_stays_readable(void)
+{
+    tide_store_params_t  p;
+    tide_store_t        *s;
+    char                 path[4096], key[32], val[32];
+    int                  i, rc;
+    char                *dir = tmp_new();
+
+    memset(&p, 0, sizeof(p));
+    p.cache_entries = 100;
+    snprintf(path, sizeof(path), "%s/s", dir);
+    s = store_open(path, &p);
+    put(s, "gone", "old");
+    ASSERT_OK(tide_store_flush(s));
+    ASSERT(in_rocksdb(s, "gone"));
+    put(s, "gone", NULL);
+    range_op(s, 0, 99, 0);                 /* the cache holds 100 now */
+    s->spill.fail = 2;
+    range_op(s, 99, 100, 0);               /* full: the write-out starts */
+    ASSERT(s->spill.gen.slots != NULL);
+    range_op(s, 0, 100, 1);
+    expect(s, "gone", NULL);
+    key_of(key, 0);
+    ASSERT(!in_rocksdb(s, key));
+    ASSERT(in_rocksdb(s, "gone"));
+    /* Fill the fresh cache: the set that needs the next write-out
+     * settles this one, whose retry fails too. */
+    for (i = 100;; i++) {
+        key_of(key, i);
+        snprintf(val, sizeof(val), "v%d", i);
+        rc = tide_store_set(s, key, strlen(key), val, strlen(val));
+        if (rc != TIDE_OK) {
+            break;
+        }
+    }
+    ASSERT_EQ(rc, TIDE_EIO);
+    ASSERT(strstr(tide_store_errmsg(s), "injected") != NULL);
+    ASSERT(s->spill.gen.slots != NULL);
+    ASSERT_EQ(s->spill.fail, 0);
+    range_op(s, 0, i, 1);
+    expect(s, key, NULL);
+    expect(s, "gone", NULL);
+    /* The retry succeeds: RocksDB has the first write-out. */
+    ASSERT_OK(tide_store_set(s, key, strlen(key), val, strlen(val)));
+    key_of(key, 0);
+    ASSERT(in_rocksdb(s, key));
+    ASSERT(!in_rocksdb(s, "gone"));
+    ASSERT_OK(tide_store_flush(s));
+    ASSERT(s->spill.gen.slots == NULL);
+    range_op(s, 0, i + 1, 1);
+    tide_store_free(s);
+    s = store_open(path, NULL);
+    range_op(s, 0, i + 1, 1);
+    expect(s, "gone", NULL);
+    tide_store_free(s);
+    tmp_free(dir);
+}
+
+/* tide_store_flush returns the error of a write-out that fails twice,
+ * keeps it, and the next flush writes it. A write-out whose thread fails
+ * but whose retry succeeds costs nothing: the settle that retries it
+ * returns TIDE_OK. */
+static void
+test_write_out_failures_at_flush_and_retried(void)
+{
+    tide_store_params_t  p;
+    tide_store_t        *s;
+    char                 path[4096];
+    char                *dir = tmp_new();
+
+    memset(&p, 0, sizeof(p));
+    p.cache_entries = 10;
+    snprintf(path, sizeof(path), "%s/s", dir);
+    s = store_open(path, &p);
+    range_op(s, 0, 10, 0);
+    s->spill.fail = 2;
+    range_op(s, 10, 15, 0);
+    ASSERT_EQ(tide_store_flush(s), TIDE_EIO);
+    ASSERT(strstr(tide_store_errmsg(s), "write-out failed") != NULL);
+    range_op(s, 0, 15, 1);
+    ASSERT_OK(tide_store_flush(s));
+    ASSERT(s->spill.gen.slots == NULL);
+
+    s->spill.fail = 1;
+    range_op(s, 100, 125, 0);               /* two write-outs */
+    ASSERT_EQ(s->spill.fail, 0);
+    range_op(s, 100, 125, 1);
+    ASSERT_OK(tide_store_flush(s));
+    tide_store_free(s);
+    s = store_open(path, NULL);
+    range_op(s, 0, 15, 1);
+    range_op(s, 100, 125, 1);
+    ASSERT_EQ(count_keys(s), 40);
+    tide_store_free(s);
+    tmp_free(dir);
+}
+
+/* Iterators, snapshots and restore start only once the write-out in
+ * flight is in RocksDB, and the changelog holds one record per key. */
+static void
+test_iter_snapshot_restore_wait(void)
+{
+    tide_store_params_t  p;
+    tide_store_t        *s, *r;
+    tide_log_t          *log;
+    tide_reader_t       *rd;
+    char                 path[4096], snap[4096], err[512];
+    int64_t              recs, bytes;
+    int                  i;
+    char                *dir = tmp_new();
+
+    log = log_open(dir, 1);
+    memset(&p, 0, sizeof(p));
+    p.cache_entries = 50;
+    p.changelog = log;
+    snprintf(path, sizeof(path), "%s/s", dir);
+    s = store_open(path, &p);
+    for (i = 0; i < 5; i++) {
+        range_op(s, i * 1000, i * 1000 + 120, 0);
+        ASSERT_EQ(count_keys(s), (i + 1) * 120);
+    }
+    snprintf(snap, sizeof(snap), "%s/snap", dir);
+    range_op(s, 9000, 9051, 0);
+    ASSERT_OK(tide_store_snapshot(s, snap, err, sizeof(err)));
+    ASSERT_OK(tide_log_flush(log));
+    tide_store_free(s);
+
+    memset(&p, 0, sizeof(p));
+    p.from = snap;
+    snprintf(path, sizeof(path), "%s/from", dir);
+    s = store_open(path, &p);
+    ASSERT_EQ(count_keys(s), 651);
+    tide_store_free(s);
+
+    memset(&p, 0, sizeof(p));
+    p.cache_entries = 50;
+    snprintf(path, sizeof(path), "%s/r", dir);
+    r = store_open(path, &p);
+    range_op(r, 20000, 20060, 0);          /* a write-out, then dirty keys */
+    ASSERT_OK(tide_store_flush(r));
+    ASSERT_OK(tide_reader_new(&rd, log, 0, TIDE_OFFSET_BEGINNING));
+    ASSERT_EQ(tide_store_restore(r, rd, INT64_MAX, 1000000, &recs, &bytes),
+              TIDE_ENOENT);
+    ASSERT_EQ(recs, 651);
+    tide_reader_free(rd);
+    range_op(r, 0, 120, 1);
+    range_op(r, 9000, 9051, 1);
+    range_op(r, 20000, 20060, 1);
+    ASSERT_EQ(count_keys(r), 711);
+    tide_store_free(r);
+    tide_log_free(log);
+    tmp_free(dir);
+}
+
+/* Freeing a store right after a write-out started waits for it. */
+static void
+test_free_with_write_out_in_flight(void)
+{
+    tide_store_params_t  p;
+    tide_store_t        *s;
+    char                 path[4096];
+    int                  i;
+    char                *dir = tmp_new();
+
+    memset(&p, 0, sizeof(p));
+    p.cache_entries = 1000;
+    snprintf(path, sizeof(path), "%s/s", dir);
+    for (i = 0; i < 20; i++) {
+        s = store_open(path, &p);
+        range_op(s, 0, 1001, 0);
+        ASSERT(s->spill.gen.slots != NULL);
+        tide_store_free(s);
+    }
+    s = store_open(path, NULL);
+    range_op(s, 0, 1000, 1);
+    tide_store_free(s);
+    /* A failed write-out is dropped with the store, like unflushed
+     * writes, without leaking. */
+    s = store_open(path, &p);
+    s->spill.fail = 2;
+    range_op(s, 5000, 6001, 0);
+    tide_store_free(s);
+    tmp_free(dir);
+}
+
+/* Many write-outs racing reads and overwrites of the same keys, values
+ * growing and shrinking, deletes: every read agrees with a model. */
+static void
+test_write_outs_race_reads(void)
+{
+    tide_store_params_t  p;
+    tide_store_t        *s;
+    static char          model[2000][64];
+    static int           has[2000];
+    char                 path[4096], key[32], buf[256];
+    size_t               len;
+    uint64_t             st = 88172645463325252ULL;
+    int                  i, k, rc;
+    char                *dir = tmp_new();
+
+    memset(&p, 0, sizeof(p));
+    p.cache_entries = 97;
+    snprintf(path, sizeof(path), "%s/s", dir);
+    s = store_open(path, &p);
+    for (i = 0; i < 200000; i++) {
+        st ^= st >> 12;
+        st ^= st << 25;
+        st ^= st >> 27;
+        k = (int) ((st * 2685821657736338717ULL) >> 33) % 2000;
+        key_of(key, k);
+        switch (i % 4) {
+        case 0:
+        case 1:
+            len = sizeof(buf);
+            rc = tide_store_get(s, key, strlen(key), buf, &len);
+            if (!has[k]) {
+                ASSERT_EQ(rc, TIDE_ENOENT);
+            } else {
+                ASSERT_OK(rc);
+                ASSERT_EQ(len, strlen(model[k]));
+                ASSERT(memcmp(buf, model[k], len) == 0);
+            }
+            break;
+        case 2:
+            snprintf(model[k], sizeof(model[k]), "%d-%.*s", i, i % 40,
+                     "0123456789012345678901234567890123456789");
+            has[k] = 1;
+            put(s, key, model[k]);
+            break;
+        default:
+            if (i % 12 == 3) {
+                has[k] = 0;
+                put(s, key, NULL);
+            }
+            if (i % 50000 == 7) {
+                ASSERT_OK(tide_store_flush(s));
+            }
+        }
+    }
+    ASSERT_OK(tide_store_flush(s));
+    tide_store_free(s);
+    s = store_open(path, NULL);
+    for (k = 0; k < 2000; k++) {
+        key_of(key, k);
+        expect(s, key, has[k] ? model[k] : NULL);
+    }
+    tide_store_free(s);
+    tmp_free(dir);
+}
+
 int
 main(void)
 {
@@ -1021,5 +1327,10 @@ main(void)
     RUN(test_restore_rebuilds_content);
     RUN(test_memory_engine_leaves_nothing);
     RUN(test_path_remove);
+    RUN(test_failed_write_out_stays_readable);
+    RUN(test_write_out_failures_at_flush_and_retried);
+    RUN(test_iter_snapshot_restore_wait);
+    RUN(test_free_with_write_out_in_flight);
+    RUN(test_write_outs_race_reads);
     return 0;
 }

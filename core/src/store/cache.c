@@ -3,10 +3,11 @@
  * tombstone, with two dirty flags (not yet in RocksDB, not yet in the
  * changelog) and a list of the dirty entries, so that a flush touches
  * only what changed. Writes to one key coalesce in its entry; reads see
- * it. The store flushes it when it is full and then drops the clean
- * entries but those read lately (tide__cache_drop_clean). Entries are
- * carved from an arena that a drop replaces whole, and a flush sorts the
- * dirty list by key first (tide__cache_sort_dirty).
+ * it. When it is full the store writes it out and moves it aside whole
+ * for the write-out's thread (tide__cache_rotate), keeping copies of the
+ * entries read lately; a restore drops it (tide__cache_drop_clean).
+ * Entries are carved from an arena that a drop replaces whole, and a
+ * write-out sorts the dirty list by key first (tide__cache_sort_dirty).
  */
 #include "store/store.h"
 
@@ -296,6 +297,48 @@ ent_copy(tide__cache_t *c, const tide__ent_t *e)
     return n;
 }
 
+/* Gives 'c' a fresh arena holding copies of up to 'budget' of 'keep'
+ * (cleared of every flag but the tombstone and a moved heap value) and
+ * inserts them into its slots, which must be empty. With 'own' each copy
+ * takes its original's heap value along; without, it gets a heap value
+ * of its own (the original stays whole). An entry that cannot be copied
+ * (no memory) is left out. Returns the old arena. */
+static tide__chunk_t *
+refill(tide__cache_t *c, tide__ent_t **keep, size_t nkeep, int own)
+{
+    tide__chunk_t  *old = c->chunks;
+    tide__ent_t    *e, *n;
+    char           *v;
+    size_t          i;
+
+    c->chunks = NULL;
+    c->count = 0;
+    for (i = 0; i < nkeep; i++) {
+        e = keep[i];
+        v = NULL;
+        if (!own && (e->flags & TIDE__ENT_HEAP)) {
+            v = malloc(e->vlen ? e->vlen : 1);
+            if (v == NULL) {
+                continue;
+            }
+            memcpy(v, e->val, e->vlen);
+        }
+        n = ent_copy(c, e);
+        if (n == NULL) {
+            free(own && (e->flags & TIDE__ENT_HEAP) ? e->val : v);
+            continue;
+        }
+        if (v != NULL) {
+            n->val = v;
+            n->vcap = n->vlen;
+        }
+        n->flags &= TIDE__ENT_TOMB | TIDE__ENT_HEAP;
+        slot_insert(c->slots, c->mask, n);
+        c->count++;
+    }
+    return old;
+}
+
 /* Drops every entry, but with 'keep_read' keeps up to half the cache of
  * those read from it since the last drop (a second chance: hot keys stay
  * cached across fills). The cache must hold no dirty entry (both callers
@@ -305,14 +348,12 @@ ent_copy(tide__cache_t *c, const tide__ent_t *e)
 void
 tide__cache_drop_clean(tide__cache_t *c, int keep_read)
 {
-    tide__chunk_t   *old = c->chunks;
-    tide__ent_t     *e, *n, **keep;
+    tide__ent_t     *e, **keep;
     size_t           i, nkeep = 0, budget = c->max / 2;
 
     if (c->ndirty > 0) {
         return;
     }
-    c->chunks = NULL;
     keep = keep_read && budget > 0 ? malloc(budget * sizeof(*keep)) : NULL;
     for (i = 0; i <= c->mask; i++) {
         e = c->slots[i].ent;
@@ -328,22 +369,47 @@ tide__cache_drop_clean(tide__cache_t *c, int keep_read)
             free(e->val);
         }
     }
-    c->count = 0;
-    for (i = 0; i < nkeep; i++) {
-        e = keep[i];
-        n = ent_copy(c, e);
-        if (n == NULL) {
-            if (e->flags & TIDE__ENT_HEAP) {
-                free(e->val);
-            }
-            continue;
-        }
-        n->flags &= ~(uint32_t) TIDE__ENT_REF;
-        slot_insert(c->slots, c->mask, n);
-        c->count++;
-    }
+    chunks_free(refill(c, keep, nkeep, 1));
     free(keep);
-    chunks_free(old);
+}
+
+/* Moves every entry of 'c' into 'old' (which must be empty: zeroed or
+ * freed with tide__cache_free), dirty flags and all, for the write-out
+ * that has put the dirty ones into a WriteBatch; 'old' stays a cache that
+ * tide__cache_find reads and tide__cache_free frees. 'c' gets an empty
+ * dirty list, new slots and arena, and clean copies of up to half the
+ * cache of the entries read since the last drop (hot keys stay cached),
+ * their values copied too. Returns TIDE_OK, or TIDE_ENOMEM with nothing
+ * changed. */
+int
+tide__cache_rotate(tide__cache_t *c, tide__cache_t *old)
+{
+    tide__slot_t  *slots;
+    tide__ent_t   *e, **keep;
+    size_t         i, nkeep = 0, budget = c->max / 2;
+
+    slots = calloc(c->mask + 1, sizeof(*slots));
+    keep = budget > 0 ? malloc(budget * sizeof(*keep)) : NULL;
+    if (slots == NULL || (budget > 0 && keep == NULL)) {
+        free(slots);
+        free(keep);
+        return TIDE_ENOMEM;
+    }
+    for (i = 0; i <= c->mask && nkeep < budget; i++) {
+        e = c->slots[i].ent;
+        if (e != NULL && (e->flags & TIDE__ENT_REF)) {
+            keep[nkeep++] = e;
+        }
+    }
+    *old = *c;
+    old->dirty = NULL;
+    old->ndirty = 0;
+    old->dcap = 0;
+    c->slots = slots;
+    c->ndirty = 0;
+    old->chunks = refill(c, keep, nkeep, 0);
+    free(keep);
+    return TIDE_OK;
 }
 
 /* A dirty entry and 8 bytes of its key, big-endian, from the offset

@@ -2,11 +2,16 @@
  * Internals shared by the files of core/src/store/: the store handle, its
  * write cache (cache.c), iterators (iter.c) and folder helpers (files.c).
  *
- * A store is single-threaded: one task uses it. Nothing here locks.
+ * A store is used by one thread, the task's, except for the WriteBatch of
+ * a write-out (spill.c), which a thread of its own writes into RocksDB
+ * while the task goes on; the two share nothing else, and the task joins
+ * that thread before it touches RocksDB's content in any other way.
+ * Nothing here locks.
  */
 #ifndef TIDE_STORE_STORE_H
 #define TIDE_STORE_STORE_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,7 +60,7 @@ typedef struct tide__chunk_s {
 } tide__chunk_t;
 
 /* Open addressing with linear probing; entries are only ever removed all
- * together (tide__cache_drop_clean rebuilds it after a flush), so there
+ * together (tide__cache_rotate or tide__cache_drop_clean), so there
  * are no deleted-slot markers. */
 typedef struct tide__cache_s {
     tide__slot_t   *slots;
@@ -68,6 +73,25 @@ typedef struct tide__cache_s {
     tide__chunk_t  *chunks;   /* the arena, newest first */
 } tide__cache_t;
 
+/* A write-out in flight (spill.c). When the cache fills, its dirty
+ * entries go into 'batch', the whole cache moves to 'gen' and a thread
+ * writes the batch into RocksDB while the task goes on with a fresh
+ * cache. Until the write is known done, reads look in 'gen' after the
+ * cache and before RocksDB, so they never see RocksDB without the batch.
+ * The thread reads only 'batch', 'db' and 'wopts' and writes only
+ * 'dberr'; the task touches none of them until it has joined it. */
+typedef struct tide__spill_s {
+    tide__cache_t            gen;       /* slots NULL: nothing in flight */
+    rocksdb_writebatch_t    *batch;
+    rocksdb_t               *db;        /* the store's, for the thread */
+    rocksdb_writeoptions_t  *wopts;
+    char                    *dberr;     /* the write's error, or NULL */
+    pthread_t                thread;
+    int                      running;   /* 'thread' is not yet joined */
+    int                      fail;      /* test seam: that many writes of
+                                           write-outs fail (ctest only) */
+} tide__spill_t;
+
 struct tide_store_s {
     rocksdb_t                *db;
     rocksdb_options_t        *opts;
@@ -78,6 +102,7 @@ struct tide_store_s {
     tide_log_t               *log;        /* changelog, referenced; or NULL */
     char                     *dir;
     tide__cache_t             cache;
+    tide__spill_t             spill;
     int32_t                   engine;
     int32_t                   partition;
     int                       bulk;       /* opened for a restore: see
@@ -100,12 +125,24 @@ int           tide__cache_put(tide__cache_t *c, const char *key, size_t klen,
                               uint32_t hash, const char *val, size_t vlen,
                               uint32_t flags, tide__ent_t **out);
 void          tide__cache_drop_clean(tide__cache_t *c, int keep_read);
+int           tide__cache_rotate(tide__cache_t *c, tide__cache_t *old);
 void          tide__cache_sort_dirty(tide__cache_t *c);
 uint32_t      tide__cache_hash(const char *key, size_t klen);
 
 /* store.c */
 void          tide__store_unref(tide_store_t *s);
 int           tide__store_write_db(tide_store_t *s);
+int           tide__store_push_log(tide_store_t *s);
+int           tide__store_prepare_write(tide_store_t *s);
+size_t        tide__store_batch(tide_store_t *s, rocksdb_writebatch_t *b);
+
+/* spill.c */
+int           tide__spill_init(tide_store_t *s);
+int           tide__spill_start(tide_store_t *s);
+int           tide__spill_settle(tide_store_t *s);
+void          tide__spill_free(tide_store_t *s);
+tide__ent_t  *tide__spill_find(const tide_store_t *s, const char *key,
+                               size_t klen, uint32_t hash);
 
 /* files.c */
 int           tide__dir_copy_links(const char *from, const char *to,
