@@ -720,4 +720,43 @@ describe("tide run", function()
       assert.are.same(sent, got)
     end)
   end)
+
+  describe("and huge pages", function()
+    -- The job writes the GLIBC_TUNABLES it runs with, and its pid, to a
+    -- file: tide run sets the tunable and executes itself again (the same
+    -- process), unless the user set GLIBC_TUNABLES.
+    local function env_of_run(env)
+      local job, out = work .. "/env.lua", work .. "/env.out"
+      h.write_file(job, string.format([[
+return {
+  name = "env", inputs = { "in" },
+  init = function()
+    local f = assert(io.open(%q, "w"))
+    f:write(tostring(os.getenv("GLIBC_TUNABLES")))
+    f:close()
+  end,
+  process = function() end,
+}
+]], out))
+      h.ok({ "produce", "in", "--partitions", "1" },
+           { dir = dir, stdin = "x\n" })
+      local r = h.tide({ "run", job, "--drain" }, { dir = dir, env = env })
+      assert.are.equal(0, r.code, r.err)
+      return h.read_file(out)
+    end
+
+    it("turns on huge pages for malloc", function()
+      if os.getenv("GLIBC_TUNABLES") then
+        pending("GLIBC_TUNABLES is set around the specs")
+        return
+      end
+      assert.are.equal("glibc.malloc.hugetlb=1", env_of_run())
+    end)
+
+    it("keeps the user's GLIBC_TUNABLES, even an empty one", function()
+      local mine = "glibc.malloc.hugetlb=0"
+      assert.are.equal(mine, env_of_run({ GLIBC_TUNABLES = mine }))
+      assert.are.equal("", env_of_run({ GLIBC_TUNABLES = "" }))
+    end)
+  end)
 end)
