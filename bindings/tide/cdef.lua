@@ -465,9 +465,12 @@ int tide_store_snapshot(tide_store_t *s, const char *dir, char *err,
                         size_t errlen);
 
 /* Applies changelog records read from 'r' with offsets below 'until'
- * straight into RocksDB (in WriteBatches, bypassing the cache), at most
- * 'max' of them: a record sets its key to its value, a nil value deletes
- * it. The cache must hold no unflushed writes (TIDE_EINVAL otherwise);
+ * straight into RocksDB (bypassing the cache), at most 'max' of them: a
+ * record sets its key to its value, a nil value deletes it. A RocksDB
+ * store gathers them into sorted runs that RocksDB ingests as SST files
+ * (a run goes in when it reaches 64 MiB, when a call reaches 'until',
+ * and before any other use of the store); a memory store writes
+ * WriteBatches. The cache must hold no unflushed writes (TIDE_EINVAL otherwise);
  * its clean entries are dropped. *records and *bytes are always written:
  * the records applied by this call and their size as stored in the log.
  * Returns TIDE_OK when it stopped after 'max' records (call again for
@@ -476,7 +479,8 @@ int tide_store_snapshot(tide_store_t *s, const char *dir, char *err,
  * have been read from 'r' and not applied), TIDE_EINVAL (r NULL, until <
  * 0, max < 1, dirty cache), TIDE_ECORRUPT (from the reader, or a record
  * without a key: not a changelog), TIDE_EIO (reader or RocksDB), with
- * errmsg saying more. Records counted were applied, even on an error.
+ * errmsg saying more. Records counted were applied (or are in the run
+ * that the next use of the store ingests first), even on an error.
  * Borrows 'r' for the call. */
 int tide_store_restore(tide_store_t *s, tide_reader_t *r, int64_t until,
                        int64_t max, int64_t *records, int64_t *bytes);

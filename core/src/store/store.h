@@ -92,6 +92,21 @@ typedef struct tide__spill_s {
                                            write-outs fail (ctest only) */
 } tide__spill_t;
 
+/* A restore's records waiting to be written as one SST file and
+ * ingested (ingest.c): keys and values in 'buf', one entry each. */
+typedef struct tide__runrec_s {
+    size_t   off;                       /* key at buf + off, value after */
+    size_t   klen;
+    int64_t  vlen;                      /* -1: a delete */
+} tide__runrec_t;
+
+typedef struct tide__run_s {
+    char            *buf;
+    size_t           len, cap;
+    tide__runrec_t  *recs;
+    size_t           n, capn;
+} tide__run_t;
+
 struct tide_store_s {
     rocksdb_t                *db;
     rocksdb_options_t        *opts;
@@ -103,6 +118,7 @@ struct tide_store_s {
     char                     *dir;
     tide__cache_t             cache;
     tide__spill_t             spill;
+    tide__run_t               run;        /* a restore's, RocksDB engine */
     int32_t                   engine;
     int32_t                   partition;
     int                       bulk;       /* opened for a restore: see
@@ -115,6 +131,12 @@ struct tide_store_s {
 /* store.c: reopens the store's RocksDB in bulk-load mode (bulk = 1: a
  * vector memtable, no automatic compaction) or back in normal mode. */
 int           tide__store_mode(tide_store_t *s, int bulk);
+
+/* ingest.c */
+int           tide__run_add(tide_store_t *s, const char *key, size_t klen,
+                            const char *val, int64_t vlen);
+int           tide__run_ingest(tide_store_t *s);
+void          tide__run_free(tide_store_t *s);
 
 /* cache.c */
 int           tide__cache_init(tide__cache_t *c, size_t max);

@@ -1,0 +1,277 @@
+/*
+ * A restore's records gathered into runs that become SST files, which
+ * RocksDB ingests (RocksDB engine only; the memory engine keeps
+ * WriteBatches).
+ *
+ * Replaying a changelog through memtables made RocksDB's flush threads
+ * sort every memtable with its comparator (and count each comparison in
+ * their per-thread perf context): with 10 M records they were the
+ * bottleneck. Here a run of up to RUN_BYTES of records is sorted by a
+ * radix sort on 8 key bytes, the newest record of each key kept, written
+ * with an SstFileWriter and ingested; each ingested file is newer than
+ * everything before it (RocksDB gives it a global sequence number), so a
+ * later run's records win over an earlier one's, as in the changelog.
+ *
+ * The records of a run count as applied: every path that reads or writes
+ * the store leaves bulk mode first (tide__store_mode), which ingests the
+ * run. Without the WAL nothing of a restore is durable before the
+ * snapshot that follows it, as with memtables.
+ */
+#include "store/store.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define RUN_BYTES       (64 * 1024 * 1024)
+
+/* A record's sort key: 8 bytes of its key, big-endian, from the offset
+ * where the run's keys start to differ (zero-padded), and its index. */
+typedef struct runkey_s {
+    uint64_t  pfx;
+    uint32_t  i;
+} runkey_t;
+
+static int
+run_fail(tide_store_t *s, int rc, const char *what, char *dberr)
+{
+    snprintf(s->errmsg, sizeof(s->errmsg), "store %s: restore: %s%s%s",
+             s->dir, what, dberr ? ": " : "", dberr ? dberr : "");
+    rocksdb_free(dberr);
+    return rc;
+}
+
+int
+tide__run_add(tide_store_t *s, const char *key, size_t klen, const char *val,
+              int64_t vlen)
+{
+    tide__run_t     *r = &s->run;
+    tide__runrec_t  *rec;
+    size_t           need = klen + (vlen > 0 ? (size_t) vlen : 0);
+
+    if (r->n == r->capn) {
+        size_t           capn = r->capn ? r->capn * 2 : 65536;
+        tide__runrec_t  *recs = realloc(r->recs, capn * sizeof(*recs));
+
+        if (recs == NULL) {
+            return run_fail(s, TIDE_ENOMEM, "out of memory", NULL);
+        }
+        r->recs = recs;
+        r->capn = capn;
+    }
+    if (r->len + need > r->cap) {
+        size_t  cap = r->cap ? r->cap : 1024 * 1024;
+        char   *buf;
+
+        while (cap < r->len + need) {
+            cap *= 2;
+        }
+        buf = realloc(r->buf, cap);
+        if (buf == NULL) {
+            return run_fail(s, TIDE_ENOMEM, "out of memory", NULL);
+        }
+        r->buf = buf;
+        r->cap = cap;
+    }
+    rec = &r->recs[r->n++];
+    rec->off = r->len;
+    rec->klen = klen;
+    rec->vlen = vlen;
+    memcpy(r->buf + r->len, key, klen);
+    if (vlen > 0) {
+        memcpy(r->buf + r->len + klen, val, (size_t) vlen);
+    }
+    r->len += need;
+    if (r->len >= RUN_BYTES) {
+        return tide__run_ingest(s);
+    }
+    return TIDE_OK;
+}
+
+static int
+rec_cmp(const tide__run_t *r, uint32_t a, uint32_t b)
+{
+    const tide__runrec_t  *x = &r->recs[a], *y = &r->recs[b];
+    size_t                 n = x->klen < y->klen ? x->klen : y->klen;
+    int                    c = n ? memcmp(r->buf + x->off, r->buf + y->off,
+                                          n) : 0;
+
+    if (c != 0) {
+        return c;
+    }
+    if (x->klen != y->klen) {
+        return x->klen < y->klen ? -1 : 1;
+    }
+    return a < b ? -1 : a > b;          /* stable: the older first */
+}
+
+static int
+runkey_cmp(const void *pa, const void *pb, void *ctx)
+{
+    const runkey_t  *a = pa, *b = pb;
+
+    return rec_cmp(ctx, a->i, b->i);
+}
+
+/* Sorts the run's records by key, the older record of a key first. */
+static runkey_t *
+run_sort(tide__run_t *r)
+{
+    runkey_t  *a, *tmp, *from, *to, *sw;
+    size_t     lcp, i, j, sum, t, count[8][256];
+    unsigned   b, d, shift;
+
+    a = malloc(r->n * sizeof(*a));
+    tmp = malloc(r->n * sizeof(*tmp));
+    if (a == NULL || tmp == NULL) {
+        free(a);
+        free(tmp);
+        return NULL;
+    }
+    lcp = r->recs[0].klen;
+    for (i = 1; i < r->n && lcp > 0; i++) {
+        const char  *k0 = r->buf + r->recs[0].off;
+        const char  *k = r->buf + r->recs[i].off;
+        size_t       m = r->recs[i].klen < lcp ? r->recs[i].klen : lcp;
+
+        for (j = 0; j < m && k[j] == k0[j]; j++) {
+        }
+        lcp = j;
+    }
+    memset(count, 0, sizeof(count));
+    for (i = 0; i < r->n; i++) {
+        const unsigned char  *k = (const unsigned char *) r->buf
+                                  + r->recs[i].off;
+        uint64_t              p = 0;
+
+        for (j = 0; j < 8; j++) {
+            p = (p << 8) | (lcp + j < r->recs[i].klen ? k[lcp + j] : 0);
+        }
+        a[i].pfx = p;
+        a[i].i = (uint32_t) i;
+        for (b = 0; b < 8; b++) {
+            count[b][(p >> (8 * b)) & 0xff]++;
+        }
+    }
+    from = a;
+    to = tmp;
+    for (b = 0; b < 8; b++) {
+        shift = 8 * b;
+        if (count[b][(from[0].pfx >> shift) & 0xff] == r->n) {
+            continue;                   /* every key has this byte */
+        }
+        for (sum = 0, d = 0; d < 256; d++) {
+            t = count[b][d];
+            count[b][d] = sum;
+            sum += t;
+        }
+        for (i = 0; i < r->n; i++) {
+            to[count[b][(from[i].pfx >> shift) & 0xff]++] = from[i];
+        }
+        sw = from;
+        from = to;
+        to = sw;
+    }
+    free(to);
+    /* Equal prefixes: by the whole key, then by index. */
+    for (i = 0; i < r->n; i = j) {
+        for (j = i + 1; j < r->n && from[j].pfx == from[i].pfx; j++) {
+        }
+        if (j - i > 1) {
+            qsort_r(from + i, j - i, sizeof(*from), runkey_cmp, r);
+        }
+    }
+    return from;
+}
+
+/* Sorts the run, writes the newest record of each key into an SST file
+ * and has RocksDB ingest it; empties the run. */
+int
+tide__run_ingest(tide_store_t *s)
+{
+    tide__run_t                          *r = &s->run;
+    rocksdb_envoptions_t                 *eo = NULL;
+    rocksdb_sstfilewriter_t              *w = NULL;
+    rocksdb_ingestexternalfileoptions_t  *io = NULL;
+    runkey_t                             *order;
+    char                                 *dberr = NULL;
+    char                                  path[PATH_MAX];
+    const char                           *paths[1];
+    size_t                                i;
+    int                                   rc = TIDE_OK, ingested = 0;
+
+    if (r->n == 0) {
+        return TIDE_OK;
+    }
+    if (snprintf(path, sizeof(path), "%s/tide-restore.sst", s->dir)
+        >= (int) sizeof(path))
+    {
+        return run_fail(s, TIDE_EINVAL, "path too long", NULL);
+    }
+    order = run_sort(r);
+    if (order == NULL) {
+        return run_fail(s, TIDE_ENOMEM, "out of memory", NULL);
+    }
+    eo = rocksdb_envoptions_create();
+    w = rocksdb_sstfilewriter_create(eo, s->opts);
+    rocksdb_sstfilewriter_open(w, path, &dberr);
+    for (i = 0; dberr == NULL && i < r->n; i++) {
+        const tide__runrec_t  *rec = &r->recs[order[i].i];
+        const char            *k = r->buf + rec->off;
+
+        if (i + 1 < r->n && r->recs[order[i + 1].i].klen == rec->klen
+            && memcmp(r->buf + r->recs[order[i + 1].i].off, k,
+                      rec->klen) == 0)
+        {
+            continue;                   /* a newer record of the key */
+        }
+        if (rec->vlen < 0) {
+            rocksdb_sstfilewriter_delete(w, k, rec->klen, &dberr);
+        } else {
+            rocksdb_sstfilewriter_put(w, k, rec->klen, k + rec->klen,
+                                      (size_t) rec->vlen, &dberr);
+        }
+    }
+    if (dberr == NULL) {
+        rocksdb_sstfilewriter_finish(w, &dberr);
+    }
+    if (dberr != NULL) {
+        rc = run_fail(s, TIDE_EIO, "writing an SST file failed", dberr);
+        dberr = NULL;
+    } else {
+        io = rocksdb_ingestexternalfileoptions_create();
+        rocksdb_ingestexternalfileoptions_set_move_files(io, 1);
+        paths[0] = path;
+        rocksdb_ingest_external_file(s->db, paths, 1, io, &dberr);
+        if (dberr != NULL) {
+            rc = run_fail(s, TIDE_EIO, "ingesting an SST file failed", dberr);
+        } else {
+            ingested = 1;
+        }
+    }
+    if (unlink(path) != 0 && errno != ENOENT && rc == TIDE_OK) {
+        rc = run_fail(s, TIDE_EIO, "cannot remove the SST file", NULL);
+    }
+    if (io != NULL) {
+        rocksdb_ingestexternalfileoptions_destroy(io);
+    }
+    rocksdb_sstfilewriter_destroy(w);
+    rocksdb_envoptions_destroy(eo);
+    free(order);
+    if (ingested) {
+        r->n = 0;
+        r->len = 0;
+    }
+    return rc;
+}
+
+void
+tide__run_free(tide_store_t *s)
+{
+    free(s->run.buf);
+    free(s->run.recs);
+    memset(&s->run, 0, sizeof(s->run));
+}
