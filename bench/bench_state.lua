@@ -426,8 +426,11 @@ local rm_ops, rm_t = raw_loop(keys, n_many)
 ffi.C.free(keys)
 collectgarbage()
 
--- Restore: no local store, the same checkpoint, no new input.
+-- Restore: no local store, the same checkpoint, no new input. The raw
+-- loop's deleted RocksDB leaves dirty pages behind; sync first, so that
+-- their write-back does not land inside the restore's time.
 sh("rm -rf " .. quote(dir .. "/jobs/" .. JOB .. "/stores"))
+sh("sync")
 local tr, text_r = tide_run(false)
 local recs, mb, mbs = text_r:match(
     "rebuilt from the changelog[^\n]*replayed (%d+) changelog records "

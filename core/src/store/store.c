@@ -236,6 +236,9 @@ tide__store_mode(tide_store_t *s, int bulk)
     rc = tide__spill_settle(s);
     if (rc == TIDE_OK && !bulk) {
         rc = tide__run_ingest(s);       /* what a restore gathered */
+        if (rc == TIDE_OK) {
+            tide__run_free(s);
+        }
     }
     if (rc != TIDE_OK) {
         return rc;
@@ -892,6 +895,8 @@ tide_store_restore(tide_store_t *s, tide_reader_t *r, int64_t until,
 
         if (irc != TIDE_OK) {
             rc = irc;
+        } else {
+            tide__run_free(s);          /* hundreds of MB after a big one */
         }
     }
     return rc;

@@ -105,6 +105,8 @@ typedef struct tide__run_s {
     size_t           len, cap;
     tide__runrec_t  *recs;
     size_t           n, capn;
+    void            *sort_a, *sort_b;   /* sort arrays, sort_cap each */
+    size_t           sort_cap;
 } tide__run_t;
 
 struct tide_store_s {
