@@ -774,6 +774,53 @@ fill_changelog(tide_log_t *log, const char *path, int64_t *ends,
     tide_store_free(s);
 }
 
+/* A restore in many small runs (the test seam ing.run_bytes), so that
+ * runs are sorted, written and ingested by the writer thread while the
+ * next is gathered, and later runs must win over earlier ones. */
+static void
+test_restore_in_many_runs(void)
+{
+    tide_store_t   *s;
+    tide_log_t     *log;
+    tide_reader_t  *r;
+    char            path[4096];
+    char           *dumps[3], *d;
+    int64_t         ends[3], recs, bytes, total;
+    int             rc, round, i;
+    char           *dir = tmp_new();
+
+    log = log_open(dir, 1);
+    snprintf(path, sizeof(path), "%s/s", dir);
+    fill_changelog(log, path, ends, dumps);
+    for (round = 0; round < 3; round++) {
+        snprintf(path, sizeof(path), "%s/m%d", dir, round);
+        s = store_open(path, NULL);
+        s->ing.run_bytes = round == 0 ? 4096 : round == 1 ? 100000 : 1;
+        ASSERT_OK(tide_reader_new(&r, log, 0, TIDE_OFFSET_BEGINNING));
+        total = 0;
+        do {
+            rc = tide_store_restore(s, r, INT64_MAX, round == 1 ? 700 :
+                                    INT64_MAX, &recs, &bytes);
+            ASSERT(rc == TIDE_OK || rc == TIDE_ENOENT);
+            total += recs;
+        } while (rc == TIDE_OK);
+        ASSERT_EQ(total, ends[2]);
+        d = dump(s, NULL, NULL);
+        ASSERT(strcmp(d, dumps[2]) == 0);
+        free(d);
+        /* Nothing of the restore's is left behind in the folder. */
+        snprintf(path, sizeof(path), "%s/m%d/tide-restore.sst", dir, round);
+        ASSERT(access(path, F_OK) != 0);
+        tide_reader_free(r);
+        tide_store_free(s);
+    }
+    for (i = 0; i < 3; i++) {
+        free(dumps[i]);
+    }
+    tide_log_free(log);
+    tmp_free(dir);
+}
+
 static void
 test_restore_rebuilds_content(void)
 {
@@ -1332,5 +1379,6 @@ main(void)
     RUN(test_iter_snapshot_restore_wait);
     RUN(test_free_with_write_out_in_flight);
     RUN(test_write_outs_race_reads);
+    RUN(test_restore_in_many_runs);
     return 0;
 }

@@ -8,7 +8,8 @@
  * their per-thread perf context): with 10 M records they were the
  * bottleneck. Here a run of up to RUN_BYTES of records is sorted by a
  * radix sort on 8 key bytes, the newest record of each key kept, written
- * with an SstFileWriter and ingested; each ingested file is newer than
+ * with an SstFileWriter and ingested (by a thread of its own, while the
+ * next run is gathered; one at a time); each ingested file is newer than
  * everything before it (RocksDB gives it a global sequence number), so a
  * later run's records win over an earlier one's, as in the changelog.
  *
@@ -26,6 +27,7 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The memory of one run; two exist while one is being written. */
 #define RUN_BYTES       (64 * 1024 * 1024)
 
 /* A record's sort key: 8 bytes of its key, big-endian, from the offset
@@ -85,8 +87,11 @@ tide__run_add(tide_store_t *s, const char *key, size_t klen, const char *val,
         memcpy(r->buf + r->len + klen, val, (size_t) vlen);
     }
     r->len += need;
-    if (r->len >= RUN_BYTES) {
-        return tide__run_ingest(s);
+    /* The run's whole memory: bytes, entries and the two sort arrays. */
+    if (r->len + r->n * (sizeof(*rec) + 2 * sizeof(runkey_t))
+        >= (s->ing.run_bytes ? s->ing.run_bytes : RUN_BYTES))
+    {
+        return tide__run_ingest(s, 0);
     }
     return TIDE_OK;
 }
@@ -197,33 +202,27 @@ run_sort(tide__run_t *r)
     return from;
 }
 
-/* Sorts the run, writes the newest record of each key into an SST file
- * and has RocksDB ingest it; empties the run. */
-int
-tide__run_ingest(tide_store_t *s)
+/* Writes the newest record of each key of run 'r', in 'order', into an
+ * SST file and has RocksDB ingest it. Touches nothing of 's' but reads
+ * its db, options and folder, so that the writer thread can run it;
+ * an error is put into 'err'. */
+static int
+run_write(tide_store_t *s, tide__run_t *r, const runkey_t *order, char *err,
+          size_t errlen)
 {
-    tide__run_t                          *r = &s->run;
-    rocksdb_envoptions_t                 *eo = NULL;
-    rocksdb_sstfilewriter_t              *w = NULL;
-    rocksdb_ingestexternalfileoptions_t  *io = NULL;
-    runkey_t                             *order;
+    rocksdb_envoptions_t                 *eo;
+    rocksdb_sstfilewriter_t              *w;
+    rocksdb_ingestexternalfileoptions_t  *io;
     char                                 *dberr = NULL;
     char                                  path[PATH_MAX];
-    const char                           *paths[1];
+    const char                           *paths[1], *what = NULL;
     size_t                                i;
-    int                                   rc = TIDE_OK, ingested = 0;
 
-    if (r->n == 0) {
-        return TIDE_OK;
-    }
     if (snprintf(path, sizeof(path), "%s/tide-restore.sst", s->dir)
         >= (int) sizeof(path))
     {
-        return run_fail(s, TIDE_EINVAL, "path too long", NULL);
-    }
-    order = run_sort(r);
-    if (order == NULL) {
-        return run_fail(s, TIDE_ENOMEM, "out of memory", NULL);
+        snprintf(err, errlen, "store %s: restore: path too long", s->dir);
+        return TIDE_EINVAL;
     }
     eo = rocksdb_envoptions_create();
     w = rocksdb_sstfilewriter_create(eo, s->opts);
@@ -248,41 +247,113 @@ tide__run_ingest(tide_store_t *s)
     if (dberr == NULL) {
         rocksdb_sstfilewriter_finish(w, &dberr);
     }
+    rocksdb_sstfilewriter_destroy(w);
+    rocksdb_envoptions_destroy(eo);
     if (dberr != NULL) {
-        rc = run_fail(s, TIDE_EIO, "writing an SST file failed", dberr);
-        dberr = NULL;
+        what = "writing an SST file failed";
     } else {
         io = rocksdb_ingestexternalfileoptions_create();
         rocksdb_ingestexternalfileoptions_set_move_files(io, 1);
         paths[0] = path;
         rocksdb_ingest_external_file(s->db, paths, 1, io, &dberr);
+        rocksdb_ingestexternalfileoptions_destroy(io);
         if (dberr != NULL) {
-            rc = run_fail(s, TIDE_EIO, "ingesting an SST file failed", dberr);
-        } else {
-            ingested = 1;
+            what = "ingesting an SST file failed";
         }
     }
-    if (unlink(path) != 0 && errno != ENOENT && rc == TIDE_OK) {
-        rc = run_fail(s, TIDE_EIO, "cannot remove the SST file", NULL);
+    unlink(path);                       /* moved in, or a failed one */
+    if (what != NULL) {
+        snprintf(err, errlen, "store %s: restore: %s: %s", s->dir, what,
+                 dberr);
+        rocksdb_free(dberr);
+        return TIDE_EIO;
     }
-    if (io != NULL) {
-        rocksdb_ingestexternalfileoptions_destroy(io);
+    return TIDE_OK;
+}
+
+static void *
+writer_main(void *arg)
+{
+    tide_store_t  *s = arg;
+
+    /* Perf counters are per thread and on by default (tide_store_new). */
+    rocksdb_set_perf_level(rocksdb_disable);
+    s->ing.rc = run_write(s, &s->ing.wrun, s->ing.order, s->ing.err,
+                          sizeof(s->ing.err));
+    return NULL;
+}
+
+/* Waits for the run being written, if any; returns its result. */
+static int
+writer_join(tide_store_t *s)
+{
+    tide__ingest_t  *g = &s->ing;
+
+    if (!g->running) {
+        return TIDE_OK;
     }
-    rocksdb_sstfilewriter_destroy(w);
-    rocksdb_envoptions_destroy(eo);
-    if (ingested) {
-        r->n = 0;
-        r->len = 0;
+    pthread_join(g->thread, NULL);
+    g->running = 0;
+    g->wrun.n = 0;
+    g->wrun.len = 0;
+    if (g->rc != TIDE_OK) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "%s", g->err);
+        return g->rc;
+    }
+    return TIDE_OK;
+}
+
+int
+tide__run_ingest(tide_store_t *s, int wait)
+{
+    tide__ingest_t  *g = &s->ing;
+    tide__run_t      t;
+    runkey_t        *order;
+    int              rc;
+
+    rc = writer_join(s);
+    if (rc != TIDE_OK || s->run.n == 0) {
+        return rc;
+    }
+    order = run_sort(&s->run);
+    if (order == NULL) {
+        return run_fail(s, TIDE_ENOMEM, "out of memory", NULL);
+    }
+    /* The sorted run goes to the writer; its old buffers (empty) gather
+     * the next one. */
+    t = g->wrun;
+    g->wrun = s->run;
+    s->run = t;
+    s->run.n = 0;
+    s->run.len = 0;
+    g->order = order;
+    if (!wait && pthread_create(&g->thread, NULL, writer_main, s) == 0) {
+        g->running = 1;
+        return TIDE_OK;
+    }
+    rc = run_write(s, &g->wrun, order, g->err, sizeof(g->err));
+    g->wrun.n = 0;
+    g->wrun.len = 0;
+    if (rc != TIDE_OK) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "%s", g->err);
     }
     return rc;
+}
+
+static void
+run_release(tide__run_t *r)
+{
+    free(r->buf);
+    free(r->recs);
+    free(r->sort_a);
+    free(r->sort_b);
+    memset(r, 0, sizeof(*r));
 }
 
 void
 tide__run_free(tide_store_t *s)
 {
-    free(s->run.buf);
-    free(s->run.recs);
-    free(s->run.sort_a);
-    free(s->run.sort_b);
-    memset(&s->run, 0, sizeof(s->run));
+    writer_join(s);
+    run_release(&s->run);
+    run_release(&s->ing.wrun);
 }

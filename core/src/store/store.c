@@ -235,7 +235,7 @@ tide__store_mode(tide_store_t *s, int bulk)
     }
     rc = tide__spill_settle(s);
     if (rc == TIDE_OK && !bulk) {
-        rc = tide__run_ingest(s);       /* what a restore gathered */
+        rc = tide__run_ingest(s, 1);    /* what a restore gathered */
         if (rc == TIDE_OK) {
             tide__run_free(s);
         }
@@ -891,7 +891,7 @@ tide_store_restore(tide_store_t *s, tide_reader_t *r, int64_t until,
     if (rc == TIDE_ENOENT) {
         /* Done for now: what was gathered goes into RocksDB here, inside
          * the restore that it belongs to. */
-        int  irc = tide__run_ingest(s);
+        int  irc = tide__run_ingest(s, 1);
 
         if (irc != TIDE_OK) {
             rc = irc;

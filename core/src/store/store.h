@@ -109,6 +109,20 @@ typedef struct tide__run_s {
     size_t           sort_cap;
 } tide__run_t;
 
+/* The run being written and ingested by the writer thread (ingest.c).
+ * The thread reads 'wrun', 'order' and the store's db, options and
+ * folder, and writes 'rc' and 'err'; the task touches none of them (nor
+ * RocksDB) until it has joined it. */
+typedef struct tide__ingest_s {
+    tide__run_t  wrun;
+    void        *order;                 /* wrun's sorted order */
+    pthread_t    thread;
+    int          running;
+    int          rc;
+    char         err[TIDE__STORE_ERRLEN];
+    size_t       run_bytes;             /* test seam: a run's size, or 0 */
+} tide__ingest_t;
+
 struct tide_store_s {
     rocksdb_t                *db;
     rocksdb_options_t        *opts;
@@ -121,6 +135,7 @@ struct tide_store_s {
     tide__cache_t             cache;
     tide__spill_t             spill;
     tide__run_t               run;        /* a restore's, RocksDB engine */
+    tide__ingest_t            ing;
     int32_t                   engine;
     int32_t                   partition;
     int                       bulk;       /* opened for a restore: see
@@ -137,7 +152,7 @@ int           tide__store_mode(tide_store_t *s, int bulk);
 /* ingest.c */
 int           tide__run_add(tide_store_t *s, const char *key, size_t klen,
                             const char *val, int64_t vlen);
-int           tide__run_ingest(tide_store_t *s);
+int           tide__run_ingest(tide_store_t *s, int wait);
 void          tide__run_free(tide_store_t *s);
 
 /* cache.c */
