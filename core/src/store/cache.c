@@ -412,70 +412,13 @@ tide__cache_rotate(tide__cache_t *c, tide__cache_t *old)
     return TIDE_OK;
 }
 
-/* A dirty entry and 8 bytes of its key, big-endian, from the offset
- * where the keys being sorted start to differ (zero-padded past the
- * key's end). Unequal prefixes order as the whole keys do; equal ones
- * are put in order by comparing the keys. */
-typedef struct sortkey_s {
-    uint64_t      pfx;
-    tide__ent_t  *e;
-} sortkey_t;
-
-static int
-key_cmp(const tide__ent_t *a, const tide__ent_t *b)
+static const char *
+dirty_key(const void *ctx, size_t i, size_t *klen)
 {
-    size_t  n = a->klen < b->klen ? a->klen : b->klen;
-    int     r = n ? memcmp(a->key, b->key, n) : 0;
+    const tide__ent_t  *e = ((const tide__cache_t *) ctx)->dirty[i];
 
-    if (r != 0) {
-        return r;
-    }
-    return a->klen < b->klen ? -1 : a->klen > b->klen;
-}
-
-static int
-sortkey_cmp(const void *pa, const void *pb)
-{
-    const sortkey_t  *a = pa, *b = pb;
-
-    return key_cmp(a->e, b->e);
-}
-
-/* Sorts 'a' by prefix: least significant byte first, one stable counting
- * pass per byte, skipping bytes all keys share. 'tmp' holds n too. */
-static void
-radix_sort(sortkey_t *a, sortkey_t *tmp, size_t n)
-{
-    size_t      count[8][256], sum, t, i;
-    sortkey_t  *from = a, *to = tmp, *sw;
-    unsigned    b, d, shift;
-
-    memset(count, 0, sizeof(count));
-    for (i = 0; i < n; i++) {
-        for (b = 0; b < 8; b++) {
-            count[b][(a[i].pfx >> (8 * b)) & 0xff]++;
-        }
-    }
-    for (b = 0; b < 8; b++) {
-        shift = 8 * b;
-        if (count[b][(a[0].pfx >> shift) & 0xff] == n) {
-            continue;
-        }
-        for (sum = 0, d = 0; d < 256; d++) {
-            t = count[b][d];
-            count[b][d] = sum;
-            sum += t;
-        }
-        for (i = 0; i < n; i++) {
-            to[count[b][(from[i].pfx >> shift) & 0xff]++] = from[i];
-        }
-        sw = from;
-        from = to;
-        to = sw;
-    }
-    if (from != a) {
-        memcpy(a, from, n * sizeof(*a));
-    }
+    *klen = e->klen;
+    return e->key;
 }
 
 /* Sorts the dirty list in key order. RocksDB inserts a sorted WriteBatch
@@ -487,10 +430,9 @@ radix_sort(sortkey_t *a, sortkey_t *tmp, size_t n)
 void
 tide__cache_sort_dirty(tide__cache_t *c)
 {
-    sortkey_t    *sk;
-    tide__ent_t  *first, *e;
-    uint64_t      pfx;
-    size_t        i, j, lcp, n = c->ndirty;
+    tide__sortkey_t  *sk, *order;
+    tide__ent_t     **sorted;
+    size_t            i, n = c->ndirty;
 
     if (n < 2) {
         return;
@@ -499,37 +441,12 @@ tide__cache_sort_dirty(tide__cache_t *c)
     if (sk == NULL) {
         return;
     }
-    first = c->dirty[0];
-    lcp = first->klen;
-    for (i = 1; i < n && lcp > 0; i++) {
-        e = c->dirty[i];
-        if (e->klen < lcp) {
-            lcp = e->klen;
-        }
-        for (j = 0; j < lcp && e->key[j] == first->key[j]; j++) {
-        }
-        lcp = j;
-    }
+    order = tide__key_sort(sk, sk + n, n, dirty_key, c);
+    /* The half of sk not holding the order takes the sorted list. */
+    sorted = (tide__ent_t **) (order == sk ? sk + n : sk);
     for (i = 0; i < n; i++) {
-        e = c->dirty[i];
-        pfx = 0;
-        for (j = lcp; j < lcp + 8; j++) {
-            pfx = (pfx << 8) | (j < e->klen ? (uint8_t) e->key[j] : 0);
-        }
-        sk[i].pfx = pfx;
-        sk[i].e = e;
+        sorted[i] = c->dirty[order[i].i];
     }
-    radix_sort(sk, sk + n, n);
-    /* Keys alike in those 8 bytes: order them by their whole bytes. */
-    for (i = 0; i < n; i = j) {
-        for (j = i + 1; j < n && sk[j].pfx == sk[i].pfx; j++) {
-        }
-        if (j - i > 1) {
-            qsort(sk + i, j - i, sizeof(*sk), sortkey_cmp);
-        }
-    }
-    for (i = 0; i < n; i++) {
-        c->dirty[i] = sk[i].e;
-    }
+    memcpy(c->dirty, sorted, n * sizeof(*sorted));
     free(sk);
 }

@@ -20,7 +20,6 @@
  */
 #include "store/store.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,22 +28,6 @@
 
 /* The memory of one run; two exist while one is being written. */
 #define RUN_BYTES       (64 * 1024 * 1024)
-
-/* A record's sort key: 8 bytes of its key, big-endian, from the offset
- * where the run's keys start to differ (zero-padded), and its index. */
-typedef struct runkey_s {
-    uint64_t  pfx;
-    uint32_t  i;
-} runkey_t;
-
-static int
-run_fail(tide_store_t *s, int rc, const char *what, char *dberr)
-{
-    snprintf(s->errmsg, sizeof(s->errmsg), "store %s: restore: %s%s%s",
-             s->dir, what, dberr ? ": " : "", dberr ? dberr : "");
-    rocksdb_free(dberr);
-    return rc;
-}
 
 int
 tide__run_add(tide_store_t *s, const char *key, size_t klen, const char *val,
@@ -59,7 +42,8 @@ tide__run_add(tide_store_t *s, const char *key, size_t klen, const char *val,
         tide__runrec_t  *recs = realloc(r->recs, capn * sizeof(*recs));
 
         if (recs == NULL) {
-            return run_fail(s, TIDE_ENOMEM, "out of memory", NULL);
+            return tide__store_msg(s, TIDE_ENOMEM, "store %s: restore: out "
+                                   "of memory", s->dir);
         }
         r->recs = recs;
         r->capn = capn;
@@ -73,7 +57,8 @@ tide__run_add(tide_store_t *s, const char *key, size_t klen, const char *val,
         }
         buf = realloc(r->buf, cap);
         if (buf == NULL) {
-            return run_fail(s, TIDE_ENOMEM, "out of memory", NULL);
+            return tide__store_msg(s, TIDE_ENOMEM, "store %s: restore: out "
+                                   "of memory", s->dir);
         }
         r->buf = buf;
         r->cap = cap;
@@ -88,7 +73,7 @@ tide__run_add(tide_store_t *s, const char *key, size_t klen, const char *val,
     }
     r->len += need;
     /* The run's whole memory: bytes, entries and the two sort arrays. */
-    if (r->len + r->n * (sizeof(*rec) + 2 * sizeof(runkey_t))
+    if (r->len + r->n * (sizeof(*rec) + 2 * sizeof(tide__sortkey_t))
         >= (s->ing.run_bytes ? s->ing.run_bytes : RUN_BYTES))
     {
         return tide__run_ingest(s, 0);
@@ -96,46 +81,26 @@ tide__run_add(tide_store_t *s, const char *key, size_t klen, const char *val,
     return TIDE_OK;
 }
 
-static int
-rec_cmp(const tide__run_t *r, uint32_t a, uint32_t b)
+static const char *
+run_key(const void *ctx, size_t i, size_t *klen)
 {
-    const tide__runrec_t  *x = &r->recs[a], *y = &r->recs[b];
-    size_t                 n = x->klen < y->klen ? x->klen : y->klen;
-    int                    c = n ? memcmp(r->buf + x->off, r->buf + y->off,
-                                          n) : 0;
+    const tide__run_t  *r = ctx;
 
-    if (c != 0) {
-        return c;
-    }
-    if (x->klen != y->klen) {
-        return x->klen < y->klen ? -1 : 1;
-    }
-    return a < b ? -1 : a > b;          /* stable: the older first */
-}
-
-static int
-runkey_cmp(const void *pa, const void *pb, void *ctx)
-{
-    const runkey_t  *a = pa, *b = pb;
-
-    return rec_cmp(ctx, a->i, b->i);
+    *klen = r->recs[i].klen;
+    return r->buf + r->recs[i].off;
 }
 
 /* Sorts the run's records by key, the older record of a key first, and
- * returns the order (in one of the run's two sort arrays, kept from run
+ * returns the order, in one of the run's two sort arrays (kept from run
  * to run: fresh ones cost a page fault every 4 KiB each time). */
-static runkey_t *
+static tide__sortkey_t *
 run_sort(tide__run_t *r)
 {
-    runkey_t  *a, *tmp, *from, *to, *sw;
-    size_t     lcp, i, j, sum, t, count[8][256];
-    unsigned   b, d, shift;
-
     if (r->sort_cap < r->n) {
         free(r->sort_a);
         free(r->sort_b);
-        r->sort_a = malloc(r->capn * sizeof(runkey_t));
-        r->sort_b = malloc(r->capn * sizeof(runkey_t));
+        r->sort_a = malloc(r->capn * sizeof(tide__sortkey_t));
+        r->sort_b = malloc(r->capn * sizeof(tide__sortkey_t));
         r->sort_cap = r->capn;
         if (r->sort_a == NULL || r->sort_b == NULL) {
             free(r->sort_a);
@@ -145,61 +110,7 @@ run_sort(tide__run_t *r)
             return NULL;
         }
     }
-    a = r->sort_a;
-    tmp = r->sort_b;
-    lcp = r->recs[0].klen;
-    for (i = 1; i < r->n && lcp > 0; i++) {
-        const char  *k0 = r->buf + r->recs[0].off;
-        const char  *k = r->buf + r->recs[i].off;
-        size_t       m = r->recs[i].klen < lcp ? r->recs[i].klen : lcp;
-
-        for (j = 0; j < m && k[j] == k0[j]; j++) {
-        }
-        lcp = j;
-    }
-    memset(count, 0, sizeof(count));
-    for (i = 0; i < r->n; i++) {
-        const unsigned char  *k = (const unsigned char *) r->buf
-                                  + r->recs[i].off;
-        uint64_t              p = 0;
-
-        for (j = 0; j < 8; j++) {
-            p = (p << 8) | (lcp + j < r->recs[i].klen ? k[lcp + j] : 0);
-        }
-        a[i].pfx = p;
-        a[i].i = (uint32_t) i;
-        for (b = 0; b < 8; b++) {
-            count[b][(p >> (8 * b)) & 0xff]++;
-        }
-    }
-    from = a;
-    to = tmp;
-    for (b = 0; b < 8; b++) {
-        shift = 8 * b;
-        if (count[b][(from[0].pfx >> shift) & 0xff] == r->n) {
-            continue;                   /* every key has this byte */
-        }
-        for (sum = 0, d = 0; d < 256; d++) {
-            t = count[b][d];
-            count[b][d] = sum;
-            sum += t;
-        }
-        for (i = 0; i < r->n; i++) {
-            to[count[b][(from[i].pfx >> shift) & 0xff]++] = from[i];
-        }
-        sw = from;
-        from = to;
-        to = sw;
-    }
-    /* Equal prefixes: by the whole key, then by index. */
-    for (i = 0; i < r->n; i = j) {
-        for (j = i + 1; j < r->n && from[j].pfx == from[i].pfx; j++) {
-        }
-        if (j - i > 1) {
-            qsort_r(from + i, j - i, sizeof(*from), runkey_cmp, r);
-        }
-    }
-    return from;
+    return tide__key_sort(r->sort_a, r->sort_b, r->n, run_key, r);
 }
 
 /* Writes the newest record of each key of run 'r', in 'order', into an
@@ -207,8 +118,8 @@ run_sort(tide__run_t *r)
  * its db, options and folder, so that the writer thread can run it;
  * an error is put into 'err'. */
 static int
-run_write(tide_store_t *s, tide__run_t *r, const runkey_t *order, char *err,
-          size_t errlen)
+run_write(tide_store_t *s, tide__run_t *r, const tide__sortkey_t *order,
+          char *err, size_t errlen)
 {
     rocksdb_envoptions_t                 *eo;
     rocksdb_sstfilewriter_t              *w;
@@ -297,8 +208,7 @@ writer_join(tide_store_t *s)
     g->wrun.n = 0;
     g->wrun.len = 0;
     if (g->rc != TIDE_OK) {
-        snprintf(s->errmsg, sizeof(s->errmsg), "%s", g->err);
-        return g->rc;
+        return tide__store_msg(s, g->rc, "%s", g->err);
     }
     return TIDE_OK;
 }
@@ -308,7 +218,7 @@ tide__run_ingest(tide_store_t *s, int wait)
 {
     tide__ingest_t  *g = &s->ing;
     tide__run_t      t;
-    runkey_t        *order;
+    tide__sortkey_t        *order;
     int              rc;
 
     rc = writer_join(s);
@@ -317,7 +227,8 @@ tide__run_ingest(tide_store_t *s, int wait)
     }
     order = run_sort(&s->run);
     if (order == NULL) {
-        return run_fail(s, TIDE_ENOMEM, "out of memory", NULL);
+        return tide__store_msg(s, TIDE_ENOMEM, "store %s: restore: out of "
+                               "memory", s->dir);
     }
     /* The sorted run goes to the writer; its old buffers (empty) gather
      * the next one. */
@@ -335,9 +246,9 @@ tide__run_ingest(tide_store_t *s, int wait)
     g->wrun.n = 0;
     g->wrun.len = 0;
     if (rc != TIDE_OK) {
-        snprintf(s->errmsg, sizeof(s->errmsg), "%s", g->err);
+        return tide__store_msg(s, rc, "%s", g->err);
     }
-    return rc;
+    return TIDE_OK;
 }
 
 static void

@@ -29,7 +29,6 @@
  */
 #include "store/store.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,8 +88,8 @@ tide__spill_settle(tide_store_t *s)
         sp->dberr = NULL;
         spill_write(sp, &dberr);
         if (dberr != NULL) {
-            snprintf(s->errmsg, sizeof(s->errmsg), "store %s: write-out "
-                     "failed: %s", s->dir, dberr);
+            tide__store_msg(s, TIDE_EIO, "store %s: write-out failed: %s",
+                            s->dir, dberr);
             sp->dberr = dberr;          /* still to be written */
             return TIDE_EIO;
         }

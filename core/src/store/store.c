@@ -45,12 +45,8 @@ block_cache_init(void)
     block_cache = rocksdb_cache_create_lru(BLOCK_CACHE_BYTES);
 }
 
-static int
-set_msg(tide_store_t *s, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-set_msg(tide_store_t *s, int rc, const char *fmt, ...)
+int
+tide__store_msg(tide_store_t *s, int rc, const char *fmt, ...)
 {
     va_list  ap;
 
@@ -64,8 +60,8 @@ set_msg(tide_store_t *s, int rc, const char *fmt, ...)
 static int
 db_fail(tide_store_t *s, int rc, const char *what, char *dberr)
 {
-    set_msg(s, rc, "store %s: %s: %s", s->dir, what,
-            dberr != NULL ? dberr : "unknown RocksDB error");
+    tide__store_msg(s, rc, "store %s: %s: %s", s->dir, what,
+                    dberr != NULL ? dberr : "unknown RocksDB error");
     rocksdb_free(dberr);
     return rc;
 }
@@ -609,10 +605,10 @@ tide__store_push_log(tide_store_t *s)
         if (rc == TIDE_EIO) {
             /* Buffered; only writing out the log's full buffer failed,
              * and the log keeps it for its next flush. */
-            result = set_msg(s, rc, "changelog: %s",
-                             tide_log_errmsg(s->log));
+            result = tide__store_msg(s, rc, "changelog: %s",
+                                     tide_log_errmsg(s->log));
         } else if (rc != TIDE_OK) {
-            set_msg(s, rc, "changelog: %s", tide_log_errmsg(s->log));
+            tide__store_msg(s, rc, "changelog: %s", tide_log_errmsg(s->log));
             dirty_compact(c);
             return rc;
         }
@@ -656,17 +652,18 @@ tide_store_set(tide_store_t *s, const char *key, size_t klen,
     int       rc;
 
     if (key == NULL || klen > UINT32_MAX || vlen > UINT32_MAX) {
-        return set_msg(s, TIDE_EINVAL, "bad key or value (NULL key, or 4 "
-                       "GiB or more)");
+        return tide__store_msg(s, TIDE_EINVAL, "bad key or value (NULL key, "
+                               "or 4 GiB or more)");
     }
     if (s->log != NULL) {
         flags |= TIDE__ENT_LOG;
         if (klen + (val != NULL ? vlen : 0) >
             TIDE__REC_MAX - TIDE__REC_HDR)
         {
-            return set_msg(s, TIDE_EINVAL, "key and value of %zu bytes are "
-                           "over the changelog's record limit of %d",
-                           klen + vlen, TIDE__REC_MAX - TIDE__REC_HDR);
+            return tide__store_msg(s, TIDE_EINVAL, "key and value of %zu "
+                                   "bytes are over the changelog's record "
+                                   "limit of %d", klen + vlen,
+                                   TIDE__REC_MAX - TIDE__REC_HDR);
         }
     }
     h = tide__cache_hash(key, klen);
@@ -681,8 +678,8 @@ tide_store_set(tide_store_t *s, const char *key, size_t klen,
         rc = tide__cache_put(&s->cache, key, klen, h, val, vlen, flags, NULL);
     }
     if (rc == TIDE_ENOMEM) {
-        return set_msg(s, rc, "out of memory caching a value of %zu bytes",
-                       vlen);
+        return tide__store_msg(s, rc, "out of memory caching a value of %zu "
+                               "bytes", vlen);
     }
     return rc;
 }
@@ -699,19 +696,20 @@ tide_store_snapshot(tide_store_t *s, const char *dir, char *err,
 
     if (dir == NULL || dir[0] == '\0') {
         return tide__set_err(err, errlen,
-                             set_msg(s, TIDE_EINVAL, "no snapshot folder "
-                                     "given"), "no snapshot folder given");
+                             tide__store_msg(s, TIDE_EINVAL, "no snapshot "
+                                             "folder given"),
+                             "no snapshot folder given");
     }
     if (s->engine == TIDE_STORE_MEMORY) {
         return tide__set_err(err, errlen,
-                             set_msg(s, TIDE_EINVAL, "a memory store has no "
-                                     "snapshots"),
+                             tide__store_msg(s, TIDE_EINVAL, "a memory store "
+                                             "has no snapshots"),
                              "a memory store has no snapshots");
     }
     if (snprintf(tmp, sizeof(tmp), "%s.tmp-snap", dir) >= (int) sizeof(tmp)) {
         return tide__set_err(err, errlen,
-                             set_msg(s, TIDE_EINVAL, "path too long"), "path "
-                             "too long: %s", dir);
+                             tide__store_msg(s, TIDE_EINVAL, "path too long"),
+                             "path too long: %s", dir);
     }
     rc = tide_store_flush(s);
     if (rc == TIDE_OK && s->bulk) {
@@ -772,16 +770,16 @@ tide_store_restore(tide_store_t *s, tide_reader_t *r, int64_t until,
     if (r == NULL || until < 0 || max < 1 || records == NULL ||
         bytes == NULL)
     {
-        return set_msg(s, TIDE_EINVAL, "bad restore arguments");
+        return tide__store_msg(s, TIDE_EINVAL, "bad restore arguments");
     }
     rc = tide__spill_settle(s);
     if (rc != TIDE_OK) {
         return rc;
     }
     if (s->cache.ndirty > 0) {
-        return set_msg(s, TIDE_EINVAL, "restore needs a store without "
-                       "unflushed writes (%zu keys are dirty)",
-                       s->cache.ndirty);
+        return tide__store_msg(s, TIDE_EINVAL, "restore needs a store "
+                               "without unflushed writes (%zu keys are "
+                               "dirty)", s->cache.ndirty);
     }
     /* Restore writes RocksDB behind the cache's back: nothing cached
      * may stay. */
@@ -792,7 +790,7 @@ tide_store_restore(tide_store_t *s, tide_reader_t *r, int64_t until,
     }
     recs = malloc(RESTORE_POLL * sizeof(*recs));
     if (recs == NULL) {
-        return set_msg(s, TIDE_ENOMEM, "out of memory");
+        return tide__store_msg(s, TIDE_ENOMEM, "out of memory");
     }
     rocksdb_writebatch_clear(s->batch);
 
@@ -814,7 +812,8 @@ tide_store_restore(tide_store_t *s, tide_reader_t *r, int64_t until,
         }
         got = tide_reader_poll_batch(r, recs, (int) n);
         if (got < 0) {
-            rc = set_msg(s, got, "changelog: %s", tide_reader_errmsg(r));
+            rc = tide__store_msg(s, got, "changelog: %s",
+                                 tide_reader_errmsg(r));
             break;
         }
         if (got == 0) {
@@ -830,9 +829,9 @@ tide_store_restore(tide_store_t *s, tide_reader_t *r, int64_t until,
                 break;
             }
             if (rec->key == NULL) {
-                rc = set_msg(s, TIDE_ECORRUPT, "changelog record at offset "
-                             "%lld has no key: not a store changelog",
-                             (long long) rec->offset);
+                rc = tide__store_msg(s, TIDE_ECORRUPT, "changelog record at "
+                                     "offset %lld has no key: not a store "
+                                     "changelog", (long long) rec->offset);
                 done = 1;
                 break;
             }

@@ -149,6 +149,24 @@ struct tide_store_s {
  * vector memtable, no automatic compaction) or back in normal mode. */
 int           tide__store_mode(tide_store_t *s, int bulk);
 
+/* keysort.c: sorts keys 0..n-1 (key() gives each one's bytes) by their
+ * bytes, equal keys in index order. 'a' and 'tmp' hold n each; returns
+ * whichever of the two holds the order. */
+typedef struct tide__sortkey_s {
+    uint64_t  pfx;
+    size_t    i;
+} tide__sortkey_t;
+
+typedef const char *(*tide__key_fn)(const void *ctx, size_t i,
+                                    size_t *klen);
+
+tide__sortkey_t *tide__key_sort(tide__sortkey_t *a, tide__sortkey_t *tmp,
+                                size_t n, tide__key_fn key, const void *ctx);
+
+/* store.c: formats errmsg, returns rc. */
+int           tide__store_msg(tide_store_t *s, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* ingest.c */
 int           tide__run_add(tide_store_t *s, const char *key, size_t klen,
                             const char *val, int64_t vlen);
