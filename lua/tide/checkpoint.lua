@@ -26,6 +26,87 @@ function _M.new(env, job_name)
     return setmetatable(self, mt)
 end
 
+local FIX = "; restore it from a backup, or delete it to reprocess every "
+            .. "input from the beginning"
+
+-- Largest offset kept exactly by a double (2^53): an offset beyond it
+-- cannot have been written by save().
+local MAX_OFFSET = 9007199254740992
+
+--- Parses the text of a checkpoint file of job `job_name`. Pure: no I/O,
+--- and never raises, whatever the bytes; `path` only names the file in
+--- errors. Checks the file's own shape (a version 1 object of this job,
+--- tasks named by partition numbers, offsets whole and in range, input and
+--- store names strings); whether the tasks and inputs exist in the job is
+--- the runner's check.
+---@param text string
+---@param path string
+---@param job_name string
+---@return table|nil tasks, string|nil err
+function _M.decode(text, path, job_name)
+    if type(text) ~= "string" then
+        return nil, str_format("%s: corrupt checkpoint (not text)%s",
+                               tostring(path), FIX)
+    end
+    local doc, err = cjson.decode(text)
+    if type(doc) ~= "table" then
+        return nil, str_format("%s: corrupt checkpoint (%s)%s", path,
+                               tostring(err or "not an object"), FIX)
+    end
+    if doc.version ~= VERSION or doc.job ~= job_name
+        or type(doc.tasks) ~= "table" then
+        return nil, str_format("%s: not a version %d checkpoint of job '%s'%s",
+                               path, VERSION, tostring(job_name), FIX)
+    end
+    local tasks = {}
+    for p, t in pairs(doc.tasks) do
+        if type(p) ~= "string" then
+            return nil, str_format("%s: \"tasks\" must be an object of "
+                                   .. "partition numbers to tasks, not an "
+                                   .. "array%s", path, FIX)
+        end
+        local part = p:match("^%d+$")
+                     and #p <= 9 and tonumber(p)
+        if not part then
+            return nil, str_format("%s: bad task '%s' (tasks are named by "
+                                   .. "their partition number)%s", path,
+                                   tostring(p), FIX)
+        end
+        if tasks[part] then
+            return nil, str_format("%s: task %d appears twice%s", path, part,
+                                   FIX)
+        end
+        if type(t) ~= "table" or type(t.inputs) ~= "table"
+            or (t.changelogs ~= nil and type(t.changelogs) ~= "table") then
+            return nil, str_format("%s: bad entry for task %d%s", path,
+                                   part, FIX)
+        end
+        local entry = { inputs = {}, changelogs = {} }
+        for _, what in ipairs({ "inputs", "changelogs" }) do
+            local kind = what == "inputs" and "input" or "changelog of store"
+            for name, off in pairs(t[what] or {}) do
+                if type(name) ~= "string" then
+                    return nil, str_format("%s: task %d: \"%s\" must be an "
+                                           .. "object of %s names to offsets, "
+                                           .. "not an array%s", path, part,
+                                           what, what == "inputs"
+                                           and "input" or "store", FIX)
+                end
+                if type(off) ~= "number" or off ~= off or off < 0
+                    or off > MAX_OFFSET or off % 1 ~= 0 then
+                    return nil, str_format("%s: task %d: bad offset for %s "
+                                           .. "'%s' (a whole number from 0 to "
+                                           .. "2^53 expected)%s", path, part,
+                                           kind, name, FIX)
+                end
+                entry[what][name] = off
+            end
+        end
+        tasks[part] = entry
+    end
+    return tasks
+end
+
 --- Returns the saved offsets as { [partition] = { inputs = { [input] =
 --- offset }, changelogs = { [store] = offset } } } (empty when nothing was
 --- saved yet), or nil and an error when the file cannot be trusted.
@@ -38,43 +119,13 @@ function _M:load()
     if not f then
         return {}
     end
-    local text = f:read("*a")
+    local text, err = f:read("*a")
     f:close()
-    local fix = "; restore it from a backup, or delete it to reprocess every "
-                .. "input from the beginning"
-    local doc, err = cjson.decode(text)
-    if type(doc) ~= "table" then
-        return nil, str_format("%s: corrupt checkpoint (%s)%s", self.path,
-                               err or "not an object", fix)
+    if not text then
+        return nil, str_format("%s: cannot read checkpoint: %s", self.path,
+                               tostring(err))
     end
-    if doc.version ~= VERSION or doc.job ~= self.job
-        or type(doc.tasks) ~= "table" then
-        return nil, str_format("%s: not a version %d checkpoint of job '%s'%s",
-                               self.path, VERSION, self.job, fix)
-    end
-    local tasks = {}
-    for p, t in pairs(doc.tasks) do
-        local part = tonumber(p)
-        if not part or type(t) ~= "table" or type(t.inputs) ~= "table"
-            or (t.changelogs ~= nil and type(t.changelogs) ~= "table") then
-            return nil, str_format("%s: bad entry for task '%s'%s", self.path,
-                                   tostring(p), fix)
-        end
-        local entry = { inputs = {}, changelogs = {} }
-        for _, what in ipairs({ "inputs", "changelogs" }) do
-            for name, off in pairs(t[what] or {}) do
-                if type(off) ~= "number" or off < 0 or off % 1 ~= 0 then
-                    return nil, str_format("%s: bad offset for task %s %s "
-                                           .. "'%s'%s", self.path, p,
-                                           what == "inputs" and "input"
-                                           or "changelog of store", name, fix)
-                end
-                entry[what][name] = off
-            end
-        end
-        tasks[part] = entry
-    end
-    return tasks
+    return _M.decode(text, self.path, self.job)
 end
 
 --- Saves { [partition] = { inputs = {...}, changelogs = {...} } }
