@@ -1,5 +1,6 @@
 -- End to end: a '--compact' stream keeps the newest record of every key, at
 -- its original offset, and gives back the disk space of the older ones.
+local bit = require("bit")
 local h = require("cli.helper")
 
 local KEYS, RUNS, NPART = 1000, 50, 2
@@ -176,5 +177,93 @@ describe("a --compact stream", function()
                          "-f", "%o %k %s" }, { dir = dir })
       assert.are.equal(string.format("%d %s final", ends[p] + 1, k), out)
     end)
+  end)
+end)
+
+describe("a --compact stream with a damaged closed segment", function()
+  local dir
+
+  before_each(function() dir = h.tmpdir() end)
+  after_each(function() h.rmdir(dir) end)
+
+  -- Byte position of the record with offset 'want' in segment file
+  -- 'path' (format.h: 16-byte header; record = u32 len, u32 crc, i64
+  -- offset, ...), and its length field.
+  local function record_at(path, want)
+    local data = assert(h.read_file(path))
+    local pos = 16
+    while pos + 16 <= #data do
+      local a, b, c, d = data:byte(pos + 1, pos + 4)
+      local len = a + b * 256 + c * 65536 + d * 16777216
+      local o = 0
+      for i = 8, 1, -1 do o = o * 256 + data:byte(pos + 8 + i) end
+      if o == want then return pos, len end
+      pos = pos + 4 + len
+    end
+    error("no record " .. want .. " in " .. path)
+  end
+
+  it("stops 'tide streams clean', names file and byte, changes nothing", function()
+    h.ok({ "streams", "create", "c", "--partitions", "1", "--compact",
+           "--segment-bytes", "4096" }, { dir = dir })
+    local want = {}
+    for b = 0, 19 do
+      local lines = {}
+      for i = 0, 29 do
+        lines[#lines + 1] = string.format("k%d-%d:value-%d-%d-xxxxxxxx", b, i, b, i)
+        want[#want + 1] = string.format("%d k%d-%d value-%d-%d-xxxxxxxx",
+                                        #want, b, i, b, i)
+      end
+      h.ok({ "produce", "c", "-K", ":" },
+           { dir = dir, stdin = table.concat(lines, "\n") .. "\n" })
+    end
+    local pdir = dir .. "/streams/c/0/"
+    local seg = "00000000000000000060.log"
+    assert.is_not_nil(h.read_file(pdir .. "00000000000000000120.log"),
+                      "segment 60 must be closed")
+    -- flip one byte inside the value of the record at offset 90
+    local pos, len = record_at(pdir .. seg, 90)
+    local flip = pos + 4 + len - 3
+    local data = h.read_file(pdir .. seg)
+    local f = assert(io.open(pdir .. seg, "r+b"))
+    f:seek("set", flip)
+    f:write(string.char(bit.bxor(data:byte(flip + 1), 0x20)))
+    f:close()
+
+    local r = h.tide({ "consume", "c", "-e" }, { dir = dir })
+    assert.are.equal(1, r.code)
+    assert.matches(seg .. ": corrupt record at byte " .. pos .. "%f[%D]", r.err)
+
+    -- a newer version of a key of that segment gives compaction work there
+    h.ok({ "produce", "c", "-K", ":" }, { dir = dir, stdin = "k2-0:newer\n" })
+    local before = h.files(dir .. "/streams/c")
+    local seg_before = h.read_file(pdir .. seg)
+    r = h.tide({ "streams", "clean", "c" }, { dir = dir })
+    assert.are_not.equal(0, r.code)
+    local lines = h.lines(r.err)
+    assert.are.equal(1, #lines, "stderr:\n" .. r.err)
+    assert.matches(seg, lines[1], 1, true)
+    assert.matches("byte " .. pos .. "%f[%D]", lines[1])
+    assert.are.equal("", r.out)
+    -- the segment and every other file are as they were
+    assert.are.equal(seg_before, h.read_file(pdir .. seg))
+    assert.are.same(before, (h.files(dir .. "/streams/c")))
+
+    -- the damage is still reported, with every record before it
+    r = h.tide({ "consume", "c", "-e", "-f", "%o %k %s\\n" }, { dir = dir })
+    assert.are.equal(1, r.code)
+    local got = h.lines(r.out)
+    assert.are.equal(90, #got)
+    for i = 1, 90 do assert.are.equal(want[i], got[i]) end
+
+    -- a background clean (at the next roll) logs it and leaves it
+    local lines2 = {}
+    for i = 0, 99 do lines2[#lines2 + 1] = string.format("late-%d:%s", i, ("x"):rep(40)) end
+    r = h.tide({ "produce", "c", "-K", ":" },
+               { dir = dir, stdin = table.concat(lines2, "\n") .. "\n" })
+    assert.are.equal(0, r.code)
+    assert.matches("background clean", r.err, 1, true)
+    assert.matches(seg .. ".-byte " .. pos .. "%f[%D]", r.err)
+    assert.are.equal(seg_before, h.read_file(pdir .. seg))
   end)
 end)

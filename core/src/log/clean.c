@@ -170,18 +170,22 @@ keymap_get(keymap_t *m, const char *key, int32_t klen)
 typedef int (*visit_fn)(void *ctx, const tide_rec_t *rec, const char *raw,
                         size_t size);
 
-/* Calls 'fn' for every whole record of segment 'base' in order, stopping
- * at the first bytes that are not a whole record. */
+/* Calls 'fn' for every whole record of segment 'base' in order, checking
+ * that offsets rise from 'base'. Returns 0 when the records run to the
+ * end of the file, 1 when bytes at *bad do not parse as a whole record
+ * (the caller decides whether that is a torn tail or damage), or -1 with
+ * errno set when the file cannot be read or 'fn' failed. */
 static int
-walk(int dirfd, int64_t base, visit_fn fn, void *ctx)
+walk(int dirfd, int64_t base, visit_fn fn, void *ctx, int64_t *bad)
 {
     char         name[40], *buf, *nb;
-    int          fd, r, rc = 0;
+    int          fd, r = 0, rc = 0;
     size_t       cap = CHUNK, have = 0, off, size;
-    int64_t      fpos = TIDE__SEG_HDR;
+    int64_t      fpos = TIDE__SEG_HDR, prev = base - 1;
     ssize_t      n;
     tide_rec_t   rec;
 
+    *bad = -1;
     tide__seg_name(name, sizeof(name), base, "log");
     fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -194,14 +198,26 @@ walk(int dirfd, int64_t base, visit_fn fn, void *ctx)
     }
     for (;;) {
         n = pread(fd, buf + have, cap - have, fpos);
-        if (n <= 0) {
-            rc = n < 0 ? -1 : 0;
+        if (n < 0) {
+            rc = -1;
+            break;
+        }
+        if (n == 0) {
+            if (have > 0) {
+                *bad = fpos - (int64_t) have;
+                rc = 1;
+            }
             break;
         }
         have += (size_t) n;
         fpos += n;
         off = 0;
         while ((r = tide__rec_parse(buf + off, have - off, &rec, &size)) > 0) {
+            if (rec.offset <= prev) {
+                r = -1;
+                break;
+            }
+            prev = rec.offset;
             if (fn(ctx, &rec, buf + off, size) != 0) {
                 rc = -1;
                 goto out;
@@ -209,6 +225,8 @@ walk(int dirfd, int64_t base, visit_fn fn, void *ctx)
             off += size;
         }
         if (r < 0) {
+            *bad = fpos - (int64_t) (have - off);
+            rc = 1;
             break;
         }
         memmove(buf, buf + off, have - off);
@@ -321,16 +339,16 @@ compact_seg(int dirfd, int64_t base, keymap_t *map, int64_t tomb_before,
     char         name[40], tmp[64], iname[40], itmp[64];
     char         hdr[TIDE__SEG_HDR];
     struct stat  st;
-    int64_t      before;
+    int64_t      before, bad;
 
     memset(&w, 0, sizeof(w));
     w.map = map;
     w.base = base;
     w.tomb_before = tomb_before;
     w.count_only = 1;
-    if (walk(dirfd, base, visit_rewrite, &w) != 0) {
+    if (walk(dirfd, base, visit_rewrite, &w, &bad) != 0) {
         snprintf(err, errlen, "segment %020lld.log: cannot read: %s",
-                 (long long) base, strerror(errno));
+                 (long long) base, bad >= 0 ? "damaged" : strerror(errno));
         return -1;
     }
     if (w.dropped == 0) {
@@ -373,7 +391,8 @@ compact_seg(int dirfd, int64_t base, keymap_t *map, int64_t tomb_before,
         goto fail;
     }
     w.pos = TIDE__SEG_HDR;
-    if (walk(dirfd, base, visit_rewrite, &w) != 0 || out_flush(&w) != 0 ||
+    if (walk(dirfd, base, visit_rewrite, &w, &bad) != 0 ||
+        out_flush(&w) != 0 ||
         fdatasync(w.fd) != 0)
     {
         goto fail;
@@ -439,7 +458,7 @@ clean_part(tide_log_t *log, int32_t i, char *err, size_t errlen)
 {
     tide__part_t       *pt = &log->parts[i];
     tide_log_params_t  *p = &log->params;
-    int64_t            *bases = NULL, freed = 0, total = 0, r, now;
+    int64_t            *bases = NULL, freed = 0, total = 0, r, now, bad;
     size_t              n = 0, k;
     int                 fd, rc;
     char                name[40];
@@ -518,12 +537,27 @@ clean_part(tide_log_t *log, int32_t i, char *err, size_t errlen)
             map.stable = end;
         }
     }
+    /* Every closed segment must parse to its end before anything is
+     * rewritten: a record that does not parse hides the keys after it, and
+     * a rewrite would drop those records and the damage with them. The
+     * active segment may end in a record being written. */
     for (k = 0; k < n; k++) {
-        if (walk(pt->dirfd, bases[k], visit_map, &map) != 0) {
+        rc = walk(pt->dirfd, bases[k], visit_map, &map, &bad);
+        if (rc < 0) {
             snprintf(err, errlen, "%s/%d: cannot read segment %020lld.log: "
                      "%s", log->dir, i, (long long) bases[k], strerror(errno));
             keymap_free(&map);
             freed = TIDE_EIO;
+            goto done;
+        }
+        if (rc > 0 && k + 1 < n) {
+            snprintf(err, errlen, "%s/%d/%020lld.log: corrupt record at "
+                     "byte %lld of a closed segment; compaction stopped and "
+                     "changed nothing in this partition; restore the file "
+                     "from a copy", log->dir, i, (long long) bases[k],
+                     (long long) bad);
+            keymap_free(&map);
+            freed = TIDE_ECORRUPT;
             goto done;
         }
     }
