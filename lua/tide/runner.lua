@@ -516,6 +516,13 @@ function _M:call_hook(task, name)
     if e == SYSTEM_ERROR then
         return nil, self.sys_err
     end
+    if name == "window" and task.probation > 0 and self.prev_job then
+        -- New code failed on probation, as in process_batch: back to the
+        -- old code, which runs this task's window instead.
+        self:rollback(str_format("window() of task %d raised: %s",
+                                 task.partition, e.msg))
+        return self:call_hook(task, name)
+    end
     return nil, str_format("job '%s' failed in %s() of task %d: %s\n%s",
                            self.job.name, name, task.partition, e.msg, e.tb)
 end

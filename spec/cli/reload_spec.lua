@@ -269,7 +269,9 @@ describe("hot reload", function()
       if how == R then write_renamed(job_file, text)
       else h.write_file(job_file, text) end
       seen[kind] = seen[kind] + 1
-      wait_count(job, PAT[kind], seen[kind],
+      -- a raising version is swapped in ("reloaded") before it rolls back
+      local want = seen[kind] + (kind == "good" and seen.boom or 0)
+      wait_count(job, PAT[kind], want,
                  fmt("edit %d (%s, %s)", i, kind, how))
       h.sleep(SETTLE)           -- let the new (or kept) code see input
     end
@@ -459,6 +461,54 @@ describe("hot reload", function()
       signal(job, "TERM")
       assert.are.equal(0, wait_exit(job), log_of(job))
     end)
+  end)
+
+  it("rolls back a version whose window() raises on probation, and the "
+     .. "old code runs that window and keeps going", function()
+    local tpl = assert(h.read_file(COUNTER_TPL))
+    -- Both versions have a window(); the old one's sends a marker, the new
+    -- one's raises. No input arrives after the swap, so the new version is
+    -- still on probation when its first window comes.
+    local function with_window(body)
+      return sub1(tpl, PROCESS, 'window_interval = "50ms",\n'
+                  .. "    window = function(ctx) " .. body .. " end,\n    "
+                  .. PROCESS)
+    end
+    local v1 = with_window('ctx:send("tagged", nil, "w:" .. TAG)')
+    local v2 = sub1(with_window('error("wboom")'), TPL_TAG,
+                    'local TAG = "t02"')
+    os.execute("mkdir " .. h.q(work .. "/job"))
+    local job_file = work .. "/job/job.lua"
+    h.write_file(job_file, v1)
+    h.ok({ "produce", "events", "-K", ":", "--partitions", tostring(PARTS) },
+         { dir = dir, stdin = "a:1\nb:2\n" })
+    local job = start(dir, work, { "run", job_file })
+    wait_count(job, "job 'reload_counter' started", 1, "the start")
+    wait_stream_len(dir, "tagged", 2)
+
+    h.write_file(job_file, v2)
+    local r = h.tide({ "reload", "reload_counter" }, { dir = dir })
+    assert.are.equal(0, r.code, r.out .. r.err)
+    local log = wait_count(job, "rolled back to", 1, "the rollback")
+    assert.matches("version %x+ rolled back to %x+: window%(%) of task %d "
+                   .. "raised: [^\n]*wboom", log)
+    -- the old code runs on: its windows and its process()
+    local before = stream_len(dir, "tagged")
+    h.ok({ "produce", "events", "-K", ":", "--partitions", tostring(PARTS) },
+         { dir = dir, stdin = "c:3\n" })
+    wait_stream_len(dir, "tagged", before + 1 + PARTS)
+    assert.is_true(h.alive(job.pid), "the job stopped; log:\n" .. log_of(job))
+    signal(job, "TERM")
+    assert.are.equal(0, wait_exit(job), log_of(job))
+    log = log_of(job)
+    assert_no_sanitizer(log)
+    assert.are.equal(1, count(log, "rolled back"), log)
+    local outs = read_stream(dir, "tagged", PARTS)
+    for p = 0, PARTS - 1 do
+      for _, o in ipairs(outs[p]) do
+        assert.matches("t01", o[2], "an output of the rolled back version")
+      end
+    end
   end)
 
   it("keeps ctx.memo, runs on_reload once per task with the old version, "
