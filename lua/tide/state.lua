@@ -234,14 +234,28 @@ end
 
 -- Applies this message's writes to the C store (called by the runner once
 -- process() returned).
+-- A write that the C store refuses (a failed write-out, no memory) marks
+-- the store as failed and raises: the task's state is no longer what its
+-- input made it, so State:drain refuses every later commit and the job
+-- stops with nothing committed past its last checkpoint.
 function _M.apply(st)
     local keys, p, s = st.pkeys, st.pending, st.s
+    local failed
     for i = 1, #keys do
         local k = keys[i]
         local v = p[k]
-        s:set(k, v or nil)
+        if not failed then
+            local ok, err = s:set(k, v or nil)
+            if not ok then
+                failed = err
+            end
+        end
         p[k] = nil
         keys[i] = nil
+    end
+    if failed then
+        st.failed = st.failed or failed
+        error(str_format("store '%s': write failed: %s", st.name, failed), 0)
     end
 end
 
@@ -310,10 +324,17 @@ local function write_back(cl, s, p, from, upto)
     if upto <= from then
         return 0
     end
-    local r = assert(cl:reader(p, from))
+    local r, rerr = cl:reader(p, from)
+    if not r then
+        return nil, rerr
+    end
     local keys, buf, n = {}, {}, 0
     while true do
-        local got = assert(r:poll(512, buf))
+        local got, perr = r:poll(512, buf)
+        if not got then
+            r:close()
+            return nil, perr
+        end
         if got == 0 then
             break
         end
@@ -330,9 +351,28 @@ local function write_back(cl, s, p, from, upto)
     end
     r:close()
     for k in pairs(keys) do
-        s:set(k, s:get(k))
+        local v, err = s:get(k)
+        if v == nil and err then
+            return nil, err
+        end
+        local ok, err2 = s:set(k, v)
+        if not ok then
+            return nil, err2
+        end
     end
     return n
+end
+
+-- Removes the live RocksDB of a store before a restore: a live store is
+-- never trusted, and one that could not be removed would be reused.
+local function remove_live(dir)
+    local ok, err = tstore.remove(dir .. "/db")
+    if not ok then
+        return nil, str_format("cannot remove the old live store %s/db "
+                               .. "before restoring it: %s; remove it by "
+                               .. "hand and start the job again", dir, err)
+    end
+    return true
 end
 
 -- Opens and restores one store of one task.
@@ -359,7 +399,10 @@ function State:open_one(spec, p, ckpt)
                     .. "snapshot matching the checkpoint: it starts empty",
                     spec.name, p))
             end
-            tstore.remove(dir .. "/db")
+            local ok, err = remove_live(dir)
+            if not ok then
+                return nil, err
+            end
         end
         local s, err = tstore.open(dir .. "/db", {
             engine = spec.engine, partition = p, changelog = cl, from = from,
@@ -369,15 +412,17 @@ function State:open_one(spec, p, ckpt)
         end
         entry.s, entry.cur_slot = s, slot
         if spec.engine == "memory" and spec.changelog then
-            local start = spec.cl:range(p)
+            local start, end_ = spec.cl:range(p)
             local upto = committed or start
             local n, err2 = replay(self, spec, s, spec.cl, p, start, upto)
-            if not n then
-                return nil, err2
+            if n and not self.read_only then
+                n, err2 = write_back(spec.cl, s, p, upto, end_)
             end
-            local _, end_ = spec.cl:range(p)
-            if not self.read_only then
-                write_back(spec.cl, s, p, upto, end_)
+            if not n then
+                s:close()
+                return nil, str_format("restoring store '%s' task %d from "
+                                       .. "'%s': %s", spec.name, p,
+                                       spec.cl_spec, err2)
             end
         end
         entry.committed = committed
@@ -392,18 +437,27 @@ function State:open_one(spec, p, ckpt)
             .. "or delete the job's checkpoint.json and stores/ to rebuild "
             .. "state from the inputs", spec.cl_spec, p, end_, committed)
     end
+    -- No checkpoint means nothing was ever committed: the state is empty,
+    -- whatever the snapshot slots hold (a run killed between its first
+    -- snapshot and its first checkpoint leaves one behind), and every
+    -- record in the changelog is rolled back below.
     local upto = committed or start
     local best, best_off
-    for _, sl in ipairs(SLOTS) do
-        local off = read_offset(dir .. "/" .. sl)
-        if off and off <= upto and (best_off == nil or off > best_off) then
-            best, best_off = sl, off
+    if committed then
+        for _, sl in ipairs(SLOTS) do
+            local off = read_offset(dir .. "/" .. sl)
+            if off and off <= upto and (best_off == nil or off > best_off) then
+                best, best_off = sl, off
+            end
         end
     end
     if best_off and best_off < start and best_off < upto then
         best, best_off = nil, nil    -- its tail was compacted away
     end
-    tstore.remove(dir .. "/db")
+    local removed, rerr = remove_live(dir)
+    if not removed then
+        return nil, rerr
+    end
     local s, err = tstore.open(dir .. "/db", {
         engine = "rocksdb", partition = p, changelog = cl,
         from = best and (dir .. "/" .. best) or nil,
@@ -418,8 +472,16 @@ function State:open_one(spec, p, ckpt)
         return nil, str_format("restoring store '%s' task %d from '%s': %s",
                                spec.name, p, spec.cl_spec, bytes)
     end
-    local back = self.read_only and 0 or write_back(spec.cl, s, p, upto,
-                                                     end_)
+    local back, berr = 0, nil
+    if not self.read_only then
+        back, berr = write_back(spec.cl, s, p, upto, end_)
+        if not back then
+            s:close()
+            return nil, str_format("store '%s' task %d: rolling back the "
+                                   .. "changelog to the checkpoint: %s",
+                                   spec.name, p, berr)
+        end
+    end
     self.log("info", str_format(
         "store '%s' task %d: %s%s, replayed %d changelog records (%.1f MB%s)%s",
         spec.name, p,
@@ -491,6 +553,20 @@ function _M.open(job, env, nparts, ckpt, log, read_only)
             else
                 e, err = self:open_one(spec, p, ckpt[p])
             end
+            if e and not read_only and spec.cl and spec.cl.log then
+                -- From now on compaction may only pass what the job's
+                -- checkpoint covers (nothing without one): a changelog
+                -- without a 'stable' file counts as wholly committed, and
+                -- records of a run that never reached its checkpoint must
+                -- not replace committed ones. Restore appended nothing yet
+                -- (its roll-back writes wait in the cache).
+                local ok, serr = spec.cl.log:set_stable(p, e.committed or 0)
+                if not ok then
+                    e.s:close()
+                    e, err = nil, str_format("store '%s': changelog: %s",
+                                             spec.name, serr)
+                end
+            end
             if not e then
                 self:close()
                 for _, cl in ipairs(self.streams) do
@@ -500,7 +576,7 @@ function _M.open(job, env, nparts, ckpt, log, read_only)
             end
             entries[#entries + 1] = e
             stores[spec.name] = setmetatable({
-                s = e.s, pending = {}, pkeys = {},
+                s = e.s, name = spec.name, pending = {}, pkeys = {},
                 kenc = spec.key_serde.encode, kdec = spec.key_serde.decode,
                 venc = spec.serde.encode, vdec = spec.serde.decode,
             }, Store)
@@ -538,7 +614,15 @@ end
 --- Commit step 1: drains every store's write cache into RocksDB and its
 --- changelog.
 function State:drain()
-    for _, t in pairs(self.tasks) do
+    for p, t in pairs(self.tasks) do
+        for name, st in pairs(t.stores) do
+            if st.failed then
+                return nil, str_format("store '%s' task %d: a write failed "
+                                       .. "(%s); nothing past the last "
+                                       .. "checkpoint is committed", name, p,
+                                       st.failed)
+            end
+        end
         for _, e in ipairs(t.entries) do
             local ok, err = e.s:flush()
             if not ok then
