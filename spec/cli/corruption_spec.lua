@@ -205,4 +205,111 @@ describe("a damaged stream", function()
       assert.not_matches("traceback", lines[1])
     end)
   end)
+
+  -- Reads a u32 (little-endian) of string 'data' at byte 'pos' (0-based).
+  local function u32(data, pos)
+    local a, b, c, d = data:byte(pos + 1, pos + 4)
+    return a + b * 256 + c * 65536 + d * 16777216
+  end
+
+  local function u32s(v)
+    return string.char(v % 256, math.floor(v / 256) % 256,
+                       math.floor(v / 65536) % 256, math.floor(v / 16777216) % 256)
+  end
+
+  -- Asserts that consume -e stopped with one line naming 'segname' and
+  -- 'byte', after printing exactly the records 0..last.
+  local function assert_reported(stream, segname, byte, last)
+    local r = h.tide({ "consume", stream, "-e" }, { dir = dir })
+    assert.are.equal(1, r.code, "stderr:\n" .. r.err)
+    assert.are.equal(numbered(0, last), r.out)
+    local lines = h.lines(r.err)
+    assert.are.equal(1, #lines, "stderr:\n" .. r.err)
+    assert.matches(segname, lines[1], 1, true)
+    assert.matches("byte " .. byte .. "%f[%D]", lines[1])
+    return r
+  end
+
+  describe("with a stale index entry inside a record", function()
+    it("checks the entry against the record and scans instead", function()
+      h.ok({ "produce", "idx", "--partitions", "1" },
+           { dir = dir, stdin = numbered(0, 1999) })
+      local recs = records_of(seg("idx", 0))
+      local data = h.read_file(seg("idx", 0))
+      local ipath = seg("idx", 0, "00000000000000000000.index")
+      local index = assert(h.read_file(ipath))
+      assert.is_true(#index >= 16)
+      -- a place inside record 1025 whose bytes read as a length that is
+      -- in bounds but runs past the end of the file
+      local at
+      for k = recs[1026].first + 1, recs[1026].stop - 4 do
+        local v = u32(data, k)
+        if v >= 32 and v < 64 * 1024 * 1024 and k + 4 + v > #data then
+          at = k
+          break
+        end
+      end
+      assert.is_not_nil(at, "no such place in record 1025")
+      -- the entry for the largest offset <= 1025 now claims 1025 is there
+      local keep = {}
+      for e = 0, #index / 8 - 1 do
+        if u32(index, e * 8) <= 1025 then keep[#keep + 1] = e end
+      end
+      local e = keep[#keep]
+      assert.is_true(e < #index / 8 - 1, "the entry must not be the last one")
+      overwrite(ipath, e * 8, u32s(1025) .. u32s(at))
+
+      local r = h.tide({ "consume", "idx", "-e", "-o", "1025" }, { dir = dir })
+      assert.are.equal(0, r.code, r.err)
+      assert.are.equal(numbered(1025, 1999), r.out)
+      assert.are.equal("", r.err)
+    end)
+  end)
+
+  describe("with a damaged length field", function()
+    it("in a closed segment: reports file and byte", function()
+      h.ok({ "streams", "create", "lc", "--partitions", "1",
+             "--segment-bytes", "8192" }, { dir = dir })
+      -- two runs, so that the second one rolls a new segment
+      h.ok({ "produce", "lc" }, { dir = dir, stdin = numbered(0, 149) })
+      h.ok({ "produce", "lc" }, { dir = dir, stdin = numbered(150, 299) })
+      local recs = records_of(seg("lc", 0))
+      assert.is_not_nil(h.read_file(seg("lc", 0, string.format("%020d.log", #recs))))
+      -- record 50 claims more bytes than the file holds
+      overwrite(seg("lc", 0), recs[51].first, u32s(100000))
+      local r = assert_reported("lc", SEG0, recs[51].first, 49)
+      assert.not_matches("trailing", r.err, 1, true)
+    end)
+
+    it("in the active segment, before its last index entry: reports it", function()
+      h.ok({ "produce", "la", "--partitions", "1" },
+           { dir = dir, stdin = numbered(0, 999) })
+      local recs = records_of(seg("la", 0))
+      overwrite(seg("la", 0), recs[101].first, u32s(5000000))
+      assert_reported("la", SEG0, recs[101].first, 99)
+    end)
+
+    it("in the active segment, near its end: reports it, cuts nothing", function()
+      h.ok({ "produce", "le", "--partitions", "1" },
+           { dir = dir, stdin = numbered(0, 999) })
+      local recs = records_of(seg("le", 0))
+      local before = h.read_file(seg("le", 0))
+      -- a record after the last index entry, where an open looks for a
+      -- torn tail; whole records follow it
+      local index = h.read_file(seg("le", 0, "00000000000000000000.index"))
+      local last_entry = u32(index, #index - 4)
+      local k = 1
+      while recs[k].first <= last_entry do k = k + 1 end
+      k = k + 1
+      assert.is_true(k < 998)
+      overwrite(seg("le", 0), recs[k].first, u32s(5000000))
+      assert_reported("le", SEG0, recs[k].first, k - 2)
+      -- nothing was cut: the records after it are still on disk
+      assert.are.equal(#before, #h.read_file(seg("le", 0)))
+      -- and an append says what is wrong instead of writing after it
+      local r = h.tide({ "produce", "le" }, { dir = dir, stdin = "more\n" })
+      assert.are.equal(1, r.code, r.err)
+      assert.matches("byte " .. recs[k].first .. "%f[%D]", r.err)
+    end)
+  end)
 end)

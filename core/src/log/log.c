@@ -323,7 +323,41 @@ tail_load(tide_log_t *log, int32_t i)
         tail_close(pt);
         return rc;
     }
+    if (res.last < 0 && start > TIDE__SEG_HDR) {
+        /* The indexed record itself failed: rescan the whole segment. */
+        pt->idx_pos = 0;
+        pt->idx_end = 0;
+        if (ftruncate(pt->idxfd, 0) != 0) {
+            tail_close(pt);
+            return TIDE_EIO;
+        }
+        return tail_load(log, i);
+    }
     if (res.end < st.st_size) {
+        int64_t  at;
+
+        rc = tide__seg_resync(pt->segfd, res.end + 1, st.st_size,
+                              res.last >= 0 ? res.last : base - 1, &at);
+        if (rc < 0) {
+            tail_close(pt);
+            return rc;
+        }
+        if (rc == 1) {
+            /* Whole records follow the bytes that failed: damage, not a
+             * crashed writer's tail. Cutting would drop them. */
+            snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d/%020lld.log: "
+                     "corrupt record at byte %lld (after offset %lld), with "
+                     "whole records after it (at byte %lld), so it is not a "
+                     "torn tail and nothing was cut; restore the file from a "
+                     "copy, or cut it with 'truncate -s %lld' to drop every "
+                     "record from there on", log->dir, i, (long long) base,
+                     (long long) res.end,
+                     (long long) (res.last >= 0 ? res.last : base - 1),
+                     (long long) at, (long long) res.end);
+            pt->damaged = 1;
+            tail_close(pt);
+            return TIDE_ECORRUPT;
+        }
         tide__warn("stream '%s' partition %d: cut a torn tail of %lld bytes "
                    "from segment %020lld.log at byte %lld (after offset "
                    "%lld); every record before it is intact",
@@ -335,22 +369,10 @@ tail_load(tide_log_t *log, int32_t i)
             return TIDE_EIO;
         }
     }
+    pt->damaged = 0;
     pt->seg_base = base;
     pt->seg_end = res.end;
-    if (res.last >= 0) {
-        pt->next = res.last + 1;
-    } else if (start > TIDE__SEG_HDR) {
-        /* The indexed record itself failed: rescan the whole segment. */
-        pt->idx_pos = 0;
-        pt->idx_end = 0;
-        if (ftruncate(pt->idxfd, 0) != 0) {
-            tail_close(pt);
-            return TIDE_EIO;
-        }
-        return tail_load(log, i);
-    } else {
-        pt->next = base;
-    }
+    pt->next = res.last >= 0 ? res.last + 1 : base;
     pt->known = 1;
     return TIDE_OK;
 }
@@ -563,11 +585,16 @@ tide_log_new(tide_log_t **out, const char *dir, const char *name,
             log_destroy(log);
             return rc;
         }
-        /* Recovery: cut a torn tail now, under the lock. */
+        /* Recovery: cut a torn tail now, under the lock. Damage that is not
+         * a torn tail leaves the partition to readers, which report it
+         * where they meet it; appends to it are refused. */
         rc = lock_part(pt);
         if (rc == TIDE_OK) {
             rc = tail_load(log, i);
             unlock_part(pt);
+        }
+        if (rc == TIDE_ECORRUPT && pt->damaged) {
+            continue;
         }
         if (rc != TIDE_OK) {
             tide__set_err(err, errlen, rc, "%s",

@@ -33,6 +33,8 @@ typedef struct tide__part_s {
     int32_t      count;
     int          unsynced;    /* auto-flushed records not yet fdatasync'ed */
     int          sync_err;    /* errno of a failed sync at a close, or 0 */
+    int          damaged;     /* the active segment holds damage that is
+                               * not a torn tail: appends are refused */
     pthread_t    cleaner;     /* background retention/compaction */
     int          cleaning;
 } tide__part_t;
@@ -69,6 +71,8 @@ int   tide__seg_scan(int fd, int64_t pos, int64_t base, tide__scan_t *res,
                      int idxfd, int64_t *idx_pos, int64_t *idx_end);
 int64_t tide__idx_seek(int idxfd, int logfd, int64_t base, int64_t offset,
                        int64_t size);
+int   tide__seg_resync(int fd, int64_t from, int64_t size, int64_t after,
+                       int64_t *at);
 int   tide__idx_trim(int idxfd, int logfd, int64_t base, int64_t log_end,
                      int64_t *idx_end, int64_t *last_pos);
 int64_t tide__now_ms(void);

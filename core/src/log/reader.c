@@ -32,6 +32,11 @@ struct tide_reader_s {
     size_t       lo;          /* first unparsed byte */
     size_t       hi;          /* end of the bytes read */
     int          hinted;      /* fpos came from the index: check it */
+    int64_t      seg_last;    /* offset of the last record parsed in this
+                               * segment, -1 before the first */
+    int64_t      chk_pos;     /* a partial record at chk_pos with bytes up
+                               * to chk_end was found to be no damage */
+    int64_t      chk_end;
     char         errmsg[TIDE__ERRLEN];
 };
 
@@ -69,6 +74,8 @@ reader_open_seg(tide_reader_t *r, int64_t base, int64_t offset)
     r->lo = r->hi = 0;
     r->fpos = TIDE__SEG_HDR;
     r->hinted = 0;
+    r->seg_last = -1;
+    r->chk_pos = r->chk_end = -1;
     if (offset > base) {
         tide__seg_name(name, sizeof(name), base, "index");
         ifd = openat(pt->dirfd, name, O_RDONLY | O_CLOEXEC);
@@ -253,6 +260,53 @@ fill(tide_reader_t *r)
     return n > 0;
 }
 
+/* Byte position in the segment of the first unparsed byte. */
+static int64_t
+unparsed_pos(const tide_reader_t *r)
+{
+    return r->fpos - (int64_t) (r->hi - r->lo);
+}
+
+static int64_t
+last_parsed(const tide_reader_t *r)
+{
+    return r->seg_last >= 0 ? r->seg_last : r->seg_base - 1;
+}
+
+/* Called at the end of the active segment with a partial record pending:
+ * a writer may be writing it (or died writing it: the next writer cuts
+ * it), but when whole records follow it, its length field is damaged.
+ * Returns 0 (wait) or TIDE_ECORRUPT with errmsg set. */
+static int
+check_partial(tide_reader_t *r)
+{
+    int64_t  pos = unparsed_pos(r), at;
+    int      rc;
+
+    if (pos == r->chk_pos && r->fpos == r->chk_end) {
+        return 0;
+    }
+    rc = tide__seg_resync(r->fd, pos + 1, r->fpos, last_parsed(r), &at);
+    if (rc < 0) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "%s/%d/%020lld.log: cannot "
+                 "read: %s", r->log->dir, r->part, (long long) r->seg_base,
+                 tide_strerror(rc));
+        return rc;
+    }
+    if (rc == 1) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "%s/%d/%020lld.log: corrupt "
+                 "record at byte %lld (after offset %lld): its length runs "
+                 "past the end of the file, yet whole records follow it (at "
+                 "byte %lld); the records before it are readable",
+                 r->log->dir, r->part, (long long) r->seg_base,
+                 (long long) pos, (long long) last_parsed(r), (long long) at);
+        return TIDE_ECORRUPT;
+    }
+    r->chk_pos = pos;
+    r->chk_end = r->fpos;
+    return 0;
+}
+
 /* Called at the end of the current segment's bytes: moves to the next
  * segment when one exists. Returns 1 when it moved, 0 when there is no
  * newer segment yet, or a negative code. */
@@ -267,7 +321,7 @@ advance(tide_reader_t *r)
         return rc;
     }
     if (rc == 1) {
-        return 0;
+        return r->hi > r->lo ? check_partial(r) : 0;
     }
     /* The writer rolled: read what it wrote to this segment before. */
     rc = fill(r);
@@ -275,9 +329,12 @@ advance(tide_reader_t *r)
         return rc < 0 ? rc : 1;
     }
     if (r->hi > r->lo) {
-        snprintf(r->errmsg, sizeof(r->errmsg), "%s/%d/%020lld.log: %zu "
-                 "trailing bytes are not a whole record (file damaged)",
-                 r->log->dir, r->part, (long long) r->seg_base, r->hi - r->lo);
+        snprintf(r->errmsg, sizeof(r->errmsg), "%s/%d/%020lld.log: corrupt "
+                 "record at byte %lld (after offset %lld): its length runs "
+                 "past the end of this closed segment (%zu bytes left); the "
+                 "records before it are readable", r->log->dir, r->part,
+                 (long long) r->seg_base, (long long) unparsed_pos(r),
+                 (long long) last_parsed(r), r->hi - r->lo);
         return TIDE_ECORRUPT;
     }
     rc = reader_open_seg(r, base, r->want);
@@ -315,6 +372,7 @@ parse_next(tide_reader_t *r, tide_rec_t *rec)
             return TIDE_ECORRUPT;
         }
         r->lo += size;
+        r->seg_last = rec->offset;
         if (rec->offset < r->want) {
             continue;
         }

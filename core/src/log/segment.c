@@ -343,18 +343,54 @@ idx_load(int idxfd, size_t *n)
     return v;
 }
 
+/* Reads the record at byte 'pos' of a segment of 'size' bytes and returns
+ * its offset when it is a whole, valid record (CRC checked), else -1. */
+static int64_t
+rec_check_at(int logfd, int64_t pos, int64_t size)
+{
+    char        hdr[TIDE__REC_HDR], *buf;
+    uint32_t    len;
+    size_t      got;
+    tide_rec_t  rec;
+    int64_t     off = -1;
+
+    if (pos < TIDE__SEG_HDR || pos + TIDE__REC_HDR > size ||
+        pread(logfd, hdr, sizeof(hdr), pos) != (ssize_t) sizeof(hdr))
+    {
+        return -1;
+    }
+    len = tide__ld32(hdr);
+    if (len < TIDE__REC_HDR - 4 || len > TIDE__REC_MAX ||
+        pos + 4 + (int64_t) len > size)
+    {
+        return -1;
+    }
+    buf = malloc((size_t) len + 4);
+    if (buf == NULL) {
+        return -1;
+    }
+    if (pread(logfd, buf, (size_t) len + 4, pos) == (ssize_t) len + 4 &&
+        tide__rec_parse(buf, (size_t) len + 4, &rec, &got) == 1)
+    {
+        off = rec.offset;
+    }
+    free(buf);
+    return off;
+}
+
 /* Returns a byte position in the segment at or before the first record
  * with an offset >= 'offset', from the index; TIDE__SEG_HDR without one.
- * The position is a hint: readers check the record found there. */
+ * The index is a hint: an entry is used only when the record it points
+ * to is whole and has the offset the entry claims; otherwise the entries
+ * before it are tried, a few of them, then the segment's start. */
 int64_t
 tide__idx_seek(int idxfd, int logfd, int64_t base, int64_t offset,
                int64_t size)
 {
     char     *v;
-    size_t    n, lo, hi, mid;
-    int64_t   pos = TIDE__SEG_HDR, p;
+    size_t    n, lo, hi, mid, tries;
+    int64_t   pos = TIDE__SEG_HDR, p, off;
 
-    (void) logfd;
     v = idx_load(idxfd, &n);
     if (v == NULL) {
         return pos;
@@ -369,14 +405,77 @@ tide__idx_seek(int idxfd, int logfd, int64_t base, int64_t offset,
             hi = mid;
         }
     }
-    if (lo > 0) {
+    for (tries = 0; lo > 0 && tries < 8; lo--, tries++) {
+        off = (int64_t) tide__ld32(v + (lo - 1) * TIDE__INDEX_ENTRY) + base;
         p = tide__ld32(v + (lo - 1) * TIDE__INDEX_ENTRY + 4);
-        if (p >= TIDE__SEG_HDR && p < size) {
+        if (p >= TIDE__SEG_HDR && p < size &&
+            (logfd < 0 || rec_check_at(logfd, p, size) == off))
+        {
             pos = p;
+            break;
         }
     }
     free(v);
     return pos;
+}
+
+/* Searches bytes [from, size) of a segment for a whole, valid record
+ * (CRC checked) with an offset above 'after'. Such a record after bytes
+ * that do not parse means the bytes are damage, not a torn tail: a
+ * writer that dies mid-write leaves a prefix of its batch and nothing
+ * after it. Returns 1 with *at set when one is found, 0 when none, or
+ * TIDE_EIO / TIDE_ENOMEM. */
+int
+tide__seg_resync(int fd, int64_t from, int64_t size, int64_t after,
+                 int64_t *at)
+{
+    char      *buf;
+    size_t     cap = SCAN_CHUNK, have, k;
+    ssize_t    n;
+    int64_t    pos, maxoff, off;
+    uint32_t   len;
+
+    *at = -1;
+    if (from < TIDE__SEG_HDR) {
+        from = TIDE__SEG_HDR;
+    }
+    /* An offset further above 'after' than records could fit is noise. */
+    maxoff = after + 1 + (size - from) / TIDE__REC_HDR + 1;
+    buf = malloc(cap);
+    if (buf == NULL) {
+        return TIDE_ENOMEM;
+    }
+    for (pos = from; pos + TIDE__REC_HDR <= size; ) {
+        n = pread(fd, buf, cap, pos);
+        if (n < 0) {
+            free(buf);
+            return TIDE_EIO;
+        }
+        have = (size_t) n;
+        if (have < TIDE__REC_HDR) {
+            break;
+        }
+        for (k = 0; k + TIDE__REC_HDR <= have; k++) {
+            len = tide__ld32(buf + k);
+            if (len < TIDE__REC_HDR - 4 || len > TIDE__REC_MAX ||
+                pos + (int64_t) k + 4 + len > size)
+            {
+                continue;
+            }
+            off = tide__ld64(buf + k + 8);
+            if (off <= after || off > maxoff) {
+                continue;
+            }
+            if (rec_check_at(fd, pos + (int64_t) k, size) == off) {
+                *at = pos + (int64_t) k;
+                free(buf);
+                return 1;
+            }
+        }
+        pos += (int64_t) (have - TIDE__REC_HDR + 1);
+    }
+    free(buf);
+    return 0;
 }
 
 /* Cuts the index back to its entries that point at a record inside the
