@@ -625,8 +625,18 @@ tide_log_free(tide_log_t *log)
     }
     log->freed = 1;
     if (tide_log_flush(log) != TIDE_OK) {
-        tide__warn("stream '%s': records lost at close: %s", log->name,
-                   log->errmsg);
+        int64_t  pending = 0;
+
+        for (i = 0; i < log->nparts; i++) {
+            pending += log->parts[i].count;
+        }
+        /* Say what is true: a job's outputs are made again from its last
+         * checkpoint after a restart; only other writers lose them. */
+        tide__warn("stream '%s': %lld buffered record%s not written at "
+                   "close: %s; a job's outputs are written again when it "
+                   "restarts from its last checkpoint, other writers must "
+                   "send them again", log->name, (long long) pending,
+                   pending == 1 ? " was" : "s were", log->errmsg);
     }
     for (i = 0; i < log->nparts; i++) {
         if (log->parts[i].cleaning) {
