@@ -619,9 +619,9 @@ test_control_replaces_a_stale_socket(void)
     tmp_remove();
 }
 
-/* A raw client that connects, sends 'len' bytes and disconnects. */
-static void
-client_raw(const char *path, const char *data, size_t len)
+/* Connects a raw client without waiting for the job to accept it. */
+static int
+client_connect(const char *path)
 {
     struct sockaddr_un  sa;
     int                 fd;
@@ -629,9 +629,18 @@ client_raw(const char *path, const char *data, size_t len)
     memset(&sa, 0, sizeof(sa));
     sa.sun_family = AF_UNIX;
     strcpy(sa.sun_path, path);
-    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
     ASSERT(fd >= 0);
     ASSERT_OK(connect(fd, (struct sockaddr *) &sa, sizeof(sa)));
+    return fd;
+}
+
+/* A raw client that connects, sends 'len' bytes and disconnects. */
+static void
+client_raw(const char *path, const char *data, size_t len)
+{
+    int  fd = client_connect(path);
+
     if (len > 0) {
         ASSERT_EQ(send(fd, data, len, MSG_NOSIGNAL), len);
     }
@@ -812,6 +821,208 @@ test_control_send_truncates(void)
     tmp_remove();
 }
 
+/* ---- Control clients that never finish a line ---------------------- */
+
+/* Runs loop 'l' until client 'fd' sees end-of-file (hang guard: 30 s),
+ * dropping any COMMAND events; returns what the client read. */
+static size_t
+client_read_to_eof(tide_loop_t *l, int fd, char *buf, size_t cap)
+{
+    int64_t  deadline = mono() + 30000;
+    size_t   got = 0;
+    ssize_t  n;
+
+    for (;;) {
+        ASSERT(tide_loop_poll(l, 20) >= 0);
+        n = recv(fd, buf + got, cap - got, MSG_DONTWAIT);
+        if (n > 0) {
+            got += (size_t) n;
+            ASSERT(got < cap);
+            continue;
+        }
+        if (n == 0) {
+            break;
+        }
+        ASSERT(errno == EAGAIN || errno == EWOULDBLOCK);
+        ASSERT(mono() < deadline);
+    }
+    buf[got] = '\0';
+    return got;
+}
+
+/* Whether client 'fd' is still connected and has nothing to read. */
+static int
+client_waiting(int fd)
+{
+    char     c;
+    ssize_t  n = recv(fd, &c, 1, MSG_DONTWAIT);
+
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* Beyond 16 open clients, a new one gets one line and is closed; the 16
+ * still count until they go, then a client is served again. */
+static void
+test_control_caps_clients(void)
+{
+    tide_loop_t  *l;
+    char          path[128], buf[256];
+    int           fds[16], extra, i;
+    pid_t         child;
+
+    tmp_make();
+    snprintf(path, sizeof(path), "%s/control.sock", tmpdir);
+    l = control_open(path);
+    for (i = 0; i < 16; i++) {
+        fds[i] = client_connect(path);
+        ASSERT_EQ(send(fds[i], "half", 4, MSG_NOSIGNAL), 4);
+    }
+    for (i = 0; i < 5; i++) {
+        ASSERT_EQ(tide_loop_poll(l, 20), 0);
+    }
+
+    extra = client_connect(path);
+    client_read_to_eof(l, extra, buf, sizeof(buf));
+    ASSERT_OK(strcmp(buf, "busy: too many control clients\n"));
+    ASSERT_OK(close(extra));
+    for (i = 0; i < 16; i++) {
+        ASSERT(client_waiting(fds[i]));
+    }
+
+    /* One leaves: room for one more, served as usual. */
+    ASSERT_OK(close(fds[0]));
+    child = client_fork(path, "reload", "ok\n");
+    ASSERT_EQ(poll_for(l, TIDE_LOOP_COMMAND), TIDE_LOOP_COMMAND);
+    command_pop(l, "reload");
+    ASSERT_OK(tide_loop_push_reply(l, "ok\n", 3));
+    child_wait(child);
+
+    for (i = 1; i < 16; i++) {
+        ASSERT_OK(close(fds[i]));
+    }
+    tide_loop_free(l);
+    tmp_remove();
+}
+
+/* A client without a complete line is told so and closed after 5 s; a
+ * client whose line is complete waits for its reply however long. */
+static void
+test_control_times_out_idle_clients(void)
+{
+    tide_loop_t  *l;
+    char          path[128], buf[256];
+    int           idle, silent, done;
+
+    tmp_make();
+    snprintf(path, sizeof(path), "%s/control.sock", tmpdir);
+    l = control_open(path);
+    idle = client_connect(path);
+    ASSERT_EQ(send(idle, "rel", 3, MSG_NOSIGNAL), 3);
+    silent = client_connect(path);
+    done = client_connect(path);
+    ASSERT_EQ(send(done, "reload\n", 7, MSG_NOSIGNAL), 7);
+    ASSERT_EQ(poll_for(l, TIDE_LOOP_COMMAND), TIDE_LOOP_COMMAND);
+
+    client_read_to_eof(l, idle, buf, sizeof(buf));
+    ASSERT(strncmp(buf, "timeout: ", 9) == 0);
+    client_read_to_eof(l, silent, buf, sizeof(buf));
+    ASSERT(strncmp(buf, "timeout: ", 9) == 0);
+    ASSERT(client_waiting(done));
+
+    command_pop(l, "reload");
+    ASSERT_OK(tide_loop_push_reply(l, "ok\n", 3));
+    ASSERT_EQ(client_read_to_eof(l, done, buf, sizeof(buf)), 3);
+    ASSERT_OK(close(idle));
+    ASSERT_OK(close(silent));
+    ASSERT_OK(close(done));
+    tide_loop_free(l);
+    tmp_remove();
+}
+
+/* Counts the lines of file 'path' that contain 'text'. */
+static int
+file_count(const char *path, const char *text)
+{
+    char   line[1024];
+    FILE  *f = fopen(path, "r");
+    int    n = 0;
+
+    ASSERT(f != NULL);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        n += strstr(line, text) != NULL;
+    }
+    ASSERT_OK(fclose(f));
+    return n;
+}
+
+/* With no descriptor left, accept fails: the loop says so once, with the
+ * system's words, keeps polling, and serves the waiting client once
+ * descriptors are back. */
+static void
+test_control_survives_emfile(void)
+{
+    struct rlimit   saved, low;
+    tide_loop_t    *l;
+    char            path[128], logpath[128], buf[256];
+    static int      fill[1024];
+    int             fd, errfd, saved_err, nfill = 0, i;
+
+    tmp_make();
+    snprintf(path, sizeof(path), "%s/control.sock", tmpdir);
+    snprintf(logpath, sizeof(logpath), "%s/stderr", tmpdir);
+    l = control_open(path);
+    fd = client_connect(path);
+    ASSERT_EQ(send(fd, "reload\n", 7, MSG_NOSIGNAL), 7);
+
+    fflush(stderr);
+    saved_err = dup(2);
+    ASSERT(saved_err >= 0);
+    errfd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ASSERT(errfd >= 0);
+    ASSERT(dup2(errfd, 2) == 2);
+    ASSERT_OK(close(errfd));
+
+    /* Fill every descriptor below a limit just above the highest open
+     * one (inherited ones may leave holes below it). */
+    ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
+    low = saved;
+    low.rlim_cur = 0;
+    for (i = 0; i < 1024; i++) {
+        if (fcntl(i, F_GETFD) >= 0) {
+            low.rlim_cur = (rlim_t) i + 1;
+        }
+    }
+    low.rlim_cur += 8;
+    ASSERT_OK(setrlimit(RLIMIT_NOFILE, &low));
+    while ((i = dup(0)) >= 0) {
+        ASSERT(nfill < 1024);
+        fill[nfill++] = i;
+    }
+    ASSERT_EQ(errno, EMFILE);
+
+    for (i = 0; i < 20; i++) {
+        ASSERT_EQ(tide_loop_poll(l, 20), 0);
+    }
+    ASSERT(client_waiting(fd));
+
+    while (nfill > 0) {
+        ASSERT_OK(close(fill[--nfill]));
+    }
+    ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+    fflush(stderr);
+    ASSERT(dup2(saved_err, 2) == 2);
+    ASSERT_OK(close(saved_err));
+    ASSERT_EQ(file_count(logpath, "Too many open files"), 1);
+
+    ASSERT_EQ(poll_for(l, TIDE_LOOP_COMMAND), TIDE_LOOP_COMMAND);
+    command_pop(l, "reload");
+    ASSERT_OK(tide_loop_push_reply(l, "ok\n", 3));
+    ASSERT_EQ(client_read_to_eof(l, fd, buf, sizeof(buf)), 3);
+    ASSERT_OK(close(fd));
+    tide_loop_free(l);
+    tmp_remove();
+}
+
 static void
 test_many_loops_with_control(void)
 {
@@ -875,6 +1086,9 @@ main(void)
     RUN(test_control_drops_early_clients);
     RUN(test_control_send_errors);
     RUN(test_control_send_truncates);
+    RUN(test_control_caps_clients);
+    RUN(test_control_times_out_idle_clients);
+    RUN(test_control_survives_emfile);
     RUN(test_many_loops_with_control);
     RUN(test_clocks);
     return 0;

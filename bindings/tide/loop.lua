@@ -106,7 +106,11 @@ end
 --- A stale socket file there is replaced; one a live process serves is
 --- not (code EBUSY). Each line a client sends raises COMMAND; take it
 --- with pop_command() and answer with reply(). The file is removed when
---- the loop is closed. A loop serves one socket.
+--- the loop is closed. A loop serves one socket. At most 16 clients are
+--- open at once (one more gets "busy: too many control clients" and is
+--- closed); a client without a complete line after 5 s gets "timeout: ..."
+--- and is closed; a failed accept (say EMFILE) is logged once to stderr
+--- and retried every second, while the job goes on.
 ---@param path string
 ---@return true|nil ok, string|nil err, integer|nil code
 function Loop:control(path)

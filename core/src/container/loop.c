@@ -6,8 +6,16 @@
  * callbacks only set bits and queue clients in the struct, so nothing here
  * ever calls into Lua. The client side of the control socket is in
  * control.c.
+ *
+ * The control socket must never hurt processing (issue 10, D9): at most
+ * CLIENTS_MAX clients are open at once (one more is told "busy" and
+ * closed), a client that has not sent its line within IDLE_MS is told so
+ * and closed, and a failed accept (EMFILE, ENFILE ...) is reported once
+ * with the system's words, then retried after BACKOFF_MS while the job
+ * goes on. 300 idle clients once took every descriptor of a job.
  */
 #include "tide.h"
+#include "log/log.h"
 #include "util/errors.h"
 
 #include <errno.h>
@@ -27,6 +35,20 @@
 /* The longest command line, its '\n' included. */
 #define LINE_MAX_BYTES 4096
 
+/* Control clients open at once: a person or two, and scripts. Each holds
+ * one descriptor and a line buffer. */
+#define CLIENTS_MAX 16
+
+/* How long a client may take to send its line, from its accept. */
+#define IDLE_MS 5000
+
+/* The pause before accepting again after a failed accept. */
+#define BACKOFF_MS 1000
+
+/* Clients accepted per turn of the loop: a flood of connections cannot
+ * hold the job in one callback. */
+#define ACCEPTS_PER_TURN 64
+
 enum {
     WATCH_INT = 0,
     WATCH_TERM,
@@ -45,6 +67,7 @@ struct client_s {
     tide_loop_t  *l;
     client_t     *prev, *next;   /* the loop's list of open clients */
     client_t     *qnext;         /* the queue of complete commands */
+    uint64_t      deadline;      /* uv_now() by which the line must end */
     size_t        len;           /* bytes in 'line' */
     int           done;          /* the line is complete; reading stopped */
     char          line[LINE_MAX_BYTES];
@@ -58,7 +81,12 @@ struct tide_loop_s {
     int              timed_out;  /* the current poll's timer fired */
     int              nopen;      /* handles initialised, not yet closed */
     uv_fs_event_t   *watch;      /* the folder watch, or NULL */
-    uv_pipe_t       *server;     /* the control socket, or NULL */
+    uv_timer_t       idle;       /* closes clients past their deadline */
+    uv_timer_t       backoff;    /* restarts accepting after a failure */
+    uv_poll_t       *server;     /* the control socket, or NULL */
+    int              server_fd;  /* its descriptor (ours, not libuv's) */
+    int              accept_failing; /* a failed accept was reported */
+    int              nclients;   /* open clients, at most CLIENTS_MAX */
     char            *ctl_path;   /* its file, made by us (malloc'ed) */
     dev_t            ctl_dev;    /* ... and its identity, so that free */
     ino_t            ctl_ino;    /* removes only the file it made */
@@ -143,6 +171,7 @@ client_close(client_t *c)
         c->next->prev = c->prev;
     }
     c->prev = c->next = NULL;
+    l->nclients--;
     if (l->current == c) {
         l->current = NULL;
     }
@@ -200,34 +229,152 @@ on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     l->events |= TIDE_LOOP_COMMAND;
 }
 
+/* Sends 'text' to a client that gets nothing else, without waiting. */
 static void
-on_connection(uv_stream_t *server, int status)
+client_tell(int fd, const char *text)
 {
-    tide_loop_t  *l = server->data;
-    client_t     *c;
+    (void) send(fd, text, strlen(text), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
 
-    if (status < 0) {
-        return;                 /* nothing to accept; libuv retries */
+/* Closes every client that has not sent its line by its deadline, and
+ * sets the timer for the next deadline, if any. */
+static void
+on_idle(uv_timer_t *h)
+{
+    tide_loop_t  *l = h->data;
+    client_t     *c, *next;
+    uv_os_fd_t    fd;
+    uint64_t      now = uv_now(&l->uv), first = 0;
+    char          text[96];
+
+    for (c = l->clients; c != NULL; c = next) {
+        next = c->next;
+        if (c->done) {
+            continue;           /* queued: Lua answers it between batches */
+        }
+        if (c->deadline <= now) {
+            if (uv_fileno((uv_handle_t *) &c->pipe, &fd) == 0) {
+                snprintf(text, sizeof(text), "timeout: no command line "
+                         "within %d s\n", IDLE_MS / 1000);
+                client_tell(fd, text);
+            }
+            client_close(c);
+        } else if (first == 0 || c->deadline < first) {
+            first = c->deadline;
+        }
+    }
+    if (first != 0) {
+        (void) uv_timer_start(&l->idle, on_idle, first - now, 0);
+    }
+}
+
+/* Takes connection 'fd' as a client, or tells it the job is busy. */
+static void
+client_add(tide_loop_t *l, int fd)
+{
+    client_t  *c;
+    char       sink[512];
+
+    if (l->nclients >= CLIENTS_MAX) {
+        client_tell(fd, "busy: too many control clients\n");
+        /* Read what the client sent first: closing a Unix socket with
+         * unread bytes makes the client's read fail with ECONNRESET
+         * instead of ending after our line. */
+        while (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0) {
+        }
+        (void) close(fd);
+        return;
     }
     c = calloc(1, sizeof(*c));
     if (c == NULL) {
-        return;                 /* the client stays in the backlog */
+        (void) close(fd);
+        return;
     }
     /* uv_pipe_init cannot fail for a loop that is alive. */
     (void) uv_pipe_init(&l->uv, &c->pipe, 0);
     c->pipe.data = c;
     c->l = l;
+    c->deadline = uv_now(&l->uv) + IDLE_MS;
     l->nopen++;
+    l->nclients++;
     c->next = l->clients;
     if (l->clients != NULL) {
         l->clients->prev = c;
     }
     l->clients = c;
-    if (uv_accept(server, (uv_stream_t *) &c->pipe) != 0
-        || uv_read_start((uv_stream_t *) &c->pipe, on_client_alloc,
-                         on_client_read) != 0)
+    if (uv_pipe_open(&c->pipe, fd) != 0) {
+        (void) close(fd);       /* not the handle's: uv_close leaves it */
+        client_close(c);
+        return;
+    }
+    if (uv_read_start((uv_stream_t *) &c->pipe, on_client_alloc,
+                      on_client_read) != 0)
     {
         client_close(c);
+        return;
+    }
+    if (!uv_is_active((uv_handle_t *) &l->idle)) {
+        (void) uv_timer_start(&l->idle, on_idle, IDLE_MS, 0);
+    }
+}
+
+static void on_server(uv_poll_t *h, int status, int events);
+
+static void
+on_backoff(uv_timer_t *h)
+{
+    tide_loop_t  *l = h->data;
+
+    if (l->server != NULL) {
+        (void) uv_poll_start(l->server, UV_READABLE, on_server);
+    }
+}
+
+/* Stops accepting for BACKOFF_MS after error 'e' (an errno), saying so
+ * once until an accept succeeds again. The waiting client stays in the
+ * backlog. */
+static void
+accept_failed(tide_loop_t *l, int e)
+{
+    if (!l->accept_failing) {
+        tide__warn("control socket %s: cannot accept a client: %s; the job "
+                   "goes on and retries every %d s (raise 'ulimit -n' if "
+                   "this is about descriptors)", l->ctl_path, strerror(e),
+                   BACKOFF_MS / 1000);
+        l->accept_failing = 1;
+    }
+    (void) uv_poll_stop(l->server);
+    (void) uv_timer_start(&l->backoff, on_backoff, BACKOFF_MS, 0);
+}
+
+static void
+on_server(uv_poll_t *h, int status, int events)
+{
+    tide_loop_t  *l = h->data;
+    int           fd, i;
+
+    (void) events;
+    if (status < 0) {
+        accept_failed(l, -status);      /* libuv codes are -errno */
+        return;
+    }
+    for (i = 0; i < ACCEPTS_PER_TURN; i++) {
+        fd = accept4(l->server_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) {
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                accept_failed(l, errno);
+            }
+            return;
+        }
+        if (l->accept_failing) {
+            tide__warn("control socket %s: accepting clients again",
+                       l->ctl_path);
+            l->accept_failing = 0;
+        }
+        client_add(l, fd);
     }
 }
 
@@ -236,8 +383,11 @@ static void
 control_close(tide_loop_t *l)
 {
     if (l->server != NULL) {
+        /* uv_close stops the poll at once; the descriptor is ours. */
         uv_close((uv_handle_t *) l->server, on_close_free);
         l->server = NULL;
+        (void) close(l->server_fd);
+        l->server_fd = -1;
     }
     l->qhead = l->qtail = NULL;
     while (l->clients != NULL) {
@@ -305,7 +455,7 @@ tide_loop_set_control(tide_loop_t *l, const char *path, char *err,
 {
     struct sockaddr_un  sa;
     struct stat         st;
-    uv_pipe_t          *server = NULL;
+    uv_poll_t          *server = NULL;
     mode_t              mask;
     size_t              n;
     char               *copy = NULL;
@@ -379,25 +529,33 @@ tide_loop_set_control(tide_loop_t *l, const char *path, char *err,
         goto fail;
     }
 
-    /* uv_pipe_init cannot fail for a loop that is alive; from here on
-     * the descriptor belongs to the handle. */
-    (void) uv_pipe_init(&l->uv, server, 0);
-    server->data = l;
-    l->nopen++;
-    rc = uv_pipe_open(server, fd);
+    if (listen(fd, 64) != 0) {
+        tide__set_err(err, errlen, 0, "cannot listen on '%s': %s", path,
+                      strerror(errno));
+        goto fail;
+    }
+    /* The loop accepts by itself (on_server) rather than through
+     * uv_listen, so that it chooses what a failed accept does: libuv
+     * would drop waiting clients silently on EMFILE. The descriptor
+     * stays ours; the poll handle only watches it. */
+    rc = uv_poll_init(&l->uv, server, fd);
     if (rc == 0) {
-        fd = -1;
-        rc = uv_listen((uv_stream_t *) server, 64, on_connection);
+        server->data = l;
+        l->nopen++;
+        rc = uv_poll_start(server, UV_READABLE, on_server);
+        if (rc != 0) {
+            uv_close((uv_handle_t *) server, on_close_free);
+            server = NULL;
+        }
     }
     if (rc != 0) {
-        tide__set_err(err, errlen, 0, "cannot listen on '%s': %s", path,
+        tide__set_err(err, errlen, 0, "cannot watch '%s': %s", path,
                       uv_strerror(rc));
-        uv_close((uv_handle_t *) server, on_close_free);
-        server = NULL;
         goto fail;
     }
 
     l->server = server;
+    l->server_fd = fd;
     l->ctl_path = copy;
     l->ctl_dev = st.st_dev;
     l->ctl_ino = st.st_ino;
@@ -551,6 +709,8 @@ loop_close(tide_loop_t *l)
         handle_close((uv_handle_t *) &l->sig[i]);
     }
     handle_close((uv_handle_t *) &l->timer);
+    handle_close((uv_handle_t *) &l->idle);
+    handle_close((uv_handle_t *) &l->backoff);
     if (l->watch != NULL) {
         uv_close((uv_handle_t *) l->watch, on_close_free);
         l->watch = NULL;
@@ -597,10 +757,21 @@ tide_loop_new(tide_loop_t **out)
         return TIDE_EIO;
     }
 
+    l->server_fd = -1;
     if (uv_timer_init(&l->uv, &l->timer) != 0) {
         goto fail;
     }
     l->timer.data = l;
+    l->nopen++;
+    if (uv_timer_init(&l->uv, &l->idle) != 0) {
+        goto fail;
+    }
+    l->idle.data = l;
+    l->nopen++;
+    if (uv_timer_init(&l->uv, &l->backoff) != 0) {
+        goto fail;
+    }
+    l->backoff.data = l;
     l->nopen++;
 
     for (i = 0; i < WATCH_COUNT; i++) {
