@@ -26,6 +26,10 @@ local now_ms = loop_mod.now
 local _M = {}
 
 local RESTORE_CHUNK = 200000
+-- Changelog segments roll at 16 MiB (not the log's 1 GiB default):
+-- compaction runs on closed segments only, so a restore replays about the
+-- state plus one segment of history rather than every write ever made.
+local CHANGELOG_SEGMENT_BYTES = 16 * 1024 * 1024
 local SLOTS = { "snap.a", "snap.b" }
 local OFFSET_FILE = "TIDE_OFFSET"
 
@@ -524,7 +528,8 @@ function _M.open(job, env, nparts, ckpt, log, read_only)
         if spec.changelog and env.data_dir then
             spec.cl_spec = _M.changelog_spec(sys, job.name, spec.name)
             local cl, err = system.open(env, spec.cl_spec, {
-                create = true, partitions = nparts, compact = true })
+                create = true, partitions = nparts, compact = true,
+                segment_bytes = CHANGELOG_SEGMENT_BYTES })
             if not cl then
                 return nil, str_format("store '%s': changelog: %s",
                                        spec.name, err)

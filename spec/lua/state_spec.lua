@@ -162,4 +162,14 @@ describe("tide.state restore around the first checkpoint", function()
         assert.equals(tostring(offs[0].counts), f:read("*l"))
         f:close()
     end)
+
+    it("creates changelogs with 16 MiB segments, so that compaction keeps "
+       .. "up with them", function()
+        helper.rmrf(dir .. "/streams")
+        life(dir, nil, function(s) incr_all(s, 1) end)
+        local conf = helper.read_file(dir .. "/streams/st-counts-changelog/"
+                                      .. "stream.conf")
+        assert.matches("\nsegment_bytes=16777216\n", conf)
+        assert.matches("\ncompact=1\n", conf)
+    end)
 end)

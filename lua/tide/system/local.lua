@@ -28,7 +28,8 @@ local BATCH = 512
 --- one-line error.
 ---@param env table { data_dir = string }
 ---@param name string
----@param opts table|nil { create = boolean, partitions = integer }
+---@param opts table|nil { create = boolean, partitions = integer,
+---  compact = boolean, segment_bytes = integer (fixed at creation) }
 ---@return table|nil stream, string|nil err
 function _M.open(env, name, opts)
     if type(env) ~= "table" or type(env.data_dir) ~= "string" then
@@ -53,6 +54,7 @@ function _M.open(env, name, opts)
         mode = create and "create" or "open",
         partitions = partitions,
         compact = opts ~= nil and opts.compact or nil,
+        segment_bytes = opts ~= nil and opts.segment_bytes or nil,
         fsync = "batch",
     })
     if not log then
