@@ -681,8 +681,14 @@ function State:committed(offsets)
                 e.cur_slot, e.next_slot = e.next_slot, nil
             end
             local off = offsets[p] and offsets[p][e.spec.name]
-            if off and e.spec.cl then
-                e.spec.cl.log:set_stable(p, off)
+            if off and e.spec.cl and e.spec.cl.log then
+                local ok, err = e.spec.cl.log:set_stable(p, off)
+                if not ok then
+                    -- Only compaction waits for it: the checkpoint holds.
+                    self.log("warn", str_format(
+                        "store '%s' task %d: compaction stays behind the "
+                        .. "checkpoint: %s", e.spec.name, p, err))
+                end
             end
         end
     end
