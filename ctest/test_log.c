@@ -969,6 +969,103 @@ test_torn_tail_seen_by_open_handle(void)
     tmp_free(dir);
 }
 
+/* Appends 'len' bytes of a record that a writer died writing: a length
+ * field claiming 'claim' bytes, then filler. */
+static void
+append_torn(const char *path, uint32_t claim, size_t len)
+{
+    char         buf[4096];
+    struct stat  st;
+    int          fd = open(path, O_WRONLY);
+
+    ASSERT(fd >= 0);
+    ASSERT(len >= 4 && len <= sizeof(buf));
+    memset(buf, 'z', len);
+    memcpy(buf, &claim, 4);
+    ASSERT_OK(fstat(fd, &st));
+    ASSERT_EQ(pwrite(fd, buf, len, st.st_size), (ssize_t) len);
+    ASSERT_OK(close(fd));
+}
+
+/* Polls 'r' until it returns offsets from..to-1 in order, then EAGAIN. */
+static void
+poll_expect(tide_reader_t *r, int64_t from, int64_t to)
+{
+    tide_rec_t  rec;
+    int64_t     o;
+    int         rc;
+
+    for (o = from; o < to; o++) {
+        rc = tide_reader_poll(r, &rec);
+        if (rc != TIDE_OK) {
+            fprintf(stderr, "poll at %lld: %s: %s\n", (long long) o,
+                    tide_strerror(rc), tide_reader_errmsg(r));
+        }
+        ASSERT_OK(rc);
+        ASSERT_EQ(rec.offset, o);
+    }
+    ASSERT_EQ(tide_reader_poll(r, &rec), TIDE_EAGAIN);
+}
+
+/* A follower that read a torn tail before the next writer cut it and
+ * appended re-reads from its last whole record: when the new records run
+ * past the bytes it had read, and when they stop short of them. */
+static void
+test_reader_rereads_after_torn_tail_cut(void)
+{
+    tide_log_t     *log, *w;
+    tide_reader_t  *r;
+    char           *dir = tmp_new(), seg[4200], val[100];
+    int             i;
+
+    make_log(dir, 1 << 20, 100, seg, sizeof(seg));
+    log = log_open(dir, "s", NULL);
+    ASSERT_OK(tide_reader_new(&r, log, 0, 0));
+    poll_expect(r, 0, 100);
+
+    /* A writer dies 60 bytes into a 140-byte record; the follower reads
+     * them and waits for the rest. */
+    append_torn(seg, 136, 60);
+    poll_expect(r, 100, 100);
+    /* The next writer cuts them and writes 5 records over and past. */
+    w = log_open(dir, "s", NULL);
+    for (i = 0; i < 5; i++) {
+        make_val(val, 100 + i, 0);
+        push(w, 0, "k", 1, val, 100);
+    }
+    ASSERT_OK(tide_log_flush(w));
+    tide_log_free(w);
+    poll_expect(r, 100, 105);
+
+    /* Now 2000 torn bytes, and a next writer that writes 1 record. */
+    append_torn(seg, 3000, 2000);
+    poll_expect(r, 105, 105);
+    w = log_open(dir, "s", NULL);
+    push(w, 0, "k", 1, "short", 5);
+    ASSERT_OK(tide_log_flush(w));
+    tide_log_free(w);
+    poll_expect(r, 105, 106);
+
+    /* A file cut below records already returned (a failed write taken
+     * back), then written again: the reader goes on after what it had. */
+    {
+        struct stat  st;
+
+        ASSERT_OK(stat(seg, &st));
+        ASSERT_OK(truncate(seg, st.st_size - 20));
+        poll_expect(r, 106, 106);
+        w = log_open(dir, "s", NULL);
+        push(w, 0, "k", 1, "again", 5);
+        push(w, 0, "k", 1, "more", 4);
+        ASSERT_OK(tide_log_flush(w));
+        tide_log_free(w);
+        poll_expect(r, 106, 107);
+    }
+    tide_reader_free(r);
+    tide_log_free(log);
+    tmp_free(dir);
+}
+
 static void
 write_at(const char *path, int64_t pos, int byte, size_t len)
 {
@@ -1430,6 +1527,7 @@ main(void)
     RUN(test_two_processes_append_concurrently);
     RUN(test_torn_tail_is_cut);
     RUN(test_torn_tail_seen_by_open_handle);
+    RUN(test_reader_rereads_after_torn_tail_cut);
     RUN(test_garbage_tail_is_cut);
     RUN(test_corrupt_record_before_tail_is_reported);
     RUN(test_garbage_index_is_ignored);

@@ -312,4 +312,48 @@ describe("a damaged stream", function()
       assert.matches("byte " .. recs[k].first .. "%f[%D]", r.err)
     end)
   end)
+
+  describe("followed while writers are killed mid-write", function()
+    after_each(function() h.kill_started(dir) end)
+
+    it("re-reads after each cut of a torn tail and never dies", function()
+      local seed = tonumber(os.getenv("TIDE_SEED") or "") or os.time()
+      math.randomseed(seed)
+      local why = "seed " .. seed .. " (TIDE_SEED=" .. seed .. " repeats it)"
+      local big = dir .. "/big.txt"
+      local t = {}
+      for i = 1, 1000 do t[i] = string.format("w-%04d-%s", i, ("x"):rep(16000)) end
+      h.write_file(big, table.concat(t, "\n") .. "\n")
+      h.ok({ "streams", "create", "f", "--partitions", "1" }, { dir = dir })
+      local follower = h.start_tide(dir, dir, { "consume", "f", "-f", "%o %S\\n" })
+      local errf = dir .. "/producers.err"
+      local tears, kills = 0, 0
+      for _ = 1, 60 do
+        local pid = h.spawn(string.format("%s produce f --data-dir %s <%s >/dev/null 2>>%s",
+                                          h.q(h.bin), h.q(dir), h.q(big), h.q(errf)))
+        h.sleep(0.01 + math.random() * 0.05)
+        h.kill9(pid)
+        kills = kills + 1
+        assert.is_true(h.alive(follower.pid), "the follower died after "
+                       .. kills .. " kills: " .. h.tide_stderr(follower) .. "; " .. why)
+        local _, n = (h.read_file(errf) or ""):gsub("cut a torn tail", "")
+        tears = n
+        if tears >= 4 then break end
+      end
+      -- the last writer cuts what the last kill tore
+      h.tide({ "produce", "f" }, { dir = dir, stdin = "the end\n" })
+      local want = h.ok({ "consume", "f", "-e", "-f", "%o %S\\n" }, { dir = dir })
+      local got
+      for _ = 1, 2000 do
+        got = h.read_file(follower.base .. ".out") or ""
+        if #got >= #want or not h.alive(follower.pid) then break end
+        h.sleep(0.01)
+      end
+      assert.is_true(h.alive(follower.pid), h.tide_stderr(follower) .. "; " .. why)
+      assert.are.equal("", h.tide_stderr(follower), why)
+      assert.is_true(got == want, "the follower printed " .. #got .. " bytes, consume -e "
+                     .. #want .. "; " .. why)
+      assert.is_true(tears >= 1, "no torn tail in " .. kills .. " kills; " .. why)
+    end)
+  end)
 end)

@@ -37,6 +37,8 @@ struct tide_reader_s {
     int64_t      chk_pos;     /* a partial record at chk_pos with bytes up
                                * to chk_end was found to be no damage */
     int64_t      chk_end;
+    int64_t      reread_pos;  /* unparsed bytes at this position were read
+                               * again from the file, -1: not yet */
     char         errmsg[TIDE__ERRLEN];
 };
 
@@ -76,6 +78,7 @@ reader_open_seg(tide_reader_t *r, int64_t base, int64_t offset)
     r->hinted = 0;
     r->seg_last = -1;
     r->chk_pos = r->chk_end = -1;
+    r->reread_pos = -1;
     if (offset > base) {
         tide__seg_name(name, sizeof(name), base, "index");
         ifd = openat(pt->dirfd, name, O_RDONLY | O_CLOEXEC);
@@ -86,6 +89,15 @@ reader_open_seg(tide_reader_t *r, int64_t base, int64_t offset)
         }
     }
     return TIDE_OK;
+}
+
+/* Opens the current segment again and finds 'want' in it. */
+static int
+reader_reopen(tide_reader_t *r)
+{
+    int  rc = reader_open_seg(r, r->seg_base, r->want);
+
+    return rc == TIDE_OK ? 1 : rc;
 }
 
 /* Finds the segment after the current one; 0 with *base set, or 1 when
@@ -215,6 +227,50 @@ tide_reader_free(tide_reader_t *r)
     free(r);
 }
 
+/* Byte position in the segment of the first unparsed byte. */
+static int64_t
+unparsed_pos(const tide_reader_t *r)
+{
+    return r->fpos - (int64_t) (r->hi - r->lo);
+}
+
+/* Drops the bytes read after the last whole record, to read them again
+ * from the file: another writer may have cut a torn tail this reader had
+ * read, and written new records there. */
+static void
+reread(tide_reader_t *r)
+{
+    r->reread_pos = unparsed_pos(r);
+    r->fpos = r->reread_pos;
+    r->hi = r->lo;
+}
+
+/* Called at the end of the file: notices that the file shrank below the
+ * bytes read (a torn tail was cut), and reads again from the last whole
+ * record, or, when records already returned were cut too (a failed
+ * write taken back), from the index, skipping offsets already returned.
+ * Returns 1 when the reader moved back, 0 when the file did not shrink,
+ * or a negative code. */
+static int
+shrunk(tide_reader_t *r)
+{
+    struct stat  st;
+
+    if (fstat(r->fd, &st) != 0) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "%s/%d: stat failed: %s",
+                 r->log->dir, r->part, strerror(errno));
+        return TIDE_EIO;
+    }
+    if (st.st_size >= r->fpos) {
+        return 0;
+    }
+    if (st.st_size >= unparsed_pos(r)) {
+        reread(r);
+        return 1;
+    }
+    return reader_reopen(r);
+}
+
 /* Reads more bytes of the current segment. Returns 1 when some arrived,
  * 0 at its end, or a negative code. Moves parsed-past bytes out first, so
  * it invalidates every record pointer handed out. */
@@ -255,16 +311,12 @@ fill(tide_reader_t *r)
             return TIDE_EIO;
         }
     }
+    if (n == 0) {
+        return shrunk(r);
+    }
     r->hi += (size_t) n;
     r->fpos += n;
-    return n > 0;
-}
-
-/* Byte position in the segment of the first unparsed byte. */
-static int64_t
-unparsed_pos(const tide_reader_t *r)
-{
-    return r->fpos - (int64_t) (r->hi - r->lo);
+    return 1;
 }
 
 static int64_t
@@ -275,8 +327,10 @@ last_parsed(const tide_reader_t *r)
 
 /* Called at the end of the active segment with a partial record pending:
  * a writer may be writing it (or died writing it: the next writer cuts
- * it), but when whole records follow it, its length field is damaged.
- * Returns 0 (wait) or TIDE_ECORRUPT with errmsg set. */
+ * it), but when whole records follow it, its length field is damaged;
+ * unless the bytes were read before another writer cut them and wrote
+ * new ones, so they are read again first. Returns 0 (wait), 1 (read
+ * again) or TIDE_ECORRUPT with errmsg set. */
 static int
 check_partial(tide_reader_t *r)
 {
@@ -292,6 +346,10 @@ check_partial(tide_reader_t *r)
                  "read: %s", r->log->dir, r->part, (long long) r->seg_base,
                  tide_strerror(rc));
         return rc;
+    }
+    if (rc == 1 && r->reread_pos != pos) {
+        reread(r);
+        return 1;
     }
     if (rc == 1) {
         snprintf(r->errmsg, sizeof(r->errmsg), "%s/%d/%020lld.log: corrupt "
@@ -362,6 +420,12 @@ parse_next(tide_reader_t *r, tide_rec_t *rec)
             return 0;
         }
         r->hinted = 0;
+        if (p < 0 && r->reread_pos != unparsed_pos(r)) {
+            /* Perhaps bytes of a torn tail that was cut and written over
+             * since they were read: read them again before judging. */
+            reread(r);
+            return 0;
+        }
         if (p < 0) {
             snprintf(r->errmsg, sizeof(r->errmsg), "%s/%d/%020lld.log: "
                      "corrupt record at byte %lld (after offset %lld); the "
@@ -373,6 +437,7 @@ parse_next(tide_reader_t *r, tide_rec_t *rec)
         }
         r->lo += size;
         r->seg_last = rec->offset;
+        r->reread_pos = -1;
         if (rec->offset < r->want) {
             continue;
         }
