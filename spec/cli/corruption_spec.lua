@@ -356,4 +356,62 @@ describe("a damaged stream", function()
       assert.is_true(tears >= 1, "no torn tail in " .. kills .. " kills; " .. why)
     end)
   end)
+
+  describe("with a segment missing or cut short", function()
+    -- A stream of 4 KiB segments holding records 0..599, made by six
+    -- runs; returns the sorted bases of its segments.
+    local function segmented(stream)
+      h.ok({ "streams", "create", stream, "--partitions", "1",
+             "--segment-bytes", "4096" }, { dir = dir })
+      for run = 0, 5 do
+        h.ok({ "produce", stream }, { dir = dir,
+             stdin = numbered(run * 100, run * 100 + 99) })
+      end
+      local bases = {}
+      for path in pairs(h.files(dir .. "/streams/" .. stream .. "/0")) do
+        local b = path:match("^(%d+)%.log$")
+        if b then bases[#bases + 1] = tonumber(b) end
+      end
+      table.sort(bases)
+      assert.is_true(#bases >= 4, #bases .. " segments")
+      return bases
+    end
+
+    local function assert_gap(stream, from, last_read)
+      local r = h.tide({ "consume", stream, "-e" }, { dir = dir })
+      assert.are.equal(1, r.code, "stderr:\n" .. r.err)
+      assert.are.equal(numbered(0, last_read), r.out)
+      local lines = h.lines(r.err)
+      assert.are.equal(1, #lines, "stderr:\n" .. r.err)
+      assert.matches("'" .. stream .. "'", lines[1], 1, true)
+      assert.matches("partition 0", lines[1], 1, true)
+      assert.matches("expected offset " .. from .. "%f[%D]", lines[1])
+      assert.matches("/" .. stream .. "/0/%d+%.log", lines[1])
+    end
+
+    it("reports a deleted middle segment with its place", function()
+      local bases = segmented("gap")
+      os.remove(seg("gap", 0, string.format("%020d.log", bases[2])))
+      os.remove(seg("gap", 0, string.format("%020d.index", bases[2])))
+      assert_gap("gap", bases[2], bases[2] - 1)
+    end)
+
+    it("reports a closed segment cut at a record boundary", function()
+      local bases = segmented("short")
+      local path = seg("short", 0, string.format("%020d.log", bases[2]))
+      local recs = records_of(path)
+      truncate(path, recs[#recs - 2].stop)     -- drop its last 2 records
+      local from = bases[3] - 2
+      assert_gap("short", from, from - 1)
+    end)
+
+    it("takes a start that retention deleted as the start", function()
+      local bases = segmented("ret")
+      os.remove(seg("ret", 0, string.format("%020d.log", bases[1])))
+      os.remove(seg("ret", 0, string.format("%020d.index", bases[1])))
+      local r = h.tide({ "consume", "ret", "-e" }, { dir = dir })
+      assert.are.equal(0, r.code, r.err)
+      assert.are.equal(numbered(bases[2], 599), r.out)
+    end)
+  end)
 end)

@@ -365,6 +365,35 @@ check_partial(tide_reader_t *r)
     return 0;
 }
 
+/* Offsets of an ordinary stream are dense: the next segment must start
+ * right after the last record of this one. Retention deletes whole
+ * segments from the start only, and the one a reader holds open is then
+ * gone from the folder too, so a gap after a segment that is still there
+ * is damage: a closed segment cut short, or a middle one deleted.
+ * Compaction leaves gaps on purpose, so compacted streams are not
+ * checked. Returns TIDE_OK or TIDE_ECORRUPT with errmsg set. */
+static int
+gap_check(tide_reader_t *r, int64_t base)
+{
+    int64_t      expected = r->seg_last >= 0 ? r->seg_last + 1 : r->seg_base;
+    struct stat  st;
+
+    if (r->log->params.compact || base == expected) {
+        return TIDE_OK;
+    }
+    if (fstat(r->fd, &st) == 0 && st.st_nlink == 0) {
+        return TIDE_OK;                 /* deleted by retention meanwhile */
+    }
+    snprintf(r->errmsg, sizeof(r->errmsg), "partition %d: offsets %lld to "
+             "%lld are missing: expected offset %lld after segment "
+             "%s/%d/%020lld.log, but the next segment is %020lld.log; a "
+             "segment was cut short or deleted; restore it from a copy",
+             r->part, (long long) expected, (long long) (base - 1),
+             (long long) expected, r->log->dir, r->part,
+             (long long) r->seg_base, (long long) base);
+    return TIDE_ECORRUPT;
+}
+
 /* Called at the end of the current segment's bytes: moves to the next
  * segment when one exists. Returns 1 when it moved, 0 when there is no
  * newer segment yet, or a negative code. */
@@ -394,6 +423,10 @@ advance(tide_reader_t *r)
                  (long long) r->seg_base, (long long) unparsed_pos(r),
                  (long long) last_parsed(r), r->hi - r->lo);
         return TIDE_ECORRUPT;
+    }
+    rc = gap_check(r, base);
+    if (rc != TIDE_OK) {
+        return rc;
     }
     rc = reader_open_seg(r, base, r->want);
     return rc == TIDE_OK ? 1 : rc;
