@@ -344,3 +344,67 @@ describe("tide produce/consume", function()
     assert.are.equal(table.concat(vals, "\n") .. "\n", plain)
   end)
 end)
+
+describe("many partitions under a descriptor limit", function()
+  local dir
+
+  before_each(function() dir = h.tmpdir() end)
+  after_each(function() h.rmdir(dir) end)
+
+  -- Runs tide ARGS in 'sh -c' after the ulimit command 'limit'.
+  local function limited(limit, args, stdin_file)
+    local words = { h.q(h.bin) }
+    for _, a in ipairs(args) do words[#words + 1] = h.q(a) end
+    words[#words + 1] = "--data-dir " .. h.q(dir)
+    return h.run("sh -c " .. h.q(limit .. " && exec " .. table.concat(words, " ")),
+                 { stdin_file = stdin_file })
+  end
+
+  it("creates, fills and reads 300 partitions under 'ulimit -n 1024'", function()
+    local r = limited("ulimit -n 1024", { "streams", "create", "wide", "--partitions", "300" })
+    assert.are.equal(0, r.code, r.err)
+    assert.are.equal("", r.err)
+    local lines = {}
+    for i = 1, 3000 do lines[i] = "key-" .. i .. ":value-" .. i end
+    local input = dir .. "/input.txt"
+    h.write_file(input, table.concat(lines, "\n") .. "\n")
+    r = limited("ulimit -n 1024", { "produce", "wide", "-K", ":" }, input)
+    assert.are.equal(0, r.code, r.err)
+    r = limited("ulimit -n 1024", { "consume", "wide", "-e", "-f", "%p %k %s\\n" })
+    assert.are.equal(0, r.code, r.err)
+    local seen, parts = 0, {}
+    for p, k, v in r.out:gmatch("(%d+) key%-(%d+) value%-(%d+)\n") do
+      assert.are.equal(k, v)
+      assert.are.equal(h.partition_of("key-" .. k, 300), tonumber(p))
+      parts[p] = true
+      seen = seen + 1
+    end
+    assert.are.equal(3000, seen)
+    local n = 0
+    for _ in pairs(parts) do n = n + 1 end
+    assert.is_true(n > 250, n .. " partitions written")
+  end)
+
+  it("raises a low soft limit to the hard one", function()
+    local r = limited("ulimit -Sn 200 && ulimit -Hn 4096",
+                      { "streams", "create", "soft", "--partitions", "300" })
+    assert.are.equal(0, r.code, r.err)
+    r = limited("ulimit -Sn 200 && ulimit -Hn 4096", { "produce", "soft", "-K", ":" },
+                nil)
+    assert.are.equal(0, r.code, r.err)
+  end)
+
+  it("creates nothing when it runs out of descriptors partway", function()
+    local r = limited("ulimit -Sn 64 && ulimit -Hn 64", { "streams", "create", "big", "--partitions", "300" })
+    assert.are.equal(1, r.code)
+    local lines = h.lines(r.err)
+    assert.are.equal(1, #lines, "stderr:\n" .. r.err)
+    assert.matches("open files", lines[1], 1, true)
+    assert.matches("ulimit -n", lines[1], 1, true)
+    assert.matches("not created", lines[1], 1, true)
+    assert.are.equal("", h.ok({ "streams", "list" }, { dir = dir }))
+    assert.are.equal("", h.sh("ls -A " .. h.q(dir .. "/streams") .. " 2>/dev/null"))
+    -- and the same name can be created once the limit allows it
+    h.ok({ "streams", "create", "big", "--partitions", "300" }, { dir = dir })
+  end)
+end)

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -265,6 +266,21 @@ hugepages_reexec(char **argv)
     unsetenv("GLIBC_TUNABLES");
 }
 
+/* Raises the soft limit on open files to the hard one: a stream holds a
+ * descriptor per partition, and the usual soft limit of 1024 allowed
+ * about 250 partitions per process. On failure the command runs with
+ * the limit it has. */
+static void
+nofile_raise(void)
+{
+    struct rlimit  rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void) setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -272,6 +288,7 @@ main(int argc, char **argv)
     const char  *cmd;
     int          i;
 
+    nofile_raise();
     /* A leading '--data-dir DIR' applies to the command that follows. */
     while (argc >= 2 && strncmp(argv[1], "--data-dir", 10) == 0) {
         if (argv[1][10] == '=') {

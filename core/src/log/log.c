@@ -40,6 +40,9 @@
 
 void *tide__clean_main(void *arg);   /* clean.c */
 static int flush_part(tide_log_t *log, int32_t i, int durable);
+static int log_load(tide_log_t **out, const char *sdir, const char *name,
+                    const tide_log_params_t *params, int mode, char *err,
+                    size_t errlen);
 
 void
 tide__warn(const char *fmt, ...)
@@ -241,6 +244,45 @@ stream_create(const char *sdir, const tide_log_params_t *p, char *err,
     return TIDE_OK;
 }
 
+/* Takes away a stream that stream_create made and nobody wrote to: the
+ * files an open makes in each partition, the folders, the settings.
+ * Returns 0 when the stream is gone. */
+static int
+stream_remove(const char *sdir, int32_t nparts)
+{
+    static const char *const  files[] = {
+        "lock", "clean.lock", "00000000000000000000.log",
+        "00000000000000000000.index", NULL
+    };
+    char     path[4400];
+    int32_t  i;
+    int      k;
+
+    for (i = 0; i < nparts; i++) {
+        for (k = 0; files[k] != NULL; k++) {
+            snprintf(path, sizeof(path), "%s/%d/%s", sdir, i, files[k]);
+            unlink(path);
+        }
+        snprintf(path, sizeof(path), "%s/%d", sdir, i);
+        rmdir(path);
+    }
+    snprintf(path, sizeof(path), "%s/stream.conf", sdir);
+    unlink(path);
+    return rmdir(sdir);
+}
+
+/* What to do when out of descriptors ('e' an errno), or "". */
+static const char *
+fd_hint(int e)
+{
+    if (e == EMFILE || e == ENFILE) {
+        return " (an open stream holds a descriptor per partition, and two "
+               "more per partition written to); raise the limit with "
+               "'ulimit -n', or use fewer partitions";
+    }
+    return "";
+}
+
 /* ---- the writer's view of a partition's tail -------------------------- */
 
 /* Makes the records written to the active segment without a sync
@@ -369,6 +411,10 @@ tail_load(tide_log_t *log, int32_t i)
             return TIDE_EIO;
         }
     }
+    /* The index is written again only at flushes that add entries; it
+     * is opened then, so an idle partition holds no descriptor for it. */
+    close(pt->idxfd);
+    pt->idxfd = -1;
     pt->damaged = 0;
     pt->seg_base = base;
     pt->seg_end = res.end;
@@ -445,11 +491,9 @@ tide_log_new(tide_log_t **out, const char *dir, const char *name,
              const tide_log_params_t *params, char *err, size_t errlen)
 {
     tide_log_params_t   p;
-    tide_log_t         *log;
     char                sdir[4096], path[4200];
     struct stat         st;
-    int32_t             i;
-    int                 rc, mode;
+    int                 rc, mode, created = 0;
 
     *out = NULL;
     if (err != NULL && errlen > 0) {
@@ -516,6 +560,7 @@ tide_log_new(tide_log_t **out, const char *dir, const char *name,
         }
         params_defaults(&p);
         rc = stream_create(sdir, &p, err, errlen);
+        created = rc == TIDE_OK;
         if (rc == TIDE_EEXIST && mode == TIDE_LOG_EXCL) {
             return tide__set_err(err, errlen, rc, "stream '%s' already exists "
                                  "in '%s'", name, dir);
@@ -528,6 +573,36 @@ tide_log_new(tide_log_t **out, const char *dir, const char *name,
                              "exists in '%s'", name, dir);
     }
 
+    rc = log_load(out, sdir, name, params, mode, err, errlen);
+    if (rc != TIDE_OK && created) {
+        /* All or nothing: a stream this call made and cannot open (say,
+         * out of descriptors partway) is taken away again. */
+        size_t  n = err != NULL ? strlen(err) : 0;
+
+        if (stream_remove(sdir, p.partitions) == 0 && err != NULL &&
+            n + 1 < errlen)
+        {
+            snprintf(err + n, errlen - n, "; the stream was not created");
+        }
+    }
+    return rc;
+}
+
+/* Opens the existing stream in 'sdir': reads its settings, opens its
+ * partition folders and cuts torn tails. Holds one descriptor per
+ * partition; writers open theirs at the first append. */
+static int
+log_load(tide_log_t **out, const char *sdir, const char *name,
+         const tide_log_params_t *params, int mode, char *err,
+         size_t errlen)
+{
+    tide_log_params_t   p;
+    tide_log_t         *log;
+    char                path[4200];
+    int32_t             i;
+    int                 rc, e;
+
+    memset(&p, 0, sizeof(p));
     rc = meta_read(sdir, &p, err, errlen);
     if (rc != TIDE_OK) {
         return rc;
@@ -567,8 +642,10 @@ tide_log_new(tide_log_t **out, const char *dir, const char *name,
         snprintf(path, sizeof(path), "%s/%d", sdir, i);
         pt->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (pt->dirfd < 0) {
+            e = errno;
             rc = tide__set_err(err, errlen, TIDE_EIO, "cannot open partition "
-                               "folder %s: %s", path, strerror(errno));
+                               "folder %s: %s%s", path, strerror(e),
+                               fd_hint(e));
             log_destroy(log);
             return rc;
         }
@@ -580,8 +657,9 @@ tide_log_new(tide_log_t **out, const char *dir, const char *name,
             continue;
         }
         if (pt->lockfd < 0) {
+            e = errno;
             rc = tide__set_err(err, errlen, TIDE_EIO, "cannot open %s/lock: "
-                               "%s", path, strerror(errno));
+                               "%s%s", path, strerror(e), fd_hint(e));
             log_destroy(log);
             return rc;
         }
@@ -593,12 +671,19 @@ tide_log_new(tide_log_t **out, const char *dir, const char *name,
             rc = tail_load(log, i);
             unlock_part(pt);
         }
+        e = errno;
+        /* Writers open the files again at their first append: a stream of
+         * many partitions holds one descriptor per partition until then. */
+        tail_close(pt);
+        close(pt->lockfd);
+        pt->lockfd = -1;
         if (rc == TIDE_ECORRUPT && pt->damaged) {
             continue;
         }
         if (rc != TIDE_OK) {
-            tide__set_err(err, errlen, rc, "%s",
-                          log->errmsg[0] ? log->errmsg : strerror(errno));
+            tide__set_err(err, errlen, rc, "%s%s",
+                          log->errmsg[0] ? log->errmsg : strerror(e),
+                          fd_hint(e));
             log_destroy(log);
             return rc;
         }
@@ -775,6 +860,8 @@ roll(tide_log_t *log, int32_t i)
         tail_close(pt);
         return TIDE_EIO;
     }
+    close(pt->idxfd);
+    pt->idxfd = -1;
     pt->seg_base = pt->next;
     pt->seg_end = TIDE__SEG_HDR;
     pt->idx_end = 0;
@@ -856,8 +943,21 @@ flush_part(tide_log_t *log, int32_t i, int durable)
     int            rc, rolled = 0;
 
     if (pt->lockfd < 0) {
-        snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d: the data dir is "
-                 "read-only for this process; cannot append", log->dir, i);
+        /* Opened at the first append, kept until the log is freed. */
+        pt->lockfd = openat(pt->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC,
+                            0644);
+    }
+    if (pt->lockfd < 0) {
+        int  e = errno;
+
+        if (e == EACCES || e == EROFS) {
+            snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d: the data dir "
+                     "is read-only for this process; cannot append",
+                     log->dir, i);
+        } else {
+            snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d/lock: %s%s",
+                     log->dir, i, strerror(e), fd_hint(e));
+        }
         return TIDE_EIO;
     }
     rc = lock_part(pt);
@@ -926,15 +1026,25 @@ flush_part(tide_log_t *log, int32_t i, int durable)
             done += (size_t) n;
         }
     }
-    if (nidx > 0 &&
-        pwrite(pt->idxfd, idx, nidx * TIDE__INDEX_ENTRY, pt->idx_end) !=
-        (ssize_t) (nidx * TIDE__INDEX_ENTRY))
-    {
-        /* The index is a hint; the next tail_load rebuilds it. */
-        pt->known = 0;
-    } else {
-        pt->idx_end += (int64_t) (nidx * TIDE__INDEX_ENTRY);
-        pt->idx_pos = idx_pos;
+    if (nidx > 0) {
+        char  iname[40];
+        int   ifd;
+
+        tide__seg_name(iname, sizeof(iname), pt->seg_base, "index");
+        ifd = openat(pt->dirfd, iname, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (ifd < 0 ||
+            pwrite(ifd, idx, nidx * TIDE__INDEX_ENTRY, pt->idx_end) !=
+            (ssize_t) (nidx * TIDE__INDEX_ENTRY))
+        {
+            /* The index is a hint; the next tail_load rebuilds it. */
+            pt->known = 0;
+        } else {
+            pt->idx_end += (int64_t) (nidx * TIDE__INDEX_ENTRY);
+            pt->idx_pos = idx_pos;
+        }
+        if (ifd >= 0) {
+            close(ifd);
+        }
     }
     if (log->params.fsync == TIDE_FSYNC_BATCH) {
         if (durable) {
