@@ -338,13 +338,29 @@ tail_load(tide_log_t *log, int32_t i)
     }
     base = n > 0 ? bases[n - 1] : 0;
     free(bases);
+    if (n > 0) {
+        char  name[40];
+
+        tide__seg_name(name, sizeof(name), base, "log");
+        if (fstatat(pt->dirfd, name, &st, 0) == 0 &&
+            st.st_size < TIDE__SEG_HDR)
+        {
+            /* A crash while the segment was made, or a cut: its header is
+             * written again below, and whatever it held is gone. */
+            tide__warn("stream '%s' partition %d: segment %s holds %lld "
+                       "bytes, less than its header; it is made again, "
+                       "empty, and offsets go on from %lld", log->name, i,
+                       name, (long long) st.st_size, (long long) base);
+        }
+    }
 
     rc = tide__seg_create(pt->dirfd, base, &pt->segfd, &pt->idxfd);
     if (rc != TIDE_OK) {
         snprintf(log->errmsg, sizeof(log->errmsg), "%s/%d/%020lld.log: %s",
                  log->dir, i, (long long) base,
-                 rc == TIDE_ECORRUPT ? "not a tide segment (bad header); "
-                 "move it away to recover the rest" : strerror(errno));
+                 rc == TIDE_ECORRUPT ? "not a tide segment (bad header at "
+                 "byte 0); restore it from a copy, or move it away to "
+                 "append after the segment before it" : strerror(errno));
         tail_close(pt);
         return rc;
     }
@@ -616,6 +632,19 @@ log_load(tide_log_t **out, const char *sdir, const char *name,
     params_defaults(&p);
     p.mode = mode;
 
+    {
+        struct stat  st;
+
+        /* A damaged count must not hide partitions from readers. */
+        snprintf(path, sizeof(path), "%s/%d", sdir, p.partitions);
+        if (stat(path, &st) == 0) {
+            rc = tide__set_err(err, errlen, TIDE_ECORRUPT, "%s/stream.conf "
+                               "says %d partitions, but partition folder %s "
+                               "exists; fix the file", sdir, p.partitions,
+                               path);
+            return rc;
+        }
+    }
     log = calloc(1, sizeof(*log));
     if (log == NULL) {
         return tide__set_err(err, errlen, TIDE_ENOMEM, "out of memory");
@@ -641,6 +670,14 @@ log_load(tide_log_t **out, const char *sdir, const char *name,
 
         snprintf(path, sizeof(path), "%s/%d", sdir, i);
         pt->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (pt->dirfd < 0 && errno == ENOENT) {
+            rc = tide__set_err(err, errlen, TIDE_ECORRUPT, "%s/stream.conf "
+                               "says %d partitions, but partition folder %s "
+                               "is missing; fix the file or restore the "
+                               "folder", sdir, p.partitions, path);
+            log_destroy(log);
+            return rc;
+        }
         if (pt->dirfd < 0) {
             e = errno;
             rc = tide__set_err(err, errlen, TIDE_EIO, "cannot open partition "

@@ -64,7 +64,7 @@ reader_open_seg(tide_reader_t *r, int64_t base, int64_t offset)
     rc = tide__seg_check_hdr(fd, st.st_size);
     if (rc != TIDE_OK) {
         snprintf(r->errmsg, sizeof(r->errmsg), "%s/%d/%s: not a tide segment "
-                 "(bad header)", r->log->dir, r->part, name);
+                 "(bad header at byte 0)", r->log->dir, r->part, name);
         close(fd);
         return rc;
     }
