@@ -6,20 +6,24 @@ local runner = require("tide.runner")
 local loop_mod = require("tide.loop")
 local fs = require("tide.fs")
 
-local ipairs, pairs, tostring, type = ipairs, pairs, tostring, type
+local ipairs, pairs, tostring, type, select = ipairs, pairs, tostring, type, select
 local str_format, str_match, concat = string.format, string.match, table.concat
 local stderr = io.stderr
 
 local _M = {}
 
 local RUN_USAGE = [[
-usage: tide run JOB [-c KEY=VALUE]... [--drain] [--data-dir DIR]
+usage: tide run JOB [-c KEY=VALUE]... [--drain] [--load-timeout T]
+                [--data-dir DIR]
 Runs the job in file JOB: one task per input partition, until SIGINT or
 SIGTERM (then it finishes the batch, makes the outputs durable, writes the
 checkpoint and exits 0). A restart resumes from the checkpoint.
   -c KEY=VALUE  override a field of the job table; nested keys with dots,
                 e.g. -c config.top_n=5 -c commit_interval=1s
   --drain       stop once every input is read to its end, commit, exit 0
+  --load-timeout T  how long the job file's top-level code (and the modules
+                it requires) may run, at the start and on each reload,
+                e.g. 500ms, 30s (default 10s); past it the load fails
   --data-dir DIR  the data dir (default $TIDE_DATA_DIR, else ./tide-data)
 ]]
 
@@ -39,8 +43,8 @@ local function log(level, line)
 end
 
 -- Parses the arguments every Lua command shares: --help, --data-dir DIR
--- (or =DIR), -c KEY=VALUE (repeatable; where `with_c`), --drain (where
--- `with_drain`), and positional words. Returns the options, or nil and
+-- (or =DIR), -c KEY=VALUE (repeatable; where `with_c`), --drain and
+-- --load-timeout T (where `with_drain`), and positional words. Returns the options, or nil and
 -- the exit code after printing help or a usage error.
 local function parse_args(cmd, args, usage, with_c, with_drain)
     local o = { pos = {}, overrides = {} }
@@ -52,6 +56,21 @@ local function parse_args(cmd, args, usage, with_c, with_drain)
             return nil, 0
         elseif a == "--drain" and with_drain then
             o.drain = true
+        elseif (a == "--load-timeout" or str_match(a, "^%-%-load%-timeout="))
+            and with_drain then
+            local v = a:match("^[^=]*=(.*)$") or args[i + 1]
+            if v == nil then
+                return nil, usage_error(cmd, "%s needs a value", a)
+            end
+            if not a:find("=", 1, true) then
+                i = i + 1
+            end
+            local ms = job_mod.duration_ms(v)
+            if not ms then
+                return nil, usage_error(cmd, "--load-timeout: %s",
+                                        select(2, job_mod.duration_ms(v)))
+            end
+            o.limit_ms = ms
         elseif a == "--data-dir" or (a == "-c" and with_c) then
             local v = args[i + 1]
             if v == nil then
@@ -96,7 +115,10 @@ local function run(args)
         return usage_error("run", "no JOB file given")
     end
 
-    local job, err = job_mod.load(path, overrides)
+    -- Job code never ends the process: os.exit raises from here on (in
+    -- process() it is an error like any other, handled by on_error).
+    os.exit = job_mod.no_exit
+    local job, err = job_mod.load(path, overrides, { limit_ms = o.limit_ms })
     if not job then
         return fail("run", "%s", err)
     end
@@ -121,7 +143,7 @@ local function run(args)
     local r
     r, err = runner.new(job, { data_dir = data_dir, mem = {} },
                         { drain = drain, loop = loop, log = log,
-                          overrides = overrides })
+                          overrides = overrides, load_limit_ms = o.limit_ms })
     if not r then
         lock:close()
         loop:close()

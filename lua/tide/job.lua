@@ -1,12 +1,18 @@
 --- Loads a job file, applies -c overrides and validates it (DESIGN.md 4.2).
+local loop = require("tide.loop")
 local serde = require("tide.serde")
 local system = require("tide.system")
 local state = require("tide.state")
 
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local setmetatable, setfenv, loadfile, pcall = setmetatable, setfenv, loadfile, pcall
+local getmetatable, rawget, error = getmetatable, rawget, error
 local str_format, str_match, str_find = string.format, string.match, string.find
+local str_sub = string.sub
 local concat, sort = table.concat, table.sort
+local sethook, getinfo = debug.sethook, debug.getinfo
+local jit = jit
+local now_ms = loop.now
 
 local _M = {}
 
@@ -230,8 +236,142 @@ function _M.validate(job, where)
     return norm
 end
 
--- The environment job files run in: the standard globals, read-only, so
--- that a job that forgets 'local' gets an error instead of a shared global.
+-- ---- error values ------------------------------------------------------------
+
+local function show_value(v)
+    local t = type(v)
+    if t == "string" then
+        if #v > 60 then
+            v = str_sub(v, 1, 57) .. "..."
+        end
+        return str_format("%q", v)
+    elseif t == "number" then
+        return str_format("%.14g", v)
+    elseif t == "boolean" then
+        return tostring(v)
+    elseif t == "table" then
+        return "{...}"
+    end
+    return t
+end
+
+local function show_table(e)
+    local items = {}
+    for k, v in pairs(e) do
+        if #items == 8 then
+            items[#items + 1] = "..."
+            break
+        end
+        local key
+        if type(k) == "string" and str_match(k, "^[%a_][%w_]*$") then
+            key = k
+        else
+            key = "[" .. show_value(k) .. "]"
+        end
+        items[#items + 1] = key .. " = " .. show_value(v)
+    end
+    if items[#items] == "..." then
+        items[#items] = nil
+        sort(items)
+        items[#items + 1] = "..."
+    else
+        sort(items)
+    end
+    return "{" .. concat(items, ", ") .. "}"
+end
+
+local function errtext(e)
+    local t = type(e)
+    if t == "string" then
+        return e
+    elseif t == "nil" then
+        return "error raised with no message (error(nil))"
+    elseif t == "table" or t == "userdata" then
+        local m = getmetatable(e)
+        if type(m) == "table" and rawget(m, "__tostring") ~= nil then
+            local ok, text = pcall(tostring, e)
+            if ok and type(text) == "string" then
+                return text
+            end
+        end
+        if t == "table" then
+            return "error object " .. show_table(e)
+        end
+    end
+    return "error value " .. show_value(e)
+end
+
+--- Returns one readable line for an error value a job raised: strings as
+--- they are, an object with __tostring through it, a plain table as
+--- "error object {code = 7}", nil and other values named. Never raises.
+---@param e any
+---@return string
+function _M.errtext(e)
+    local ok, text = pcall(errtext, e)
+    if ok then
+        return text
+    end
+    return "error object (it could not be shown: " .. tostring(text) .. ")"
+end
+
+-- ---- loading under guard -------------------------------------------------------
+
+--- The time a job file's top-level code (with the modules it requires)
+--- may take to load, by default: ms.
+_M.LOAD_LIMIT_MS = 10000
+
+-- Instructions between two looks at the clock while a job file loads.
+local HOOK_COUNT = 1000
+
+--- Stands in for os.exit while job code runs: ending the process from
+--- job code would skip the last commit and leave control.sock behind.
+function _M.no_exit()
+    error("os.exit() called: a job cannot end the process; raise an error "
+          .. "instead (SIGTERM or SIGINT stops the job)", 2)
+end
+
+local guarded
+
+-- Runs fn(...) protected, with os.exit raising instead, for at most
+-- `limit_ms` of wall time. Debug hooks do not fire inside compiled traces,
+-- so the JIT is off meanwhile: code compiled here later is compiled when
+-- it runs hot. Once the time is up, the hook raises at every instruction
+-- of the guarded code, so a pcall in the job cannot swallow the stop.
+-- Returns ok, the result or error, and where the code was when the time
+-- ran out (nil when it did not).
+function guarded(limit_ms, fn, ...)
+    local deadline = now_ms() + limit_ms
+    local expired
+    local function hook()
+        local info = getinfo(2, "fSl")
+        if info == nil or info.func == guarded then
+            return
+        end
+        if expired == nil then
+            if now_ms() < deadline then
+                return
+            end
+            local src = info.source or "?"
+            src = str_sub(src, 1, 1) == "@" and str_sub(src, 2) or info.short_src
+            expired = str_format("%s:%d", src, info.currentline or 0)
+            sethook(hook, "", 1)
+        end
+        error(expired, 0)
+    end
+    local exit = os.exit
+    local jit_on = jit.status()
+    os.exit = _M.no_exit
+    jit.off()
+    sethook(hook, "", HOOK_COUNT)
+    local ok, res = pcall(fn, ...)
+    sethook()
+    if jit_on then
+        jit.on()
+    end
+    os.exit = exit
+    return ok, res, expired
+end
+
 -- The environment job files run in: the standard globals, read-only, so
 -- that a job that forgets 'local' gets an error instead of a shared global.
 -- Its require records the modules it loads from the job's folder, which
@@ -256,7 +396,9 @@ end
 
 --- Loads the job file at `path`, applies `overrides` ("key=value") and
 --- validates it. Modules next to the job file can be required; the job's
---- `modules` lists them (name -> file). opts.reload_modules: names of
+--- `modules` lists them (name -> file). The file's top-level code and the
+--- modules it requires run with os.exit raising and for at most
+--- opts.limit_ms (default LOAD_LIMIT_MS). opts.reload_modules: names of
 --- modules to load afresh (hot reload).
 ---@param path string
 ---@param overrides string[]|nil
@@ -281,21 +423,49 @@ function _M.load(path, overrides, opts)
         package.loaded[name] = nil       -- hot reload: load them again
     end
     setfenv(chunk, job_env(path, dir, modules))
-    local ok, t = pcall(chunk)
-    if not ok then
-        return nil, tostring(t)
-    end
-    if type(t) == "table" then
-        ok, err = _M.override(t, overrides)
-        if not ok then
-            return nil, err
+    -- Validation reads the table the job made, whose metatables are job
+    -- code too: all of it runs under the guard.
+    local limit = opts and opts.limit_ms or _M.LOAD_LIMIT_MS
+    local ok, job, where = guarded(limit, function()
+        local t = chunk()
+        if type(t) == "table" then
+            local ook, oerr = _M.override(t, overrides)
+            if not ook then
+                return { err = oerr }
+            end
+        end
+        local j, verr = _M.validate(t, path)
+        return j and { job = j } or { err = verr }
+    end)
+    if where or not ok or job.err then
+        -- A module that failed to load would be "previous error loading
+        -- module" to the next attempt: forget it.
+        for _, name in ipairs(modules) do
+            package.loaded[name] = nil
         end
     end
-    local job
-    job, err = _M.validate(t, path)
-    if not job then
-        return nil, err
+    if where then
+        return nil, str_format("%s: top-level code still running after %g s "
+                               .. "(at %s; an endless loop?): the load was "
+                               .. "stopped; a job's top-level code must "
+                               .. "finish, or give it more time with tide "
+                               .. "run --load-timeout", path, limit / 1000,
+                               where)
     end
+    if not ok then
+        local msg = _M.errtext(job)
+        if msg == "not enough memory" then
+            msg = msg .. " while loading the job file"
+        end
+        if str_sub(msg, 1, #path) ~= path then
+            msg = path .. ": " .. msg
+        end
+        return nil, msg
+    end
+    if job.err then
+        return nil, job.err
+    end
+    job = job.job
     job.path = path
     job.dir = dir
     job.modules = modules

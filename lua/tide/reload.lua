@@ -75,8 +75,9 @@ end
 --- what only a restart can change).
 ---@param job table        the running job (normalised)
 ---@param overrides table  the -c overrides the job was started with
+---@param limit_ms number|nil  the time its top-level code may take
 ---@return table|nil job, string|nil why, string|nil kind
-function _M.prepare(job, overrides)
+function _M.prepare(job, overrides, limit_ms)
     local names = {}
     for name in pairs(job.modules or {}) do
         if type(name) == "string" then
@@ -84,7 +85,8 @@ function _M.prepare(job, overrides)
         end
     end
     local new, err = job_mod.load(job.path, overrides,
-                                  { reload_modules = names })
+                                  { reload_modules = names,
+                                    limit_ms = limit_ms })
     if not new then
         return nil, tostring(err), "invalid"
     end

@@ -7,6 +7,7 @@ local state_mod = require("tide.state")
 local headers = require("tide.headers")
 local loop_mod = require("tide.loop")
 local reload_mod = require("tide.reload")
+local job_mod = require("tide.job")
 
 local type, pairs, ipairs, tostring, select = type, pairs, ipairs, tostring, select
 local setmetatable, xpcall, error = setmetatable, xpcall, error
@@ -75,7 +76,8 @@ end
 --- Opens the job's streams and checkpoint and makes its tasks.
 ---@param job table   a job from tide.job.load/validate
 ---@param env table   { data_dir = ..., mem = ... }
----@param opts table  { drain = bool, loop = tide.loop object or nil, log = fn }
+---@param opts table  { drain = bool, loop = tide.loop object or nil, log = fn,
+---                   overrides = -c list, load_limit_ms = reload time limit }
 ---@return table|nil runner, string|nil err
 function _M.new(job, env, opts)
     opts = opts or {}
@@ -83,7 +85,8 @@ function _M.new(job, env, opts)
         job = job, env = env, drain = opts.drain, loop = opts.loop,
         log = opts.log or default_log, streams = {}, tasks = {},
         collect_stores = opts.collect_stores,
-        overrides = opts.overrides, bad = {}, reloads = 0, refused = 0,
+        overrides = opts.overrides, load_limit_ms = opts.load_limit_ms,
+        bad = {}, reloads = 0, refused = 0,
         rolled_back = 0,
         final_window = opts.final_window,
         processed = 0, skipped = 0, dead = 0, commit_requested = false,
@@ -259,7 +262,19 @@ local function on_error(e)
     if e == SYSTEM_ERROR then
         return e
     end
-    return { msg = tostring(e), tb = traceback(tostring(e), 2) }
+    local msg = job_mod.errtext(e)
+    return { msg = msg, tb = traceback(msg, 2) }
+end
+
+-- What an xpcall with on_error failed with. Running out of memory skips
+-- the handler (LuaJIT raises it as is), and so may an error inside it:
+-- then the value is the bare message.
+local function caught(e)
+    if type(e) == "table" and (e == SYSTEM_ERROR or e.msg ~= nil) then
+        return e
+    end
+    local msg = job_mod.errtext(e)
+    return { msg = msg, tb = msg .. "\n(no traceback)" }
 end
 
 -- Processes msgs[from..n] of one input of one task. Runs under xpcall;
@@ -331,6 +346,7 @@ function _M:process_batch(task, inp, msgs, n)
         if ok then
             return true
         end
+        e = caught(e)
         local i = self.cur
         local m = msgs[i]
         task.ctx._pending.n = 0          -- the message leaves no trace
@@ -399,6 +415,9 @@ function _M:rollback(why)
         task.probation = 0
     end
     self.rolled_back = self.rolled_back + 1
+    -- What the failed version holds goes now: it may have failed for want
+    -- of memory, and LuaJIT does not collect before reporting that.
+    collectgarbage()
     self.log("warn", str_format("reload: version %s rolled back to %s: %s; "
                                 .. "it is not tried again until its files "
                                 .. "change", bad, self.version, why))
@@ -434,7 +453,8 @@ function _M:reload(trigger, quiet)
         end
         return nil, msg
     end
-    local new, why = reload_mod.prepare(job, self.overrides)
+    local new, why = reload_mod.prepare(job, self.overrides,
+                                        self.load_limit_ms)
     if not new then
         self.bad[id] = true
         self.refused = self.refused + 1
@@ -465,6 +485,7 @@ function _M:reload(trigger, quiet)
                 end
             end
             if not ok then
+                e = caught(e)
                 task.ctx._pending.n = 0
                 local msg = e == SYSTEM_ERROR and self.sys_err or e.msg
                 self:rollback(str_format("on_reload() of task %d raised: %s",
@@ -507,6 +528,7 @@ function _M:call_hook(task, name)
     if ok then
         return true
     end
+    e = caught(e)
     task.ctx._pending.n = 0
     if task.stores then
         for j = 1, #task.stores do

@@ -81,6 +81,85 @@ describe("tide.job", function()
         end)
     end)
 
+    describe("load() of code that misbehaves", function()
+        local function loads(code, opts)
+            local path = tmpjob(code .. "\n" .. MINIMAL)
+            local j, err = job.load(path, nil, opts)
+            os.remove(path)
+            return j, err, path
+        end
+
+        for _, c in ipairs({
+            { "while true do end", "while true do end" },
+            { "for i = 1, math.huge do end", "for i = 1, math.huge do end" },
+            { "a loop calling a function",
+              "local function f(x) return x + 1 end local x = 0 "
+              .. "while x >= 0 do x = f(x) end" },
+            { "a loop that pcall cannot keep going",
+              "while true do pcall(function() while true do end end) end" },
+        }) do
+            it("stops " .. c[1] .. " after opts.limit_ms, leaving the JIT on "
+               .. "and no hook", function()
+                local j, err, path = loads(c[2], { limit_ms = 200 })
+                assert.is_nil(j)
+                assert.matches(path .. ": top-level code still running after "
+                               .. "0.2 s (at " .. path .. ":1;", err, 1, true)
+                assert.is_nil(err:find("\n"))
+                assert.is_true(jit.status())
+                assert.is_nil(debug.gethook())
+            end)
+        end
+
+        it("loads a job whose top level takes a while but finishes", function()
+            local j = assert(loads("local s = 0 for i = 1, 1e6 do s = s + i end",
+                                   { limit_ms = 10000 }))
+            assert.equals("j", j.name)
+            assert.is_true(jit.status())
+        end)
+
+        it("makes os.exit raise while the file loads, then puts it back",
+           function()
+            local exit = os.exit
+            local j, err, path = loads("os.exit(0)")
+            assert.is_nil(j)
+            assert.matches(path .. ":1: os.exit() called: a job cannot end "
+                           .. "the process", err, 1, true)
+            assert.equals(exit, os.exit)
+            j, err = loads("local x = require('os').exit x(3)")
+            assert.is_nil(j)
+            assert.matches("os.exit() called", err, 1, true)
+            assert.equals(exit, os.exit)
+        end)
+
+        it("reports error values readably", function()
+            local _, err, path = loads("error({ code = 7 })")
+            assert.equals(path .. ": error object {code = 7}", err)
+            _, err = loads("error(nil)")
+            assert.matches("no message", err, 1, true)
+            _, err, path = loads("error(setmetatable({}, { __tostring = "
+                                 .. "function() return 'mine' end }))")
+            assert.equals(path .. ": mine", err)
+        end)
+    end)
+
+    describe("errtext()", function()
+        it("shows any value in one line and never raises", function()
+            assert.equals("x", job.errtext("x"))
+            assert.equals("error value 7", job.errtext(7))
+            assert.equals("error value false", job.errtext(false))
+            assert.equals('error object {["a b"] = 1, [1] = "s", k = {...}}',
+                          job.errtext({ "s", ["a b"] = 1, k = {} }))
+            local bad = setmetatable({}, { __tostring = function()
+                error("no")
+            end })
+            assert.equals("error object {}", job.errtext(bad))
+            local big = {}
+            for i = 1, 20 do big["k" .. i] = i end
+            assert.matches("^error object {k%d+ = %d+, .*, %.%.%.}$",
+                           job.errtext(big))
+        end)
+    end)
+
     describe("override()", function()
         it("sets nested keys, numbers and booleans", function()
             local path = tmpjob([[return { name = "j", inputs = { "i" },
