@@ -22,10 +22,16 @@
 --- Usage: luajit bench/bench_job.lua TIDE_BIN DIR [MESSAGES [PARTITIONS]]
 --- (bench/run.sh sets package.path and TIDE_LIB, and pins it to one
 --- core). A temporary folder is made in DIR and removed after. Each side
---- runs three times, alternating, and its best run is reported.
+--- runs BENCH_RUNS times (default 5), the two alternating, and each figure
+--- is the median of its runs with their spread (min-max); a ratio is
+--- taken run by run, then summarised alike (bench/stats.lua).
+local bench_dir = arg[0]:match("^(.*)/[^/]*$") or "."
+package.path = bench_dir .. "/?.lua;" .. package.path
+
 local ffi = require("ffi")
 local tlog = require("tide.log")
 local cjson = require("cjson")
+local stats = require("stats")
 
 local ffi_string, ffi_copy, ffi_cast = ffi.string, ffi.copy, ffi.cast
 local str_format, str_rep = string.format, string.rep
@@ -38,7 +44,7 @@ void *malloc(size_t size);
 void free(void *p);
 ]]
 
-local ROUNDS = 3
+local RUNS = stats.runs("bench_job")
 local KEYS = 10000                  -- distinct keys, "user-00000".."user-09999"
 local VAL_LEN = 100
 
@@ -50,7 +56,7 @@ if not tide_bin or not base or not n or n < 1 or not nparts then
                     .. "[MESSAGES [PARTITIONS]]\n")
     os.exit(2)
 end
-local jobs_dir = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/jobs"
+local jobs_dir = bench_dir .. "/jobs"
 
 local ts = ffi.new("struct bench_timespec")
 local function now()
@@ -246,64 +252,67 @@ local function tide_run(name, expect)
     return t
 end
 
--- Runs the tide side and the baseline ROUNDS times each, alternating
--- which goes first; returns the best times.
+-- Runs the tide side and the baseline RUNS times each, alternating
+-- which goes first; returns the rates of each side (M msg/s) and the
+-- ratios tide/baseline, run by run.
 local function compare(job, baseline, recs)
-    local tt, tb = 1e9, 1e9
-    for round = 1, ROUNDS do
+    local rt, rb, ratio = {}, {}, {}
+    for round = 1, RUNS do
+        local tb
         if round % 2 == 0 then
-            tb = math.min(tb, baseline(recs))
+            tb = baseline(recs)
         end
-        tt = math.min(tt, tide_run(job, n))
+        local tt = tide_run(job, n)
         if round % 2 == 1 then
-            tb = math.min(tb, baseline(recs))
+            tb = baseline(recs)
         end
+        rt[round], rb[round], ratio[round] = n / tt / 1e6, n / tb / 1e6,
+                                             tb / tt
         collectgarbage()
     end
-    return tt, tb
+    return rt, rb, ratio
 end
 
 local empty = open_out("bench-empty-in")
 empty:close()
-local te = 1e9
-for _ = 1, ROUNDS do
-    te = math.min(te, tide_run("bench-empty", 0))
+local te = {}
+for round = 1, RUNS do
+    te[round] = tide_run("bench-empty", 0) * 1000
 end
 
 local recs, buf = make_input("bench-pass-in", pass_value)
-local tp, bp = compare("bench-pass", raw_pass, recs)
+local tp, bp, pratio = compare("bench-pass", raw_pass, recs)
 ffi.C.free(recs)
 ffi.C.free(buf)
 recs, buf = make_input("bench-json-in", json_value)
-local tj, bj = compare("bench-json", raw_json, recs)
-local cj, tc = 1e9, 1e9
-for _ = 1, ROUNDS do
-    cj = math.min(cj, codec_only(recs, cjson))
-    tc = math.min(tc, codec_only(recs, require("tide.json")))
+local tj, bj, jratio = compare("bench-json", raw_json, recs)
+local cj, tc = {}, {}
+for round = 1, RUNS do
+    cj[round] = n / codec_only(recs, cjson) / 1e6
+    tc[round] = n / codec_only(recs, require("tide.json")) / 1e6
 end
 ffi.C.free(recs)
 ffi.C.free(buf)
 cleanup()
 
 print(str_format("job: %d messages over %d partition%s, 10-byte keys "
-                 .. "(%d distinct), %d-byte values, one core",
-                 n, nparts, nparts == 1 and "" or "s", KEYS, VAL_LEN))
+                 .. "(%d distinct), %d-byte values, one core; %d runs, the "
+                 .. "sides alternating; ratio = tide/baseline, run by run",
+                 n, nparts, nparts == 1 and "" or "s", KEYS, VAL_LEN, RUNS))
 print(str_format("  tide: whole `tide run --drain` wall time; the same run "
-                 .. "on an empty input takes %.0f ms", te * 1000))
+                 .. "on an empty input takes %s", stats.fmt(te, 0, "ms")))
 print("  baseline: raw LuaJIT loop: ffi.string key+value per message, in "
       .. "memory,")
 print("            [json: + cjson decode+encode,] + tide.log push, one "
       .. "durable flush at the end")
-print(str_format("%-13s %12s   %-30s %12s   %s", "", "tide", "baseline", "",
-                 "tide/baseline"))
-print(str_format("%-13s %6.2f M msg/s   %-30s %6.2f M msg/s   %.2f",
-                 "pass-through", n / tp / 1e6, "raw loop", n / bp / 1e6,
-                 bp / tp))
-print(str_format("%-13s %6.2f M msg/s   %-30s %6.2f M msg/s   %.2f",
-                 "json", n / tj / 1e6, "raw loop + cjson", n / bj / 1e6,
-                 bj / tj))
-print(str_format("%-13s %12s   %-30s %6.2f M msg/s   (decode+encode alone, "
-                 .. "no log: the json serde's ceiling)", "", "",
-                 "tide.json codec only", n / tc / 1e6))
-print(str_format("%-13s %12s   %-30s %6.2f M msg/s   (the same with "
-                 .. "lua-cjson)", "", "", "cjson only", n / cj / 1e6))
+print(str_format("%-13s tide %s   raw loop %s   ratio %s", "pass-through",
+                 stats.fmt(tp, 2, "M msg/s"), stats.fmt(bp, 2, "M msg/s"),
+                 stats.fmt_ratio(pratio, 2)))
+print(str_format("%-13s tide %s   raw loop + cjson %s   ratio %s", "json",
+                 stats.fmt(tj, 2, "M msg/s"), stats.fmt(bj, 2, "M msg/s"),
+                 stats.fmt_ratio(jratio, 2)))
+print(str_format("%-13s tide.json codec only %s (decode+encode alone, no "
+                 .. "log: the json serde's ceiling)", "",
+                 stats.fmt(tc, 2, "M msg/s")))
+print(str_format("%-13s cjson only %s (the same with lua-cjson)", "",
+                 stats.fmt(cj, 2, "M msg/s")))

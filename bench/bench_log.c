@@ -10,9 +10,12 @@
  *
  * Usage: bench_log [DIR [RECORDS [FLUSH_EVERY]]]. DIR defaults to
  * $TIDE_TMP or /tmp; a temporary folder is made in it and removed after.
- * Each side runs three times, alternating, and its best run is reported.
+ * Each side runs BENCH_RUNS times (default 5), the two alternating, and
+ * each figure is the median of its runs with their spread (min-max); a
+ * ratio is taken run by run, then summarised alike (bench_stats.h).
  */
 #include "tide.h"
+#include "bench_stats.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -27,7 +30,6 @@
 #define VAL_LEN   100
 #define NKEYS     10000
 #define KEY_LEN   10
-#define ROUNDS    3
 
 static double
 now(void)
@@ -229,6 +231,27 @@ dir_bytes(const char *partdir)
     return total;
 }
 
+/* Prints one row: tide's and the baseline's median rate with their
+ * spreads, and the ratio taken run by run. */
+static void
+print_row(const char *what, const char *base_name, const double *t_tide,
+          const double *t_base, int runs, long n)
+{
+    double  rt[BENCH_RUNS_MAX], rb[BENCH_RUNS_MAX], ratio[BENCH_RUNS_MAX];
+    char    a[96], b[96], c[48];
+    int     i;
+
+    for (i = 0; i < runs; i++) {
+        rt[i] = n / t_tide[i] / 1e6;
+        rb[i] = n / t_base[i] / 1e6;
+        ratio[i] = t_base[i] / t_tide[i];
+    }
+    printf("%-7s tide %s   %s %s   ratio %s\n", what,
+           bench_fmt(a, sizeof(a), rt, runs, 2, "M rec/s"), base_name,
+           bench_fmt(b, sizeof(b), rb, runs, 2, "M rec/s"),
+           bench_fmt_ratio(c, sizeof(c), ratio, runs, 2));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -236,10 +259,12 @@ main(int argc, char **argv)
     const char   *base = argc > 1 ? argv[1] : getenv("TIDE_TMP");
     long          n = argc > 2 ? atol(argv[2]) : 2000000;
     long          every = argc > 3 ? atol(argv[3]) : 10000;
+    int           runs = bench_runs("bench_log");
     char          dir[4096], path[4200], partdir[4200], rawpath[4200];
     char          val[VAL_LEN], *batch;
-    double        ta = 1e9, tr = 1e9, ra = 1e9, rr = 1e9, t;
-    long long     bytes = 0, rbytes;
+    double        ta[BENCH_RUNS_MAX], tr[BENCH_RUNS_MAX];
+    double        ra[BENCH_RUNS_MAX], rr[BENCH_RUNS_MAX];
+    long long     bytes = 0, rbytes = 0;
     size_t        batch_len;
     int           i;
 
@@ -273,33 +298,34 @@ main(int argc, char **argv)
     }
     memset(batch, 'x', batch_len);
     snprintf(rawpath, sizeof(rawpath), "%s/raw", dir);
-    for (i = 0; i < ROUNDS; i++) {
+    for (i = 0; i < runs; i++) {
         snprintf(path, sizeof(path), "%s/streams", dir);
         rm_rf(path);
         unlink(rawpath);
         sync();
         if (i % 2 == 1) {
-            t = append_raw(rawpath, batch, bytes, batch_len);
-            ra = t < ra ? t : ra;
+            ra[i] = append_raw(rawpath, batch, bytes, batch_len);
         }
-        t = append_tide(dir, "bench", keys, val, n, every);
-        ta = t < ta ? t : ta;
+        ta[i] = append_tide(dir, "bench", keys, val, n, every);
         if (i % 2 == 0) {
-            t = append_raw(rawpath, batch, bytes, batch_len);
-            ra = t < ra ? t : ra;
+            ra[i] = append_raw(rawpath, batch, bytes, batch_len);
         }
     }
     free(batch);
     unlink(rawpath);
 
     /* Reads come from the page cache on both sides: the files were just
-     * written, and the first round warms whatever is not. */
+     * written, and an untimed first read warms whatever is not. */
     snprintf(partdir, sizeof(partdir), "%s/streams/bench/0", dir);
-    for (i = 0; i < ROUNDS; i++) {
-        t = read_raw(partdir, &rbytes);
-        rr = t < rr ? t : rr;
-        t = read_tide(dir, "bench", n);
-        tr = t < tr ? t : tr;
+    read_raw(partdir, &rbytes);
+    for (i = 0; i < runs; i++) {
+        if (i % 2 == 1) {
+            rr[i] = read_raw(partdir, &rbytes);
+        }
+        tr[i] = read_tide(dir, "bench", n);
+        if (i % 2 == 0) {
+            rr[i] = read_raw(partdir, &rbytes);
+        }
     }
     if (rbytes != bytes) {
         die("read", "raw read a different number of bytes");
@@ -307,15 +333,10 @@ main(int argc, char **argv)
     rm_rf(dir);
 
     printf("log: %ld records, %d-byte keys, %d-byte values, %.1f MB on "
-           "disk, flush every %ld\n", n, KEY_LEN, VAL_LEN, bytes / 1e6,
-           every);
-    printf("%-7s %8s %10s %9s   %-22s %10s %9s   %s\n", "", "", "tide",
-           "", "baseline", "", "", "tide/baseline");
-    printf("%-7s %8.2f M rec/s %6.0f MB/s   %-22s %5.2f M rec/s %6.0f "
-           "MB/s   %.2f\n", "append", n / ta / 1e6, bytes / ta / 1e6,
-           "write+fdatasync", n / ra / 1e6, bytes / ra / 1e6, ra / ta);
-    printf("%-7s %8.2f M rec/s %6.0f MB/s   %-22s %5.2f M rec/s %6.0f "
-           "MB/s   %.2f\n", "read", n / tr / 1e6, bytes / tr / 1e6,
-           "read()", n / rr / 1e6, bytes / rr / 1e6, rr / tr);
+           "disk (%lld bytes a record), flush every %ld; %d runs, the sides "
+           "alternating; ratio = tide/baseline, run by run\n", n, KEY_LEN,
+           VAL_LEN, bytes / 1e6, bytes / n, every, runs);
+    print_row("append", "write+fdatasync", ta, ra, runs, n);
+    print_row("read", "read()", tr, rr, runs, n);
     return 0;
 }

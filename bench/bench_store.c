@@ -17,9 +17,13 @@
  *
  * Usage: bench_store [DIR [HOT_OPS [MANY_KEYS [RESTORE_RECS]]]]. DIR
  * defaults to $TIDE_TMP or /tmp; a temporary folder is made in it and
- * removed after.
+ * removed after. Each part runs BENCH_RUNS times (default 5), the sides
+ * in turn, and each figure is the median of its runs with their spread
+ * (min-max); a ratio is taken run by run, then summarised alike
+ * (bench_stats.h).
  */
 #include "tide.h"
+#include "bench_stats.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -241,15 +245,17 @@ run_raw(const char *dir, uint64_t nkeys, int64_t ops, int random,
     return i;
 }
 
-static void
-bench_keys(const char *base, const char *label, uint64_t nkeys, int64_t ops,
-           int random)
+/* One round of a keys part: the store alone, the store with its
+ * changelog, the raw loop; returns 1 when a side stopped at the budget. */
+static int
+keys_round(const char *base, const char *label, uint64_t nkeys,
+           int64_t ops, int random, double *rs, double *rl, double *rr)
 {
     tide_store_t  *s;
     tide_log_t    *log;
     char           path[4096];
     double         ts, tl, tr;
-    int64_t        ns, nl, nr;
+    int64_t        ns, nl, nr, raw_ops;
 
     snprintf(path, sizeof(path), "%s/%s-store", base, label);
     s = store_open(path, NULL);
@@ -270,18 +276,41 @@ bench_keys(const char *base, const char *label, uint64_t nkeys, int64_t ops,
 
     snprintf(path, sizeof(path), "%s/%s-raw", base, label);
     /* The raw loop is much slower: a fifth of the hot ops is plenty. */
-    nr = run_raw(path, nkeys, random ? ops : ops / 5, random, &tr);
+    raw_ops = random ? ops : ops / 5;
+    nr = run_raw(path, nkeys, raw_ops, random, &tr);
     rm_rf(path);
 
-    printf("%-10s %8" PRIu64 " keys: store %6.2f M ops/s (%" PRId64 " ops "
-           "in %.1f s), with changelog %6.2f M ops/s; raw get+put %6.3f M "
-           "ops/s (%" PRId64 " ops in %.1f s); store/raw %.1fx\n",
-           label, nkeys, ns / ts / 1e6, ns, ts, nl / tl / 1e6,
-           nr / tr / 1e6, nr, tr, (ns / ts) / (nr / tr));
-    if (ns < ops || (random && nr < ops)) {
-        printf("%-10s stopped at the %.0f s budget: store %" PRId64
-               " of %" PRId64 " ops, raw %" PRId64 "\n", label, TIME_BUDGET,
-               ns, ops, nr);
+    *rs = ns / ts / 1e6;
+    *rl = nl / tl / 1e6;
+    *rr = nr / tr / 1e6;
+    return ns < ops || nl < ops || nr < raw_ops;
+}
+
+static void
+bench_keys(const char *base, const char *label, uint64_t nkeys, int64_t ops,
+           int random, int runs)
+{
+    /* Zeroed so that the compiler sees them written whatever 'runs'. */
+    double  rs[BENCH_RUNS_MAX] = { 0 }, rl[BENCH_RUNS_MAX] = { 0 };
+    double  rr[BENCH_RUNS_MAX] = { 0 }, ratio[BENCH_RUNS_MAX] = { 0 };
+    char    a[96], b[96], c[96], d[48];
+    int     i, stopped = 0;
+
+    for (i = 0; i < runs; i++) {
+        stopped |= keys_round(base, label, nkeys, ops, random, &rs[i],
+                              &rl[i], &rr[i]);
+        ratio[i] = rs[i] / rr[i];
+    }
+    printf("%-10s %" PRIu64 " keys, %" PRId64 " ops%s: store %s; with "
+           "changelog %s; raw get+put %s; store/raw %s\n", label, nkeys,
+           ops, random ? " at random" : " in rotation (raw: a fifth)",
+           bench_fmt(a, sizeof(a), rs, runs, 2, "M ops/s"),
+           bench_fmt(b, sizeof(b), rl, runs, 2, "M ops/s"),
+           bench_fmt(c, sizeof(c), rr, runs, 3, "M ops/s"),
+           bench_fmt_ratio(d, sizeof(d), ratio, runs, 1));
+    if (stopped) {
+        printf("%-10s a side stopped at the %.0f s budget in some run: its "
+               "rate is over the ops it did\n", label, TIME_BUDGET);
     }
     fflush(stdout);
 }
@@ -323,21 +352,17 @@ raw_read(const char *logdir, int64_t *total)
     return now() - t0;
 }
 
-static void
-bench_restore(const char *base, int64_t nrecs)
+/* Writes a changelog of nrecs records, each of a new key, through a
+ * changelogged store; returns the open log (caller frees it). */
+static tide_log_t *
+restore_source(const char *base, const char *logdir, int64_t nrecs)
 {
-    tide_store_t   *s;
-    tide_log_t     *log;
-    tide_reader_t  *r;
-    tide_rec_t      recs[1024];
-    char            logdir[4096], path[4096], snap[4096], err[512];
-    char            key[32], val[VAL_LEN];
-    int64_t         i, recs_done, bytes, tot_recs = 0, tot_bytes = 0;
-    int64_t         raw_bytes, rd_recs = 0;
-    double          t0, t_restore, t_snap, t_raw, t_reader;
-    int             rc, klen, got;
+    tide_store_t  *s;
+    tide_log_t    *log;
+    char           path[4096], key[32], val[VAL_LEN];
+    int64_t        i;
+    int            klen;
 
-    snprintf(logdir, sizeof(logdir), "%s/restore-log", base);
     log = log_open(logdir);
     snprintf(path, sizeof(path), "%s/restore-src", base);
     s = store_open(path, log);
@@ -361,22 +386,24 @@ bench_restore(const char *base, int64_t nrecs)
     }
     tide_store_free(s);
     rm_rf(path);
+    return log;
+}
 
-    /* Raw read, once to warm the page cache alike for both, then timed. */
-    raw_read(logdir, &raw_bytes);
-    t_raw = raw_read(logdir, &raw_bytes);
+/* One restore into an empty store, then the snapshot that makes it
+ * durable; writes the seconds of each, the records and the bytes. */
+static void
+restore_round(const char *base, tide_log_t *log, double *t_restore,
+              double *t_snap, int64_t *tot_recs, int64_t *tot_bytes)
+{
+    tide_store_t   *s;
+    tide_reader_t  *r;
+    char            path[4096], snap[4096], err[512];
+    int64_t         recs_done, bytes;
+    double          t0;
+    int             rc;
 
-    /* The log reader alone, for reference. */
-    if (tide_reader_new(&r, log, 0, TIDE_OFFSET_BEGINNING) != TIDE_OK) {
-        die("tide_reader_new", tide_log_errmsg(log));
-    }
-    t0 = now();
-    while ((got = tide_reader_poll_batch(r, recs, 1024)) > 0) {
-        rd_recs += got;
-    }
-    t_reader = now() - t0;
-    tide_reader_free(r);
-
+    *tot_recs = 0;
+    *tot_bytes = 0;
     snprintf(path, sizeof(path), "%s/restore-dst", base);
     s = store_open(path, NULL);
     if (tide_reader_new(&r, log, 0, TIDE_OFFSET_BEGINNING) != TIDE_OK) {
@@ -385,10 +412,10 @@ bench_restore(const char *base, int64_t nrecs)
     t0 = now();
     do {
         rc = tide_store_restore(s, r, INT64_MAX, 500000, &recs_done, &bytes);
-        tot_recs += recs_done;
-        tot_bytes += bytes;
+        *tot_recs += recs_done;
+        *tot_bytes += bytes;
     } while (rc == TIDE_OK);
-    t_restore = now() - t0;
+    *t_restore = now() - t0;
     if (rc != TIDE_ENOENT) {
         die("tide_store_restore", tide_store_errmsg(s));
     }
@@ -396,21 +423,73 @@ bench_restore(const char *base, int64_t nrecs)
     if (tide_store_snapshot(s, snap, err, sizeof(err)) != TIDE_OK) {
         die("tide_store_snapshot", err);
     }
-    t_snap = now() - t0;
+    *t_snap = now() - t0;
     tide_reader_free(r);
     tide_store_free(s);
-    tide_log_free(log);
     rm_rf(path);
     rm_rf(snap);
+}
+
+/* Reads the whole changelog through the log reader; returns seconds. */
+static double
+reader_round(tide_log_t *log)
+{
+    tide_reader_t  *r;
+    tide_rec_t      recs[1024];
+    double          t0, t;
+
+    if (tide_reader_new(&r, log, 0, TIDE_OFFSET_BEGINNING) != TIDE_OK) {
+        die("tide_reader_new", tide_log_errmsg(log));
+    }
+    t0 = now();
+    while (tide_reader_poll_batch(r, recs, 1024) > 0) {
+        continue;
+    }
+    t = now() - t0;
+    tide_reader_free(r);
+    return t;
+}
+
+static void
+bench_restore(const char *base, int64_t nrecs, int runs)
+{
+    tide_log_t  *log;
+    char         logdir[4096], a[96], b[96], c[96], d[96], f[96], e[48];
+    int64_t      recs = 0, bytes = 0, raw_bytes;
+    double       t_restore, t_snap;
+    /* Zeroed so that the compiler sees them written whatever 'runs'. */
+    double       mr[BENCH_RUNS_MAX] = { 0 }, ms[BENCH_RUNS_MAX] = { 0 };
+    double       mrd[BENCH_RUNS_MAX] = { 0 }, mraw[BENCH_RUNS_MAX] = { 0 };
+    double       recs_s[BENCH_RUNS_MAX] = { 0 }, ratio[BENCH_RUNS_MAX] = { 0 };
+    int          i;
+
+    snprintf(logdir, sizeof(logdir), "%s/restore-log", base);
+    log = restore_source(base, logdir, nrecs);
+
+    /* An untimed raw read warms the page cache alike for every side. */
+    raw_read(logdir, &raw_bytes);
+    for (i = 0; i < runs; i++) {
+        mraw[i] = raw_bytes / raw_read(logdir, &raw_bytes) / 1e6;
+        restore_round(base, log, &t_restore, &t_snap, &recs, &bytes);
+        mrd[i] = bytes / reader_round(log) / 1e6;
+        mr[i] = bytes / t_restore / 1e6;
+        ms[i] = bytes / t_snap / 1e6;
+        recs_s[i] = recs / t_restore / 1e6;
+        ratio[i] = mr[i] / mraw[i];
+    }
+    tide_log_free(log);
     rm_rf(logdir);
 
-    printf("restore    %" PRId64 " records, %.1f MB of changelog: %.2f M "
-           "rec/s, %.0f MB/s (%.0f MB/s including the snapshot that makes "
-           "it durable); log reader alone %.0f MB/s; raw read() %.0f MB/s\n",
-           tot_recs, tot_bytes / 1e6, tot_recs / t_restore / 1e6,
-           tot_bytes / t_restore / 1e6, tot_bytes / t_snap / 1e6,
-           rd_recs > 0 ? tot_bytes / t_reader / 1e6 : 0.0,
-           raw_bytes / t_raw / 1e6);
+    printf("restore    %" PRId64 " records (one per key), %.1f MB of "
+           "changelog: %s, %s (%s including the snapshot that makes it "
+           "durable); log reader alone %s; raw read() %s; restore/raw read "
+           "%s\n", recs, bytes / 1e6,
+           bench_fmt(a, sizeof(a), recs_s, runs, 2, "M rec/s"),
+           bench_fmt(b, sizeof(b), mr, runs, 0, "MB/s"),
+           bench_fmt(c, sizeof(c), ms, runs, 0, "MB/s"),
+           bench_fmt(d, sizeof(d), mrd, runs, 0, "MB/s"),
+           bench_fmt(f, sizeof(f), mraw, runs, 0, "MB/s"),
+           bench_fmt_ratio(e, sizeof(e), ratio, runs, 2));
     fflush(stdout);
 }
 
@@ -421,6 +500,7 @@ main(int argc, char **argv)
     int64_t      hot_ops = argc > 2 ? atoll(argv[2]) : 5000000;
     uint64_t     many = argc > 3 ? strtoull(argv[3], NULL, 10) : 10000000;
     int64_t      nrestore = argc > 4 ? atoll(argv[4]) : 2000000;
+    int          runs = bench_runs("bench_store");
     char         dir[4096];
 
     if (base == NULL || base[0] == '\0') {
@@ -430,9 +510,11 @@ main(int argc, char **argv)
     if (mkdtemp(dir) == NULL) {
         die("mkdtemp", dir);
     }
-    bench_keys(dir, "hot", HOT_KEYS, hot_ops, 0);
-    bench_keys(dir, "many", many, (int64_t) many, 1);
-    bench_restore(dir, nrestore);
+    printf("store: %d runs of each part; figures are the median (median of "
+           "N, min-max); ratios are taken run by run\n", runs);
+    bench_keys(dir, "hot", HOT_KEYS, hot_ops, 0, runs);
+    bench_keys(dir, "many", many, (int64_t) many, 1, runs);
+    bench_restore(dir, nrestore, runs);
     rm_rf(dir);
     return 0;
 }
