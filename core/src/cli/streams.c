@@ -66,7 +66,9 @@ do_list(cli_t *c)
         names[n++] = strdup(de->d_name);
     }
     closedir(d);
-    qsort(names, n, sizeof(*names), cmp_str);
+    if (n > 1) {
+        qsort(names, n, sizeof(*names), cmp_str);   /* names is NULL at 0 */
+    }
     for (i = 0; i < n; i++) {
         puts(names[i]);
         free(names[i]);
