@@ -4,8 +4,9 @@
 local cjson = require("cjson.safe")
 
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
+local next = next
 local str_format = string.format
-local concat = table.concat
+local concat, sort = table.concat, table.sort
 local io_open = io.open
 
 local _M = {}
@@ -105,6 +106,67 @@ function _M.decode(text, path, job_name)
         tasks[part] = entry
     end
     return tasks
+end
+
+--- Checks decoded `tasks` against the job that is to resume from them:
+--- one task per partition, `nparts` of them, each naming only inputs in
+--- `inputs` (a list of "system:name"). A checkpoint with no task is
+--- nothing saved yet. Returns true, or nil and one line naming the file,
+--- the task and what to do: nothing is guessed.
+---@param tasks table
+---@param path string
+---@param job_name string
+---@param nparts integer
+---@param inputs string[]
+---@return boolean|nil ok, string|nil err
+function _M.check(tasks, path, job_name, nparts, inputs)
+    if next(tasks) == nil then
+        return true
+    end
+    local redo = "; if the job changed on purpose, delete the job's "
+                 .. "checkpoint.json and stores/ to reprocess every input "
+                 .. "from the beginning, else restore the job file (or "
+                 .. "the checkpoint) that matches"
+    local known = {}
+    for _, key in ipairs(inputs) do
+        known[key] = true
+    end
+    local parts = {}
+    for p in pairs(tasks) do
+        parts[#parts + 1] = p
+    end
+    sort(parts)
+    for _, p in ipairs(parts) do
+        if p >= nparts then
+            return nil, str_format("%s: task %d does not exist: job '%s' has "
+                                   .. "%d tasks (0 to %d, one per partition "
+                                   .. "of its inputs)%s", path, p, job_name,
+                                   nparts, nparts - 1, redo)
+        end
+        local names = {}
+        for name in pairs(tasks[p].inputs) do
+            names[#names + 1] = name
+        end
+        sort(names)
+        for _, name in ipairs(names) do
+            if not known[name] then
+                return nil, str_format("%s: task %d has an offset for input "
+                                       .. "'%s', which job '%s' does not "
+                                       .. "read (inputs: %s)%s", path, p,
+                                       name, job_name, concat(inputs, ", "),
+                                       redo)
+            end
+        end
+    end
+    for p = 0, nparts - 1 do
+        if not tasks[p] then
+            return nil, str_format("%s: task %d is missing, but job '%s' has "
+                                   .. "%d tasks: the partition count of its "
+                                   .. "inputs changed since the checkpoint%s",
+                                   path, p, job_name, nparts, redo)
+        end
+    end
+    return true
 end
 
 --- Returns the saved offsets as { [partition] = { inputs = { [input] =

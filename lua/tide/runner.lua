@@ -178,6 +178,40 @@ function _M.new(job, env, opts)
     if not saved then
         return fail_open(self, err)
     end
+    local ckpt_path = self.ckpt.path or "checkpoint"
+    local keys = {}
+    for i, inp in ipairs(self.inputs) do
+        keys[i] = inp.key
+    end
+    local ok
+    ok, err = checkpoint.check(saved, ckpt_path, job.name, nparts, keys)
+    if not ok then
+        return fail_open(self, err)
+    end
+    -- An offset past the end of its partition: the stream was deleted and
+    -- made again, and new records below that offset would be skipped.
+    for p = 0, nparts - 1 do
+        for _, inp in ipairs(self.inputs) do
+            local off = saved[p] and saved[p].inputs[inp.key]
+            if off then
+                local first, last = inp.stream:range(p)
+                if not first then
+                    return fail_open(self, str_format(
+                        "input '%s' partition %d: %s", inp.spec, p,
+                        tostring(last)))
+                end
+                if off > last then
+                    return fail_open(self, str_format(
+                        "%s: task %d resumes input '%s' at offset %.0f, but "
+                        .. "its partition %d ends at offset %.0f: the stream "
+                        .. "was deleted and made again, or its files lost; "
+                        .. "delete the job's checkpoint.json and stores/ to "
+                        .. "reprocess it from the beginning, or restore the "
+                        .. "stream", ckpt_path, p, inp.key, off, p, last))
+                end
+            end
+        end
+    end
     local st
     st, err = state_mod.open(job, env, nparts, saved, self.log)
     if not st then

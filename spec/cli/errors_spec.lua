@@ -296,6 +296,73 @@ describe("tide", function()
       assert.are.equal(4, #h.lines(h.ok({ "consume", "s", "-e" }, { dir = dir })))
     end)
 
+    describe("on a checkpoint that does not fit the job", function()
+      -- tag (spec/cli/jobs/tag.lua) reads "in" (2 partitions here) and
+      -- writes "out"; a drain leaves a checkpoint of both tasks.
+      local TAG = (os.getenv("TIDE_SOURCE_DIR") or ".")
+                  .. "/spec/cli/jobs/tag.lua"
+      local ckpt, good
+
+      before_each(function()
+        h.ok({ "produce", "in", "-K", ":", "--partitions", "2" },
+             { dir = dir, stdin = "a:1\nb:2\nc:3\nd:4\n" })
+        h.ok({ "run", TAG, "--drain" }, { dir = dir, stderr_ok = true })
+        ckpt = dir .. "/jobs/tag/checkpoint.json"
+        good = assert(h.read_file(ckpt))
+        assert.matches('"0":{"inputs":{"local:in":%d+}', good)
+      end)
+
+      -- Runs the job on checkpoint `text`: it must stop at once with one
+      -- line, leaving the checkpoint and the outputs as they were.
+      local function refused(text, must)
+        h.write_file(ckpt, text)
+        local outs = h.ok({ "consume", "out", "-e" }, { dir = dir })
+        local l = assert_fails(h.tide({ "run", TAG, "--drain" }, { dir = dir }),
+                               must)
+        assert.matches(ckpt, l, 1, true)
+        assert.are.equal(text, h.read_file(ckpt))
+        assert.are.equal(outs, h.ok({ "consume", "out", "-e" }, { dir = dir }))
+        return l
+      end
+
+      it("that names a task the job does not have", function()
+        local l = refused(good:gsub('"tasks":{', '"tasks":{"7":{"inputs":'
+                                    .. '{"local:in":1},"changelogs":{}},', 1),
+                          { "task 7", "2 tasks" })
+        assert.matches("delete the job's checkpoint.json", l, 1, true)
+      end)
+
+      it("that lacks a task of the job", function()
+        refused(good:gsub('"1":{"inputs":{[^}]*},"changelogs":{}}', "", 1)
+                    :gsub(",}", "}"), { "task 1 is missing" })
+      end)
+
+      it("with \"inputs\" as an array", function()
+        refused(good:gsub('"inputs":{"local:in":(%d+)}', '"inputs":[%1]', 1),
+                { "task 0", '"inputs"', "array" })
+      end)
+
+      it("with an input the job does not read", function()
+        refused(good:gsub('"local:in":', '"local:gone":', 1),
+                { "task 0", "'local:gone'", "inputs: local:in" })
+      end)
+
+      it("with an offset of 1e300", function()
+        refused(good:gsub('"local:in":%d+', '"local:in":1e300', 1),
+                { "task 0", "bad offset for input 'local:in'" })
+      end)
+
+      it("with an offset past the end of its partition (the stream made "
+         .. "again)", function()
+        os.execute("rm -rf " .. h.q(dir .. "/streams/in"))
+        h.ok({ "produce", "in", "--partitions", "2", "-p", "0" },
+             { dir = dir, stdin = "new\n" })
+        local l = refused(good, { "input 'local:in'", "partition 0 ends at "
+                                  .. "offset 1", "deleted and made again" })
+        assert.matches("task 0 resumes input 'local:in' at offset %d+", l)
+      end)
+    end)
+
     it("on an empty -K separator", function()
       assert_fails(h.tide({ "produce", "s", "-K", "" }, { dir = dir, stdin = "x\n" }),
                    { "-K" })
