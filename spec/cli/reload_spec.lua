@@ -441,14 +441,33 @@ describe("hot reload", function()
       local job_file = setup_counter()
       local job = start(dir, work, { "run", job_file })
       wait_count(job, "started", 1)
+      -- The other user runs a copy of tide and of the Lua runtime it loads
+      -- (from the source tree) in the scratch folder: the checkout or the
+      -- build may sit where that user cannot read, and that must not be
+      -- what keeps it out.
+      local rt = work .. "/rt"
+      assert(os.execute(fmt("mkdir %s && cp -R %s %s %s/ && cp %s %s/tide",
+                            h.q(rt), h.q(SRC .. "/bindings"),
+                            h.q(SRC .. "/lua"), h.q(rt), h.q(h.bin), h.q(rt)))
+             == 0, "could not copy tide to " .. rt)
+      local other = fmt("setpriv --reuid=65534 --regid=65534 --clear-groups "
+                        .. "env TIDE_LUA_PATH=%s %s",
+                        h.q(fmt("%s/bindings/?.lua;%s/lua/?.lua;"
+                                .. "%s/lua/?/init.lua;;", rt, rt, rt)),
+                        h.q(rt .. "/tide"))
       -- let the other user reach the socket: only its mode keeps it out
+      os.execute("chmod -R a+rX " .. h.q(rt))
       os.execute("find " .. h.q(work) .. " -type d -exec chmod a+rx {} +")
+      -- it can run tide: a job it may reach gets an answer ("not running")
+      local probe = h.run(other .. " reload nosuchjob --data-dir "
+                          .. h.q(dir))
+      assert_clear_error(probe, { "nosuchjob" })
+      assert.is_nil(probe.err:find("module", 1, true), probe.err)
       local sock = dir .. "/jobs/reload_counter/control.sock"
       assert.are.equal("600 0 socket",
                        h.sh("stat -c '%a %u %F' " .. h.q(sock))
                          :gsub("%s+$", ""))
-      local r = h.run("setpriv --reuid=65534 --regid=65534 --clear-groups "
-                      .. h.q(h.bin) .. " reload reload_counter --data-dir "
+      local r = h.run(other .. " reload reload_counter --data-dir "
                       .. h.q(dir))
       assert_clear_error(r, { "reload_counter" })
       assert.matches("[Pp]ermission", r.err)
