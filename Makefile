@@ -1,12 +1,20 @@
 # Thin wrapper over CMake. 'make test' and 'make demo' do the whole set-up
 # on a fresh Debian machine: 'deps' installs the packages that are missing.
 
+# clang and libclang-rt-14-dev (its sanitizer and libFuzzer runtimes)
+# build the fuzz targets.
 DEPS := cmake pkg-config gcc make luajit libluajit-5.1-dev librdkafka-dev \
-        librocksdb-dev libuv1-dev lua-cjson lua-busted luarocks
+        librocksdb-dev libuv1-dev lua-cjson lua-busted luarocks \
+        clang libclang-rt-14-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS ?= 2
+# Seconds each fuzz target runs: in 'make test', and in 'make fuzz'.
+FUZZ_TEST_SECONDS ?= 20
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
 
-.PHONY: all deps build build-asan test test-plain test-asan demo bench cdef clean
+.PHONY: all deps build build-asan build-fuzz test test-plain test-asan \
+        test-fuzz fuzz fuzz-corpus demo bench cdef clean
 
 all: build
 
@@ -29,14 +37,39 @@ build-asan: deps
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTIDE_SANITIZE=ON >/dev/null
 	@cmake --build build-asan -j$(JOBS)
 
+# The libFuzzer targets (fuzz/), clang with ASan+UBSan; nothing else.
+build-fuzz: deps
+	@cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DTIDE_FUZZ=ON \
+	  -DTIDE_BUILD_CLI=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DTIDE_FUZZ_SECONDS=$(FUZZ_TEST_SECONDS) >/dev/null
+	@cmake --build build-fuzz -j$(JOBS)
+
 test-plain: build
 	cd build && ctest --output-on-failure -j$(JOBS)
 
 test-asan: build-asan
 	cd build-asan && ctest --output-on-failure -j$(JOBS)
 
-# Every C test and busted spec, in the plain build, then under ASan+UBSan.
-test: test-plain test-asan
+# Each fuzz target for FUZZ_TEST_SECONDS; fails on anything found.
+test-fuzz: build-fuzz
+	cd build-fuzz && ctest --output-on-failure -j$(JOBS)
+
+# Every C test and busted spec, in the plain build, then under ASan+UBSan;
+# then every fuzz target for a short time.
+test: test-plain test-asan test-fuzz
+
+# Each fuzz target for FUZZ_SECONDS, one at a time. What they learn stays
+# in build-fuzz/fuzz-out/<target>/corpus; findings are saved beside it.
+fuzz: build-fuzz
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "make fuzz: fuzz_$$t for $(FUZZ_SECONDS) s"; \
+	  nice sh fuzz/run.sh build-fuzz/fuzz_$$t fuzz/corpus/$$t \
+	    build-fuzz/fuzz-out/$$t $(FUZZ_SECONDS) || exit 1; \
+	done
+
+# Rewrites the seed corpora in fuzz/corpus/ from files tide makes.
+fuzz-corpus: build
+	TIDE_LIB=build/libtide.so luajit fuzz/make_corpus.lua
 
 cdef: build
 	@cmake --build build --target cdef
@@ -48,4 +81,4 @@ bench: build
 	@sh bench/run.sh
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

@@ -308,6 +308,18 @@ describe("a hostile job file", function()
       assert.are.equal(4, select(2, log:gsub("refused", "")), log)
     end)
 
+    it("stops on SIGTERM sent while a new version's top level loops",
+       function()
+      local job = start("2s")
+      wait_outputs(2)
+      h.write_file(real, job_text("while true do end", "bad"))
+      -- SIGHUP reloads even when SIGTERM comes in the same poll
+      os.execute("kill -HUP " .. job.pid)
+      h.sleep(0.3)            -- most likely inside the load by now
+      local log = stop(job)
+      assert.matches("refused: [^\n]*still running after 2 s", log)
+    end)
+
     it("reports a version that allocates without bound in process() and "
        .. "rolls it back", function()
       if ASAN then
