@@ -117,6 +117,30 @@ describe("tide.job", function()
             assert.is_true(jit.status())
         end)
 
+        it("leaves the loaded job's code to the JIT", function()
+            local path = tmpjob([[
+return { name = "j", inputs = { "in" }, process = function(m)
+    local s = 0
+    for i = 1, 100 do s = s + i * m end
+    return s
+end }]])
+            local j = assert(job.load(path, nil, { limit_ms = 10000 }))
+            local log = os.tmpname()
+            local v = require("jit.v")
+            v.start(log)
+            local s = 0
+            for i = 1, 20000 do s = s + j.process(i) end
+            v.off()
+            local f = assert(io.open(log))
+            local text = f:read("*a")
+            f:close()
+            os.remove(log)
+            os.remove(path)
+            assert.equals(5050 * 20000 * 20001 / 2, s)
+            local name = path:match("[^/]*$"):gsub("%p", "%%%0")
+            assert.matches("TRACE%s+%d+ " .. name .. ":%d+ loop", text)
+        end)
+
         it("makes os.exit raise while the file loads, then puts it back",
            function()
             local exit = os.exit
