@@ -11,8 +11,16 @@
 --- log line: processing stops for exactly the reload (between batches).
 --- Baseline, measured in the same run: loadfile() + running the chunk of
 --- the same job file in this process (what any reload must pay at least).
+---
+--- Each reload is a run: the figures are the median of the RELOADS
+--- reloads with their spread (min-max); the baseline is the median of
+--- BENCH_RUNS (default 5) batches of 2000 loads (bench/stats.lua).
+local bench_dir = arg[0]:match("^(.*)/[^/]*$") or "."
+package.path = bench_dir .. "/?.lua;" .. package.path
+
 local tlog = require("tide.log")
 local loop = require("tide.loop")
+local stats = require("stats")
 
 local tide, dir = arg[1], arg[2]
 local reloads = tonumber(arg[3] or 10)
@@ -141,32 +149,24 @@ end
 s:close()
 
 -- Baseline: what loading the file costs by itself.
-local t0, n = loop.now(), 200
-for _ = 1, n do
-    local chunk = assert(loadfile(jobfile))
-    setfenv(chunk, setmetatable({}, { __index = _G }))
-    chunk()
-end
-local base = (loop.now() - t0) / n
-
-local function stats(t)
-    table.sort(t)
-    local sum = 0
-    for _, v in ipairs(t) do
-        sum = sum + v
+local base = {}
+for round = 1, stats.runs("bench_reload") do
+    local t0, n = loop.now(), 2000
+    for _ = 1, n do
+        local chunk = assert(loadfile(jobfile))
+        setfenv(chunk, setmetatable({}, { __index = _G }))
+        chunk()
     end
-    return t[#t] or 0, #t > 0 and sum / #t or 0, #t
+    base[round] = (loop.now() - t0) / n
 end
-local pmax, pavg, pn = stats(pauses)
-local lmax, lavg, ln = stats(lives)
+
 print(("reload: %d saves (rename) of a small job under steady input, "
        .. "2 tasks"):format(reloads))
-print(("  pause around a reload   max %6.1f ms  mean %6.1f ms  (%d swaps)"
-       .. "   baseline: loadfile + run of the job file %.2f ms")
-      :format(pmax, pavg, pn, base))
-print(("  save to live            max %6.1f ms  mean %6.1f ms  (%d task "
-       .. "markers; 50 ms of it is the wait for writes to settle)")
-      :format(lmax, lavg, ln))
+print(("  pause around a reload   %s (one per swap)   baseline: loadfile + "
+       .. "run of the job file %s"):format(stats.fmt(pauses, 1, "ms"),
+                                         stats.fmt(base, 3, "ms")))
+print(("  save to live            %s (one per task marker; 50 ms of it is "
+       .. "the wait for writes to settle)"):format(stats.fmt(lives, 1, "ms")))
 print("  targets: pause <= 5 ms, save to live <= 100 ms")
 os.execute("rm -rf '" .. data .. "' '" .. jobdir .. "' '" .. logfile
            .. "' '" .. dir .. "/writer.pid'")

@@ -11,7 +11,12 @@
 ---   restore:   after the many-keys run, the job's stores/ folder is
 ---              deleted and `tide run --drain` runs again with no new
 ---              input: it rebuilds the store from the changelog. The
----              figures are those of its restore log line.
+---              figures are those of its restore log line. Beside them:
+---              the keys in the state and their bytes, so that one sees
+---              whether the restore replayed the state or its history
+---              (job changelogs roll at 16 MiB and are compacted, so it
+---              should replay about one record a key plus the segments
+---              not compacted yet).
 ---
 --- The tide figure is the wall time of the whole `tide run --drain`
 --- process (start, reading, process(), changelog, commit, exit); nothing
@@ -28,16 +33,22 @@
 ---             slow, so hot keys runs it over a fifth of the messages, and
 ---             both stop after BUDGET seconds (it says so).
 ---   restore:  a raw sequential read (1 MiB read()s through io.open) of
----             the changelog's segment files just after the restore (warm
----             page cache, like the restore itself).
+---             the changelog's segment files (*.log) just after the
+---             restore (warm page cache, like the restore itself).
 ---
 --- Usage: luajit bench/bench_state.lua TIDE_BIN DIR [HOT [MANY [MANY_KEYS]]]
 --- (defaults 2,000,000, 10,000,000 and MANY). bench/run.sh sets
 --- package.path and TIDE_LIB. A temporary folder is made in DIR and
---- removed after. Hot keys runs each side three times, alternating, and
---- reports the best run; many keys and restore run once.
+--- removed after. Every part runs BENCH_RUNS times (default 5), tide and
+--- its baseline in turn, the one going first alternating; each figure is
+--- the median of its runs with their spread (min-max), and a ratio is
+--- taken run by run, then summarised alike (bench/stats.lua).
+local bench_dir = arg[0]:match("^(.*)/[^/]*$") or "."
+package.path = bench_dir .. "/?.lua;" .. package.path
+
 local ffi = require("ffi")
 local tlog = require("tide.log")
+local stats = require("stats")
 
 local ffi_string, ffi_copy, ffi_cast = ffi.string, ffi.copy, ffi.cast
 local str_format = string.format
@@ -96,7 +107,7 @@ void rocksdb_free(void *);
 local HOT_KEYS = 10000
 local KLEN = 14                     -- "key-%010d", as bench_store
 local VALUE = "1"                   -- the job ignores values
-local ROUNDS = 3
+local RUNS = stats.runs("bench_state")
 local BUDGET = 30.0                 -- seconds, for each raw loop
 
 local tide_bin, base = arg[1], arg[2]
@@ -109,7 +120,7 @@ if not tide_bin or not base or not n_hot or not n_many or not many_keys
                     .. "[HOT [MANY [MANY_KEYS]]]\n")
     os.exit(2)
 end
-local job_file = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/jobs/incr.lua"
+local job_file = bench_dir .. "/jobs/incr.lua"
 local JOB, STORE = "bench-incr", "counts"
 local IN = JOB .. "-in"
 local CHANGELOG = JOB .. "-" .. STORE .. "-changelog"
@@ -317,45 +328,58 @@ local function processed(text)
 end
 
 -- Sum of the counters in the store (tide state dump), checked against n.
+-- Returns the number of keys and the bytes of their keys and values.
 local function check_sum(n)
     local f = assert(io.popen(str_format(
         "%s state dump %s %s --data-dir %s 2>&1", quote(tide_bin),
         quote(job_file), STORE, quote(dir))))
-    local sum, keys = 0, 0
+    local sum, keys, bytes = 0, 0, 0
     for line in f:lines() do
-        local c = tonumber(line:match("\t(%d+)$"))
+        local k, v = line:match("^(.-)\t(%d+)$")
+        local c = tonumber(v)
         if not c then
             f:close()
             die("tide state dump: %s", line)
         end
-        sum, keys = sum + c, keys + 1
+        sum, keys, bytes = sum + c, keys + 1, bytes + #k + #v
     end
     f:close()
     if sum ~= n then
         die("the store counts %d messages over %d keys, %d expected", sum,
             keys, n)
     end
-    return keys
+    return keys, bytes
 end
 
-local function changelog_bytes()
-    local f = assert(io.popen("cat " .. quote(dir .. "/streams/" .. CHANGELOG)
-                              .. "/0/* | wc -c"))
-    local b = tonumber(f:read("*l"))
-    f:close()
-    return b
-end
-
--- Reads every file of the changelog's partition folder with 1 MiB reads;
--- returns bytes and seconds.
-local function raw_read()
+-- The segment files (*.log) of the changelog's partition 0.
+local function segment_files()
     local pdir = dir .. "/streams/" .. CHANGELOG .. "/0"
     local files = {}
     local ls = assert(io.popen("ls " .. quote(pdir)))
     for name in ls:lines() do
-        files[#files + 1] = pdir .. "/" .. name
+        if name:match("%.log$") then
+            files[#files + 1] = pdir .. "/" .. name
+        end
     end
     ls:close()
+    return files
+end
+
+-- The bytes of the changelog's segment files.
+local function changelog_bytes()
+    local total = 0
+    for _, path in ipairs(segment_files()) do
+        local f = assert(io.open(path, "rb"))
+        total = total + f:seek("end")
+        f:close()
+    end
+    return total
+end
+
+-- Reads every segment file of the changelog with 1 MiB reads; returns
+-- bytes and seconds.
+local function raw_read()
+    local files = segment_files()
     local t0 = now()
     local total = 0
     for _, path in ipairs(files) do
@@ -374,105 +398,125 @@ end
 
 -- ---- the runs ----------------------------------------------------------------
 
-local out = {}
-local function say(fmt, ...)
-    out[#out + 1] = str_format(fmt, ...)
-end
-
 -- Fixed cost: the job over an empty input.
 make_input(0, nil)
-local te = 1e9
-for _ = 1, ROUNDS do
-    te = math.min(te, (tide_run(true)))
+local te = {}
+for round = 1, RUNS do
+    te[round] = tide_run(true) * 1000
+end
+
+-- Runs one round of a part: the tide run and the raw loop over the same
+-- keys, the one going first alternating. Returns the tide run's time and
+-- stderr, the raw loop's ops and seconds.
+local function round_of(round, keys, n, n_raw, what)
+    local ops, secs
+    if round % 2 == 0 then
+        ops, secs = raw_loop(keys, n_raw)
+    end
+    local t, text = tide_run(true)
+    if processed(text) ~= n then
+        die("%s: %s messages processed, %d expected", what,
+            tostring(processed(text)), n)
+    end
+    if round % 2 == 1 then
+        ops, secs = raw_loop(keys, n_raw)
+    end
+    collectgarbage()
+    return t, text, ops, secs
 end
 
 -- Hot keys.
 local keys = make_input(n_hot, function(i) return i % HOT_KEYS end)
 local n_raw_hot = math.max(1, math.floor(n_hot / 5))
-local th, rh_ops, rh_t = 1e9, 0, 1e9
-for round = 1, ROUNDS do
-    local t, text
-    if round % 2 == 0 then
-        local ops, secs = raw_loop(keys, n_raw_hot)
-        if ops / secs > rh_ops / rh_t then
-            rh_ops, rh_t = ops, secs
-        end
-    end
-    t, text = tide_run(true)
-    if processed(text) ~= n_hot then
-        die("hot keys: %s messages processed, %d expected",
-            tostring(processed(text)), n_hot)
-    end
-    th = math.min(th, t)
-    if round % 2 == 1 then
-        local ops, secs = raw_loop(keys, n_raw_hot)
-        if ops / secs > rh_ops / rh_t then
-            rh_ops, rh_t = ops, secs
-        end
-    end
-    collectgarbage()
+local hot = { tide = {}, raw = {}, ratio = {}, ops = {} }
+local raw_stopped = false
+for round = 1, RUNS do
+    local t, _, ops, secs = round_of(round, keys, n_hot, n_raw_hot,
+                                     "hot keys")
+    hot.tide[round], hot.raw[round] = n_hot / t / 1e6, ops / secs / 1e6
+    hot.ratio[round], hot.ops[round] = hot.tide[round] / hot.raw[round], ops
+    raw_stopped = raw_stopped or ops < n_raw_hot
 end
 local hot_distinct = check_sum(n_hot)
 ffi.C.free(keys)
 
--- Many keys.
+-- Many keys, and the restore of its state: no local store, the same
+-- checkpoint, no new input. The raw loop's deleted RocksDB leaves dirty
+-- pages behind; sync first, so that their write-back does not land
+-- inside the restore's time.
 keys = make_input(n_many, random_keys(many_keys))
-local tm, text_m = tide_run(true)
-if processed(text_m) ~= n_many then
-    die("many keys: %s messages processed, %d expected",
-        tostring(processed(text_m)), n_many)
-end
-local rm_ops, rm_t = raw_loop(keys, n_many)
-ffi.C.free(keys)
-collectgarbage()
+local many = { tide = {}, raw = {}, ratio = {}, ops = {} }
+local rest = { mbs = {}, raw = {}, ratio = {}, recs = {}, mb = {},
+               recs_s = {}, run = {}, cl_mb = {} }
+local many_distinct, state_bytes
+for round = 1, RUNS do
+    local t, _, ops, secs = round_of(round, keys, n_many, n_many,
+                                     "many keys")
+    many.tide[round], many.raw[round] = n_many / t / 1e6, ops / secs / 1e6
+    many.ratio[round] = many.tide[round] / many.raw[round]
+    many.ops[round] = ops
+    raw_stopped = raw_stopped or ops < n_many
 
--- Restore: no local store, the same checkpoint, no new input. The raw
--- loop's deleted RocksDB leaves dirty pages behind; sync first, so that
--- their write-back does not land inside the restore's time.
-sh("rm -rf " .. quote(dir .. "/jobs/" .. JOB .. "/stores"))
-sh("sync")
-local tr, text_r = tide_run(false)
-local recs, mb, mbs = text_r:match(
-    "rebuilt from the changelog[^\n]*replayed (%d+) changelog records "
-    .. "%(([%d.]+) MB, (%d+) MB/s%)")
-recs, mb, mbs = tonumber(recs), tonumber(mb), tonumber(mbs)
-if not recs then
-    die("no restore line in the restore run's log:\n%s", text_r)
+    sh("rm -rf " .. quote(dir .. "/jobs/" .. JOB .. "/stores"))
+    sh("sync")
+    local tr, text_r = tide_run(false)
+    local recs, mb, mbs = text_r:match(
+        "rebuilt from the changelog[^\n]*replayed (%d+) changelog records "
+        .. "%(([%d.]+) MB, (%d+) MB/s%)")
+    recs, mb, mbs = tonumber(recs), tonumber(mb), tonumber(mbs)
+    if not recs then
+        die("no restore line in the restore run's log:\n%s", text_r)
+    end
+    local raw_b, raw_t = raw_read()
+    rest.mbs[round], rest.raw[round] = mbs, raw_b / raw_t / 1e6
+    rest.ratio[round] = mbs / rest.raw[round]
+    rest.recs[round], rest.mb[round] = recs, mb
+    rest.recs_s[round] = recs / (mb / mbs) / 1e6
+    rest.run[round], rest.cl_mb[round] = tr, changelog_bytes() / 1e6
+    if round == 1 then
+        -- The restored state is checked once: it is the same every round.
+        many_distinct, state_bytes = check_sum(n_many)
+    end
 end
-local cl_bytes = changelog_bytes()
-local raw_b, raw_t = raw_read()
-local many_distinct = check_sum(n_many)
+ffi.C.free(keys)
 cleanup()
 
+local M = "M msg/s"
 print(str_format("state: `tide run --drain` of bench/jobs/incr.lua (incr per "
                  .. "message, string serde, RocksDB + write cache + "
-                 .. "changelog), 1 partition, 14-byte keys"))
+                 .. "changelog), 1 partition, 14-byte keys; %d runs, the "
+                 .. "sides alternating; ratio = tide/baseline, run by run",
+                 RUNS))
 print(str_format("  tide: whole-process wall time; the same run on an empty "
-                 .. "input takes %.0f ms", te * 1000))
+                 .. "input takes %s", stats.fmt(te, 0, "ms")))
 print("  baseline: raw rocksdb_get + parse/+1/format + rocksdb_put (WAL off) "
       .. "per message, same keys and order, from LuaJIT's FFI")
-print(str_format("%-10s %-28s %12s   %-26s %12s   %s", "", "", "tide", "",
-                 "baseline", "tide/baseline"))
-print(str_format("%-10s %-28s %6.2f M msg/s   %-26s %6.3f M ops/s   %.1f",
-                 "hot keys", str_format("%d msgs, %d keys", n_hot,
-                                        hot_distinct),
-                 n_hot / th / 1e6, str_format("raw get+put (%d ops)", rh_ops),
-                 rh_ops / rh_t / 1e6, (n_hot / th) / (rh_ops / rh_t)))
-print(str_format("%-10s %-28s %6.2f M msg/s   %-26s %6.3f M ops/s   %.1f",
-                 "many keys", str_format("%d msgs, %d keys", n_many,
-                                         many_distinct),
-                 n_many / tm / 1e6, str_format("raw get+put (%d ops)",
-                                               rm_ops),
-                 rm_ops / rm_t / 1e6, (n_many / tm) / (rm_ops / rm_t)))
-if rm_ops < n_many or rh_ops < n_raw_hot then
-    print(str_format("%-10s a raw loop stopped at its %.0f s budget", "",
-                     BUDGET))
+print(str_format("%-10s %d msgs over %d keys: tide %s   raw get+put (%d ops) "
+                 .. "%s   ratio %s", "hot keys", n_hot, hot_distinct,
+                 stats.fmt(hot.tide, 2, M), n_raw_hot,
+                 stats.fmt(hot.raw, 3, "M ops/s"),
+                 stats.fmt_ratio(hot.ratio, 1)))
+print(str_format("%-10s %d msgs over %d keys: tide %s   raw get+put (%.0f "
+                 .. "ops, median) %s   ratio %s", "many keys", n_many,
+                 many_distinct, stats.fmt(many.tide, 2, M),
+                 stats.median(many.ops), stats.fmt(many.raw, 3, "M ops/s"),
+                 stats.fmt_ratio(many.ratio, 2)))
+if raw_stopped then
+    print(str_format("%-10s a raw loop stopped at its %.0f s budget: its rate "
+                     .. "is over the ops it did", "", BUDGET))
 end
-local rsecs = mb / mbs
-print(str_format("%-10s %-28s %6.0f MB/s       %-26s %6.0f MB/s       %.2f",
-                 "restore", str_format("%d recs, %.1f MB", recs, mb), mbs,
-                 "raw read() of segments", raw_b / raw_t / 1e6,
-                 mbs / (raw_b / raw_t / 1e6)))
-print(str_format("%-10s %.2f M records/s (from the log line); whole restore "
-                 .. "run %.1f s; changelog %.1f MB on disk",
-                 "", recs / rsecs / 1e6, tr, cl_bytes / 1e6))
+print(str_format("%-10s tide %s   raw read() of the segments %s   ratio %s",
+                 "restore", stats.fmt(rest.mbs, 0, "MB/s"),
+                 stats.fmt(rest.raw, 0, "MB/s"),
+                 stats.fmt_ratio(rest.ratio, 2)))
+local rec_med = stats.median(rest.recs)
+print(str_format("%-10s replayed %s, %s, for a state of %d keys (%.1f MB "
+                 .. "of keys and values): %.2f changelog records a key", "",
+                 stats.fmt(rest.recs, 0, "changelog records"),
+                 stats.fmt(rest.mb, 1, "MB"), many_distinct,
+                 state_bytes / 1e6, rec_med / many_distinct))
+print(str_format("%-10s %s (from the log line); whole restore run %s; "
+                 .. "changelog on disk %s", "",
+                 stats.fmt(rest.recs_s, 2, "M records/s"),
+                 stats.fmt(rest.run, 1, "s"),
+                 stats.fmt(rest.cl_mb, 1, "MB")))

@@ -1,39 +1,81 @@
 #!/bin/sh
 # Runs every benchmark against the plain build ('make bench' builds it
-# first). Each prints its figures beside a baseline from the same run.
-# Scratch files go under build/bench-tmp and are removed by each bench.
+# first). Each prints its figures beside a baseline from the same run, as
+# the median of BENCH_RUNS runs (default 5) with their spread (min-max);
+# ratios are taken run by run. docs/bench.md says what each part measures,
+# how long it takes and why its sizes are what they are.
+#
+#   BUILD=dir        the build to measure (default build)
+#   BENCH_RUNS=n     runs of every part (default 5; 5 or more to publish)
+#   BENCH_QUICK=1    tiny sizes: checks that every bench runs, in about a
+#                    minute; its figures mean nothing
+#
+# Scratch files go under $BUILD/bench-tmp and are removed by each bench.
 set -e
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
+BUILD=$(cd "$BUILD" && pwd)
 TMP=$BUILD/bench-tmp
+BENCH_RUNS=${BENCH_RUNS:-5}
+export BENCH_RUNS
 mkdir -p "$TMP"
 
-"$BUILD/bench_log" "$TMP"
+# Sizes: records (log), messages (job), store hot ops / many keys /
+# restore records, state hot messages / many messages / many keys.
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+    LOG_RECS=100000 JOB_MSGS=100000
+    STORE_HOT=100000 STORE_MANY=100000 STORE_RESTORE=100000
+    STATE_HOT=100000 STATE_MANY=400000 STATE_KEYS=200000 RELOADS=5
+else
+    LOG_RECS=2000000 JOB_MSGS=2000000
+    STORE_HOT=2000000 STORE_MANY=1000000 STORE_RESTORE=1000000
+    STATE_HOT=2000000 STATE_MANY=5000000 STATE_KEYS=1000000 RELOADS=10
+fi
+
+export TIDE_LIB="$BUILD/libtide.so"
+export LUA_PATH="./bindings/?.lua;./lua/?.lua;;"
+
+START=$(date +%s)
+part() {
+    echo "-- $1: $(($(date +%s) - START)) s in; load average" \
+         "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
+}
+
+echo "tide bench: $BENCH_RUNS runs of every part on $(nproc 2>/dev/null ||
+    echo '?') cores, $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "figures: median (median of N, min-max); ratio = tide/baseline, taken" \
+     "run by run"
+
+part log
+"$BUILD/bench_log" "$TMP" "$LOG_RECS"
 
 # tide run --drain on a pass-through and a JSON job, pinned to one core
 # (with taskset when there is one), beside raw LuaJIT loops.
+part job
 PIN=""
 command -v taskset >/dev/null 2>&1 && PIN="taskset -c 0"
-TIDE_LIB="$BUILD/libtide.so" LUA_PATH="./bindings/?.lua;./lua/?.lua;;" \
-    $PIN luajit bench/bench_job.lua "$BUILD/tide" "$TMP"
+$PIN luajit bench/bench_job.lua "$BUILD/tide" "$TMP" "$JOB_MSGS"
 
 # Store level (C): hot keys, many keys and restore through tide_store_*
 # beside raw RocksDB get+put and raw read(). Arguments: DIR HOT_OPS
 # MANY_KEYS RESTORE_RECS, smaller than its defaults to keep 'make bench'
-# within a few minutes.
-"$BUILD/bench_store" "$TMP" 2000000 1000000 1000000
+# within its time.
+part store
+"$BUILD/bench_store" "$TMP" "$STORE_HOT" "$STORE_MANY" "$STORE_RESTORE"
 
 # tide run --drain of a keyed incr job (hot keys, many keys, restore from
 # the changelog) beside raw RocksDB get+put over the same keys and a raw
 # read of the changelog. Not pinned: RocksDB's background threads share
-# the cores on both sides. Arguments: HOT msgs, MANY msgs (as many keys
-# picked at random): 10 M, the size of issue 4's target, about 40 s of
-# the job and 2 minutes of the whole bench on the machine kind.
-TIDE_LIB="$BUILD/libtide.so" LUA_PATH="./bindings/?.lua;./lua/?.lua;;" \
-    luajit bench/bench_state.lua "$BUILD/tide" "$TMP" 2000000 10000000
+# the cores on both sides. Many keys: 5 M messages over 1 M keys picked
+# at random, so that the changelog holds about 5 records a key and the
+# restore shows whether compaction brought it down to the state.
+part state
+luajit bench/bench_state.lua "$BUILD/tide" "$TMP" "$STATE_HOT" \
+    "$STATE_MANY" "$STATE_KEYS"
 
-# Hot reload: pause around a swap and save-to-live time, 10 saves.
-TIDE_LIB="$BUILD/libtide.so" LUA_PATH="./bindings/?.lua;./lua/?.lua;;" \
-    luajit bench/bench_reload.lua "$(pwd)/$BUILD/tide" "$(pwd)/$TMP" 10
+# Hot reload: pause around a swap and save-to-live time, one per save.
+part reload
+luajit bench/bench_reload.lua "$BUILD/tide" "$TMP" "$RELOADS"
 
+part done
 rmdir "$TMP" 2>/dev/null || true
