@@ -405,6 +405,24 @@ describe("a damaged stream", function()
       assert_gap("short", from, from - 1)
     end)
 
+    it("reports a whole record taken out of a segment", function()
+      local bases = segmented("spliced")
+      for _, k in ipairs({ 2, #bases }) do       -- a closed one, then the active one
+        local path = seg("spliced", 0, string.format("%020d.log", bases[k]))
+        local data = h.read_file(path)
+        local recs = records_of(path)
+        local cut = recs[11]
+        h.write_file(path, data:sub(1, cut.first) .. data:sub(cut.stop + 1))
+        local r = h.tide({ "consume", "spliced", "-e" }, { dir = dir })
+        assert.are.equal(1, r.code, r.err)
+        assert.are.equal(numbered(0, bases[k] + 9), r.out)
+        assert.matches(string.format("%020d.log", bases[k]), r.err, 1, true)
+        assert.matches("byte " .. cut.first .. "%f[%D]", r.err)
+        assert.matches("expected offset " .. (bases[k] + 10) .. "%f[%D]", r.err)
+        h.write_file(path, data)
+      end
+    end)
+
     it("takes a start that retention deleted as the start", function()
       local bases = segmented("ret")
       os.remove(seg("ret", 0, string.format("%020d.log", bases[1])))

@@ -464,8 +464,21 @@ parse_next(tide_reader_t *r, tide_rec_t *rec)
                      "corrupt record at byte %lld (after offset %lld); the "
                      "records before it are readable",
                      r->log->dir, r->part, (long long) r->seg_base,
-                     (long long) (r->fpos - (int64_t) (r->hi - r->lo)),
-                     (long long) (r->next - 1));
+                     (long long) unparsed_pos(r), (long long) last_parsed(r));
+            return TIDE_ECORRUPT;
+        }
+        if (!r->log->params.compact &&
+            (r->seg_last >= 0 || unparsed_pos(r) == TIDE__SEG_HDR) &&
+            rec->offset != last_parsed(r) + 1)
+        {
+            /* Offsets of an ordinary stream are dense, from the base in
+             * the segment's name on. */
+            snprintf(r->errmsg, sizeof(r->errmsg), "%s/%d/%020lld.log: the "
+                     "record at byte %lld has offset %lld, expected offset "
+                     "%lld; records are missing or out of place",
+                     r->log->dir, r->part, (long long) r->seg_base,
+                     (long long) unparsed_pos(r), (long long) rec->offset,
+                     (long long) (last_parsed(r) + 1));
             return TIDE_ECORRUPT;
         }
         r->lo += size;
