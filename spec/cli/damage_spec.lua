@@ -1,10 +1,14 @@
--- End to end: 400 random damages to the files of a stream (segments,
--- indexes, stream.conf), each on a fresh copy of one data dir, each
--- followed by an open and a full `tide consume -e` read. A read never
--- returns a record that was not written, never skips one silently, never
--- hangs and never crashes: every damage is repaired as a torn tail, with a
--- line saying so, or reported with its file and place, or harmless (an
--- index is a hint). TIDE_SEED=N repeats a run; TIDE_DAMAGES=N sets the
+-- End to end: 400 random damages to the files of a stream (byte flips,
+-- records taken out, cuts, zeroed pages and length fields in segments,
+-- deleted middle segments, index and stream.conf damage), each on a fresh
+-- copy of one data dir, each followed by an open and a full `tide consume
+-- -e` read. A read never returns a record that was not written, never
+-- skips one silently, never hangs and never crashes: every damage is
+-- repaired as a torn tail, with a line saying so, or reported with its
+-- file and place, or harmless (an index is a hint). One kind is beyond
+-- reach and counted apart: an active segment that ends at a record
+-- boundary looks like a stream that ended there, as nothing records where
+-- a partition ends. TIDE_SEED=N repeats a run; TIDE_DAMAGES=N sets the
 -- count.
 local bit = require("bit")
 local h = require("cli.helper")
@@ -119,6 +123,14 @@ describe("400 random damages", function()
                 string.char(bit.bxor(f.data:byte(pos + 1), mask)))
       return { what = string.format("flip byte %d of %s by 0x%02x", pos, f.rel, mask),
                file = f, kind = "log" }
+    elseif r <= 30 then                                     -- a record taken out
+      local f = pick(logs())
+      local k = math.random(#f.recs)
+      local rec = f.recs[k]
+      h.write_file(sdir .. "/" .. f.rel, f.data:sub(1, rec.first) .. f.data:sub(rec.stop + 1))
+      return { what = string.format("take out record %d (bytes %d..%d) of %s", k,
+                                    rec.first, rec.stop - 1, f.rel),
+               file = f, kind = "log", boundary = k == #f.recs }
     elseif r <= 40 then                                     -- cut
       local f = pick(logs())
       local size = math.random(0, #f.data - 1)
@@ -292,7 +304,7 @@ describe("400 random damages", function()
       end
     end
     print(string.format("\n%d damages (seed %d): %d reported, %d repaired as torn tails, "
-                        .. "%d harmless, %d cuts at a record boundary of an active segment",
+                        .. "%d harmless, %d active segments ending at a record boundary",
                         TRIALS, seed, stats.reported, stats.repaired, stats.harmless,
                         stats.boundary))
   end)
