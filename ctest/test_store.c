@@ -13,12 +13,16 @@
 #include "tmpdir.h"
 #include "changelog.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <rocksdb/c.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1357,11 +1361,179 @@ test_write_outs_race_reads(void)
     tmp_free(dir);
 }
 
+/* ---- descriptors and disk of a store ----------------------------------- */
+
+/* Returns the descriptors of this process open on 'dir' or a file in it. */
+static int
+fds_in(const char *dir)
+{
+    DIR            *d = opendir("/proc/self/fd");
+    struct dirent  *e;
+    char            link[300], target[PATH_MAX];
+    size_t          n = strlen(dir);
+    ssize_t         len;
+    int             count = 0;
+
+    ASSERT(d != NULL);
+    while ((e = readdir(d)) != NULL) {
+        snprintf(link, sizeof(link), "/proc/self/fd/%s", e->d_name);
+        len = readlink(link, target, sizeof(target) - 1);
+        if (len <= 0) {
+            continue;
+        }
+        target[len] = '\0';
+        if (strncmp(target, dir, n) == 0
+            && (target[n] == '\0' || target[n] == '/'))
+        {
+            count++;
+        }
+    }
+    ASSERT_OK(closedir(d));
+    return count;
+}
+
+/* Returns the first file in 'dir' whose name starts with 'prefix' (into
+ * 'path'); asserts there is one. */
+static void
+file_named(const char *dir, const char *prefix, char *path, size_t cap)
+{
+    DIR            *d = opendir(dir);
+    struct dirent  *e;
+    int             found = 0;
+
+    ASSERT(d != NULL);
+    while (!found && (e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) {
+            ASSERT(snprintf(path, cap, "%s/%s", dir, e->d_name)
+                   < (int) cap);
+            found = 1;
+        }
+    }
+    ASSERT_OK(closedir(d));
+    ASSERT(found);
+}
+
+/* A store keeps a bounded number of descriptors: RocksDB's default keeps
+ * every SST file open for good, and a job has a store per task. 40 quick
+ * snapshots leave more SST files than the bound (each flushes one); the
+ * OPTIONS file RocksDB writes shows the setting too. */
+static void
+test_open_files_are_bounded(void)
+{
+    tide_store_t  *s;
+    char           path[4096], opts[4096], key[32], snap[4096], line[256];
+    char          *dir = tmp_new();
+    FILE          *f;
+    int            i, found = 0;
+
+    snprintf(path, sizeof(path), "%s/store", dir);
+    s = store_open(path, NULL);
+    for (i = 0; i < 40; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        put(s, key, "v");
+        snprintf(snap, sizeof(snap), "%s/snap", dir);
+        ASSERT_OK(tide_store_snapshot(s, snap, NULL, 0));
+    }
+    printf("# descriptors of one store after 40 snapshots: %d\n",
+           fds_in(path));
+    ASSERT(fds_in(path) <= 28);
+
+    file_named(path, "OPTIONS-", opts, sizeof(opts));
+    f = fopen(opts, "r");
+    ASSERT(f != NULL);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strstr(line, "max_open_files=") != NULL) {
+            ASSERT(strstr(line, "max_open_files=32\n") != NULL);
+            found = 1;
+        }
+    }
+    ASSERT_OK(fclose(f));
+    ASSERT(found);
+    tide_store_free(s);
+    tmp_free(dir);
+}
+
+/* Fills every free descriptor but 'spare' (below the lowest limit that
+ * keeps the open ones); returns how many it took, into 'fill'. */
+static int
+fds_fill(int *fill, int cap, int spare, struct rlimit *saved)
+{
+    struct rlimit  low;
+    int            i, n = 0;
+
+    ASSERT_OK(getrlimit(RLIMIT_NOFILE, saved));
+    low = *saved;
+    low.rlim_cur = 0;
+    for (i = 0; i < cap; i++) {
+        if (fcntl(i, F_GETFD) >= 0) {
+            low.rlim_cur = (rlim_t) i + 1;
+        }
+    }
+    low.rlim_cur += 8;
+    ASSERT_OK(setrlimit(RLIMIT_NOFILE, &low));
+    while ((i = dup(0)) >= 0) {
+        ASSERT(n < cap);
+        fill[n++] = i;
+    }
+    while (spare-- > 0 && n > 0) {
+        ASSERT_OK(close(fill[--n]));
+    }
+    return n;
+}
+
+static void
+fds_unfill(int *fill, int n, const struct rlimit *saved)
+{
+    while (n > 0) {
+        ASSERT_OK(close(fill[--n]));
+    }
+    ASSERT_OK(setrlimit(RLIMIT_NOFILE, saved));
+}
+
+/* Short of descriptors, opening fails with EIO and the system's words,
+ * whichever file it could not open: never EBUSY ("another process"),
+ * also when that file is the LOCK file. */
+static void
+test_new_without_descriptors(void)
+{
+    static int      fill[1024];
+    struct rlimit   saved;
+    tide_store_t   *s;
+    char            path[4096], err[512];
+    char           *dir = tmp_new();
+    int             spare, n, rc, lock_seen = 0;
+
+    snprintf(path, sizeof(path), "%s/store", dir);
+    for (spare = 0; spare < 64; spare++) {
+        s = SENTINEL_S;
+        n = fds_fill(fill, 1024, spare, &saved);
+        rc = tide_store_new(&s, path, NULL, err, sizeof(err));
+        fds_unfill(fill, n, &saved);
+        if (rc == TIDE_OK) {
+            break;
+        }
+        if (rc != TIDE_EIO || strstr(err, "Too many open files") == NULL) {
+            fprintf(stderr, "spare %d: rc %d: %s\n", spare, rc, err);
+        }
+        ASSERT(s == NULL);
+        ASSERT_EQ(rc, TIDE_EIO);
+        ASSERT(strstr(err, "Too many open files") != NULL);
+        ASSERT(strstr(err, path) != NULL);
+        lock_seen += strstr(err, "/LOCK") != NULL;
+    }
+    ASSERT_EQ(rc, TIDE_OK);
+    ASSERT(lock_seen > 0);
+    tide_store_free(s);
+    tmp_free(dir);
+}
+
 int
 main(void)
 {
     RUN(test_new_rejects_bad_params);
     RUN(test_new_busy_and_free_null);
+    RUN(test_new_without_descriptors);
+    RUN(test_open_files_are_bounded);
     RUN(test_get_set_binary_and_deletes);
     RUN(test_bad_arguments_change_nothing);
     RUN(test_flush_free_reopen_keeps_data);

@@ -175,6 +175,19 @@ make_options(rocksdb_env_t *env, int bulk)
     rocksdb_options_set_memtable_whole_key_filtering(o, 1);
     rocksdb_options_set_info_log_level(o, 2);        /* WARN */
     rocksdb_options_set_keep_log_file_num(o, 2);
+    /* Descriptors (issue 10, D8): a store holds six for good (its folder
+     * twice, LOCK, LOG, MANIFEST and the WAL, which exists although
+     * writes skip it), and with RocksDB's default max_open_files of -1
+     * every SST file too: measured 7 for a new store, 44 after 40 quick
+     * snapshots (each flushes an L0 file), and a job has a store per task.
+     * RocksDB keeps max_open_files - 10 table files open, in an LRU
+     * cache of 64 shards by default, where each shard keeps at least one
+     * (31 open after those snapshots): with one shard (a store is read
+     * by its task's thread and compactions) 32 bounds a store to 6 + 22
+     * = 28 descriptors, measured 28, and keeps a store of 22 SST files of
+     * 64 MiB (about 1.4 GB) open; past that, lookups reopen files. */
+    rocksdb_options_set_max_open_files(o, 32);
+    rocksdb_options_set_table_cache_numshardbits(o, 0);
     t = rocksdb_block_based_options_create();
     rocksdb_block_based_options_set_block_cache(t, block_cache);
     rocksdb_block_based_options_set_filter_policy(
@@ -387,8 +400,13 @@ tide_store_new(tide_store_t **out, const char *dir,
     s->batch = rocksdb_writebatch_create();
     s->db = rocksdb_open(s->opts, s->dir, &dberr);
     if (s->db == NULL) {
-        rc = dberr != NULL && strstr(dberr, "lock") != NULL ? TIDE_EBUSY
-                                                            : TIDE_EIO;
+        /* EBUSY only when the LOCK is held ("While lock file: ...:
+         * Resource temporarily unavailable", or held in this process):
+         * not when it could not be opened, say for EMFILE. */
+        rc = dberr != NULL && (strstr(dberr, "While lock file") != NULL
+                               || strstr(dberr, "lock hold by current "
+                                         "process") != NULL)
+             ? TIDE_EBUSY : TIDE_EIO;
         tide__set_err(err, errlen, rc, "cannot open store %s: %s", s->dir,
                       dberr != NULL ? dberr : "unknown RocksDB error");
         rocksdb_free(dberr);
