@@ -217,8 +217,8 @@ local function state_cmd(args)
                     .. "state dump reads a stopped job's committed state",
                     job.name, lerr)
     end
-    local ckpt = require("tide.checkpoint").new({ data_dir = data_dir },
-                                                job.name)
+    local ckpt_mod = require("tide.checkpoint")
+    local ckpt = ckpt_mod.new({ data_dir = data_dir }, job.name)
     local tasks
     tasks, err = ckpt:load()
     if not tasks then
@@ -233,6 +233,24 @@ local function state_cmd(args)
         lock:close()
         return fail("state", "job '%s' has no checkpoint in data dir '%s': "
                     .. "it never committed", job.name, data_dir)
+    end
+    -- The checkpoint must fit the job, as for tide run: its task count is
+    -- that of the first input when that stream is there.
+    local keys = {}
+    for i, inp in ipairs(job.inputs) do
+        keys[i] = inp.system .. ":" .. inp.name
+    end
+    local s = require("tide.system").open({ data_dir = data_dir },
+                                          job.inputs[1].spec)
+    local ok
+    ok, err = ckpt_mod.check(tasks, ckpt.path, job.name,
+                         s and s:count() or nparts, keys)
+    if s then
+        s:close()
+    end
+    if not ok then
+        lock:close()
+        return fail("state", "%s", err)
     end
     job.store_list = { spec }
     local st

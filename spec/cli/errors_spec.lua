@@ -352,6 +352,29 @@ describe("tide", function()
                 { "task 0", "bad offset for input 'local:in'" })
       end)
 
+      it("that names a task the job does not have, in tide state dump",
+         function()
+        local job = dir .. "/cnt.lua"
+        h.write_file(job, [[
+return { name = "tag", inputs = { "in" }, stores = { counts = {} },
+         process = function(msg, ctx) ctx.stores.counts:incr(msg.key, 1) end }
+]])
+        os.execute("rm -rf " .. h.q(dir .. "/jobs/tag"))
+        h.ok({ "run", job, "--drain" }, { dir = dir, stderr_ok = true })
+        local text = assert(h.read_file(ckpt))
+        assert.are.equal(4, #h.lines(h.ok({ "state", "dump", job, "counts" },
+                                           { dir = dir })))
+        for _, c in ipairs({
+          { '"7":{"inputs":{"local:in":1},"changelogs":{}},', "task 7" },
+          { '"2":{"inputs":{"local:in":1},"changelogs":{}},', "task 2" },
+        }) do
+          h.write_file(ckpt, (text:gsub('"tasks":{', '"tasks":{' .. c[1], 1)))
+          local l = assert_fails(h.tide({ "state", "dump", job, "counts" },
+                                        { dir = dir }), { ckpt, c[2] })
+          assert.matches("^tide state: ", l)
+        end
+      end)
+
       it("with an offset past the end of its partition (the stream made "
          .. "again)", function()
         os.execute("rm -rf " .. h.q(dir .. "/streams/in"))
