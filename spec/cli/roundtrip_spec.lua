@@ -407,4 +407,17 @@ describe("many partitions under a descriptor limit", function()
     -- and the same name can be created once the limit allows it
     h.ok({ "streams", "create", "big", "--partitions", "300" }, { dir = dir })
   end)
+
+  it("leaves nothing behind when it cannot write stream.conf", function()
+    -- no file may grow (SIGXFSZ ignored: writes fail with EFBIG); stderr
+    -- goes through a pipe, which the limit does not cover
+    local cmd = string.format("(trap '' XFSZ; ulimit -f 0; exec %s streams create "
+                              .. "conf --partitions 3 --data-dir %s) 2>&1 | cat >&2",
+                              h.q(h.bin), h.q(dir))
+    local r = h.run("sh -c " .. h.q(cmd))
+    local lines = h.lines(r.err)
+    assert.are.equal(1, #lines, "stderr:\n" .. r.err)
+    assert.matches("stream.conf", lines[1], 1, true)
+    assert.are.equal("", h.sh("ls -A " .. h.q(dir .. "/streams") .. " 2>/dev/null"))
+  end)
 end)

@@ -43,6 +43,7 @@ static int flush_part(tide_log_t *log, int32_t i, int durable);
 static int log_load(tide_log_t **out, const char *sdir, const char *name,
                     const tide_log_params_t *params, int mode, char *err,
                     size_t errlen);
+static int stream_remove(const char *sdir, int32_t nparts);
 
 void
 tide__warn(const char *fmt, ...)
@@ -215,13 +216,19 @@ stream_create(const char *sdir, const tide_log_params_t *p, char *err,
     for (i = 0; i < p->partitions; i++) {
         snprintf(part, sizeof(part), "%s/%d", tmp, i);
         if (mkdir(part, 0755) != 0) {
+            int  e = errno;
+
+            stream_remove(tmp, i);
             return tide__set_err(err, errlen, TIDE_EIO, "cannot create %s: %s",
-                                 part, strerror(errno));
+                                 part, strerror(e));
         }
     }
     if (meta_write(tmp, p) != 0) {
+        int  e = errno;
+
+        stream_remove(tmp, p->partitions);
         return tide__set_err(err, errlen, TIDE_EIO, "cannot write "
-                             "%s/stream.conf: %s", tmp, strerror(errno));
+                             "%s/stream.conf: %s", tmp, strerror(e));
     }
     if (rename(tmp, sdir) != 0) {
         int  e = errno;
