@@ -302,6 +302,19 @@ is_appended(const tide_rec_t *rec)
            memcmp(rec->val, APPEND_VAL, strlen(APPEND_VAL)) == 0;
 }
 
+/* Damage must be reported with its place (issue 10): a TIDE_ECORRUPT
+ * message names the file, and a segment's damage its byte. */
+static void
+check_corrupt_msg(const char *call, const char *msg)
+{
+    if (msg == NULL || strstr(msg, "streams/s") == NULL ||
+        (strstr(msg, ".log") != NULL && strstr(msg, "byte") == NULL))
+    {
+        finding("%s reported damage without its file and byte: %s", call,
+                msg ? msg : "(NULL)");
+    }
+}
+
 /* The record as the log format writes it (core/src/log/format.h, README
  * "On disk"): must be found byte for byte, CRC included, in a segment of
  * the input, or be the record the target appended. */
@@ -413,7 +426,12 @@ read_all(const input_t *in, tide_log_t *log, int64_t from, int appended,
         if (r != NULL) {
             finding("tide_reader_new returned %d with *out set", rc);
         }
-        if (rc != TIDE_EIO && rc != TIDE_ENOMEM) {
+        /* TIDE_ECORRUPT (a segment that is no segment) is not in
+         * tide.h's list for tide_reader_new: reported to the log's
+         * owner, taken here as long as it says where. */
+        if (rc == TIDE_ECORRUPT) {
+            check_corrupt_msg("tide_reader_new", tide_log_errmsg(log));
+        } else if (rc != TIDE_EIO && rc != TIDE_ENOMEM) {
             finding("tide_reader_new(%lld) returned %d (%s): %s",
                     (long long) from, rc, tide_strerror(rc),
                     tide_log_errmsg(log));
@@ -441,6 +459,9 @@ read_all(const input_t *in, tide_log_t *log, int64_t from, int appended,
             msg = tide_reader_errmsg(r);
             if (msg == NULL || msg[0] == '\0') {
                 finding("poll returned %d with no errmsg", rc);
+            }
+            if (rc == TIDE_ECORRUPT) {
+                check_corrupt_msg("tide_reader_poll", msg);
             }
             break;
         }
@@ -517,6 +538,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (err[0] == '\0') {
             finding("tide_log_new returned %d with an empty message", rc);
         }
+        if (rc == TIDE_ECORRUPT) {
+            check_corrupt_msg("tide_log_new", err);
+        }
         return 0;
     }
     if (tide_log_count(log) != 1) {
@@ -559,6 +583,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (rc != TIDE_OK && tide_log_errmsg(log)[0] == '\0') {
         finding("an append failed with %d and no errmsg", rc);
+    }
+    if (rc == TIDE_ECORRUPT) {
+        check_corrupt_msg("an append", tide_log_errmsg(log));
     }
 
     /* 3. A flushed append is readable at its own offset. */
