@@ -1007,6 +1007,71 @@ poll_expect(tide_reader_t *r, int64_t from, int64_t to)
     ASSERT_EQ(tide_reader_poll(r, &rec), TIDE_EAGAIN);
 }
 
+/* Returns how many descriptors this process has open. */
+static int
+fd_count(void)
+{
+    DIR            *d = opendir("/proc/self/fd");
+    struct dirent  *de;
+    int             n = 0;
+
+    ASSERT(d != NULL);
+    while ((de = readdir(d)) != NULL) {
+        n += de->d_name[0] != '.';
+    }
+    closedir(d);
+    return n - 1;                       /* the one opendir holds */
+}
+
+/* Readers at the end of the log hold no descriptor, an open log one per
+ * partition, a writer two more per partition it wrote to; a reader goes
+ * on where it stopped, in the same file or in one compacted meanwhile. */
+static void
+test_idle_handles_hold_few_descriptors(void)
+{
+    tide_log_params_t   p = params_create();
+    tide_log_t         *log, *w;
+    tide_reader_t      *r[8];
+    char               *dir = tmp_new(), val[100];
+    int                 before, i;
+
+    p.partitions = 8;
+    p.segment_bytes = 4096;
+    before = fd_count();
+    log = log_open(dir, "s", &p);
+    ASSERT_EQ(fd_count(), before + 8);
+    for (i = 0; i < 8; i++) {
+        ASSERT_OK(tide_reader_new(&r[i], log, i, 0));
+        poll_expect(r[i], 0, 0);
+    }
+    ASSERT_EQ(fd_count(), before + 8);
+
+    w = log_open(dir, "s", NULL);
+    for (i = 0; i < 100; i++) {
+        make_val(val, i, 0);
+        push(w, 3, "k", 1, val, 100);
+        if (i % 10 == 9) {
+            ASSERT_OK(tide_log_flush(w));       /* rolls every ~29 */
+        }
+    }
+    ASSERT_EQ(fd_count(), before + 8 + 8 + 2);
+    poll_expect(r[3], 0, 100);
+    poll_expect(r[2], 0, 0);
+    ASSERT_EQ(fd_count(), before + 8 + 8 + 2);
+    for (i = 0; i < 10; i++) {
+        push(w, 3, "k", 1, "x", 1);
+    }
+    ASSERT_OK(tide_log_flush(w));
+    poll_expect(r[3], 100, 110);
+    tide_log_free(w);
+    for (i = 0; i < 8; i++) {
+        tide_reader_free(r[i]);
+    }
+    tide_log_free(log);
+    ASSERT_EQ(fd_count(), before);
+    tmp_free(dir);
+}
+
 /* A follower that read a torn tail before the next writer cut it and
  * appended re-reads from its last whole record: when the new records run
  * past the bytes it had read, and when they stop short of them. */
@@ -1528,6 +1593,7 @@ main(void)
     RUN(test_torn_tail_is_cut);
     RUN(test_torn_tail_seen_by_open_handle);
     RUN(test_reader_rereads_after_torn_tail_cut);
+    RUN(test_idle_handles_hold_few_descriptors);
     RUN(test_garbage_tail_is_cut);
     RUN(test_corrupt_record_before_tail_is_reported);
     RUN(test_garbage_index_is_ignored);

@@ -39,6 +39,10 @@ struct tide_reader_s {
     int64_t      chk_end;
     int64_t      reread_pos;  /* unparsed bytes at this position were read
                                * again from the file, -1: not yet */
+    int          idle;        /* fd closed at the end of the log; ino and
+                               * dev say which file to open again */
+    ino_t        ino;
+    dev_t        dev;
     char         errmsg[TIDE__ERRLEN];
 };
 
@@ -494,6 +498,55 @@ parse_next(tide_reader_t *r, tide_rec_t *rec)
     }
 }
 
+/* A reader at the end of the log holds no descriptor, so that a process
+ * may follow many partitions: it closes its segment once it has read it
+ * all, and opens it again at the next poll. The same file goes on where
+ * it stopped; a file replaced meanwhile (compacted) or gone (retention,
+ * or emptied by compaction) is looked up again by offset. */
+static void
+reader_sleep(tide_reader_t *r)
+{
+    struct stat  st;
+
+    if (r->lo == r->hi && fstat(r->fd, &st) == 0) {
+        r->ino = st.st_ino;
+        r->dev = st.st_dev;
+        close(r->fd);
+        r->fd = -1;
+        r->idle = 1;
+    }
+}
+
+static int
+reader_wake(tide_reader_t *r)
+{
+    tide__part_t  *pt = &r->log->parts[r->part];
+    char           name[40];
+    struct stat    st;
+    int            fd;
+
+    r->idle = 0;
+    tide__seg_name(name, sizeof(name), r->seg_base, "log");
+    fd = openat(pt->dirfd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        return reader_seek(r, r->want);
+    }
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "%s/%d/%s: %s", r->log->dir,
+                 r->part, name, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return TIDE_EIO;
+    }
+    if (st.st_ino == r->ino && st.st_dev == r->dev) {
+        r->fd = fd;
+        return TIDE_OK;
+    }
+    close(fd);
+    return reader_open_seg(r, r->seg_base, r->want);
+}
+
 int
 tide_reader_poll_batch(tide_reader_t *r, tide_rec_t *recs, int n)
 {
@@ -501,6 +554,13 @@ tide_reader_poll_batch(tide_reader_t *r, tide_rec_t *recs, int n)
 
     if (n < 1) {
         return TIDE_EINVAL;
+    }
+    if (r->idle) {
+        rc = reader_wake(r);
+        if (rc != TIDE_OK) {
+            r->idle = r->fd < 0;        /* try again at the next poll */
+            return rc;
+        }
     }
     for (;;) {
         while (got < n) {
@@ -529,6 +589,7 @@ tide_reader_poll_batch(tide_reader_t *r, tide_rec_t *recs, int n)
             return rc;
         }
         if (rc == 0) {
+            reader_sleep(r);
             return 0;
         }
     }
