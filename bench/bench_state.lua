@@ -447,7 +447,7 @@ ffi.C.free(keys)
 keys = make_input(n_many, random_keys(many_keys))
 local many = { tide = {}, raw = {}, ratio = {}, ops = {} }
 local rest = { mbs = {}, raw = {}, ratio = {}, recs = {}, mb = {},
-               recs_s = {}, run = {}, cl_mb = {} }
+               recs_s = {}, run = {}, cl_mb = {}, written = {} }
 local many_distinct, state_bytes
 for round = 1, RUNS do
     local t, _, ops, secs = round_of(round, keys, n_many, n_many,
@@ -460,9 +460,11 @@ for round = 1, RUNS do
     sh("rm -rf " .. quote(dir .. "/jobs/" .. JOB .. "/stores"))
     sh("sync")
     local tr, text_r = tide_run(false)
-    local recs, mb, mbs = text_r:match(
-        "rebuilt from the changelog[^\n]*replayed (%d+) changelog records "
-        .. "%(([%d.]+) MB, (%d+) MB/s%)")
+    -- Changelog offsets start at 0: the checkpoint's offset is the
+    -- number of records the many-keys run wrote to it.
+    local written, recs, mb, mbs = text_r:match(
+        "rebuilt from the changelog to checkpoint offset (%d+), replayed "
+        .. "(%d+) changelog records %(([%d.]+) MB, (%d+) MB/s%)")
     recs, mb, mbs = tonumber(recs), tonumber(mb), tonumber(mbs)
     if not recs then
         die("no restore line in the restore run's log:\n%s", text_r)
@@ -471,6 +473,7 @@ for round = 1, RUNS do
     rest.mbs[round], rest.raw[round] = mbs, raw_b / raw_t / 1e6
     rest.ratio[round] = mbs / rest.raw[round]
     rest.recs[round], rest.mb[round] = recs, mb
+    rest.written[round] = tonumber(written)
     rest.recs_s[round] = recs / (mb / mbs) / 1e6
     rest.run[round], rest.cl_mb[round] = tr, changelog_bytes() / 1e6
     if round == 1 then
@@ -498,7 +501,7 @@ print(str_format("%-10s %d msgs over %d keys: tide %s   raw get+put (%d ops) "
                  stats.fmt_ratio(hot.ratio, 1)))
 print(str_format("%-10s %d msgs over %d keys: tide %s   raw get+put (%.0f "
                  .. "ops, median) %s   ratio %s", "many keys", n_many,
-                 many_distinct, stats.fmt(many.tide, 2, M),
+                 many_distinct, stats.fmt(many.tide, 3, M),
                  stats.median(many.ops), stats.fmt(many.raw, 3, "M ops/s"),
                  stats.fmt_ratio(many.ratio, 2)))
 if raw_stopped then
@@ -510,11 +513,12 @@ print(str_format("%-10s tide %s   raw read() of the segments %s   ratio %s",
                  stats.fmt(rest.raw, 0, "MB/s"),
                  stats.fmt_ratio(rest.ratio, 2)))
 local rec_med = stats.median(rest.recs)
-print(str_format("%-10s replayed %s, %s, for a state of %d keys (%.1f MB "
-                 .. "of keys and values): %.2f changelog records a key", "",
+print(str_format("%-10s replayed %s, %s, of the %.0f records written, for a "
+                 .. "state of %d keys (%.1f MB of keys and values): %.2f "
+                 .. "changelog records a key", "",
                  stats.fmt(rest.recs, 0, "changelog records"),
-                 stats.fmt(rest.mb, 1, "MB"), many_distinct,
-                 state_bytes / 1e6, rec_med / many_distinct))
+                 stats.fmt(rest.mb, 1, "MB"), stats.median(rest.written),
+                 many_distinct, state_bytes / 1e6, rec_med / many_distinct))
 print(str_format("%-10s %s (from the log line); whole restore run %s; "
                  .. "changelog on disk %s", "",
                  stats.fmt(rest.recs_s, 2, "M records/s"),
