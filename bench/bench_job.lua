@@ -296,7 +296,7 @@ ffi.C.free(buf)
 cleanup()
 
 print(str_format("job: %d messages over %d partition%s, 10-byte keys "
-                 .. "(%d distinct), %d-byte values, one core; %d runs, the "
+                 .. "(%d distinct), %d-byte values, one core; runs: %d, the "
                  .. "sides alternating; ratio = tide/baseline, run by run",
                  n, nparts, nparts == 1 and "" or "s", KEYS, VAL_LEN, RUNS))
 print(str_format("  tide: whole `tide run --drain` wall time; the same run "

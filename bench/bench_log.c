@@ -333,7 +333,7 @@ main(int argc, char **argv)
     rm_rf(dir);
 
     printf("log: %ld records, %d-byte keys, %d-byte values, %.1f MB on "
-           "disk (%lld bytes a record), flush every %ld; %d runs, the sides "
+           "disk (%lld bytes a record), flush every %ld; runs: %d, the sides "
            "alternating; ratio = tide/baseline, run by run\n", n, KEY_LEN,
            VAL_LEN, bytes / 1e6, bytes / n, every, runs);
     print_row("append", "write+fdatasync", ta, ra, runs, n);

@@ -487,7 +487,7 @@ cleanup()
 local M = "M msg/s"
 print(str_format("state: `tide run --drain` of bench/jobs/incr.lua (incr per "
                  .. "message, string serde, RocksDB + write cache + "
-                 .. "changelog), 1 partition, 14-byte keys; %d runs, the "
+                 .. "changelog), 1 partition, 14-byte keys; runs: %d, the "
                  .. "sides alternating; ratio = tide/baseline, run by run",
                  RUNS))
 print(str_format("  tide: whole-process wall time; the same run on an empty "

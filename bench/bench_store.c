@@ -510,7 +510,7 @@ main(int argc, char **argv)
     if (mkdtemp(dir) == NULL) {
         die("mkdtemp", dir);
     }
-    printf("store: %d runs of each part; figures are the median (median of "
+    printf("store: runs of each part: %d; figures are the median (median of "
            "N, min-max); ratios are taken run by run\n", runs);
     bench_keys(dir, "hot", HOT_KEYS, hot_ops, 0, runs);
     bench_keys(dir, "many", many, (int64_t) many, 1, runs);

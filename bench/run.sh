@@ -25,7 +25,7 @@ mkdir -p "$TMP"
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
     LOG_RECS=100000 JOB_MSGS=100000
     STORE_HOT=100000 STORE_MANY=100000 STORE_RESTORE=100000
-    STATE_HOT=100000 STATE_MANY=400000 STATE_KEYS=200000 RELOADS=5
+    STATE_HOT=100000 STATE_MANY=600000 STATE_KEYS=200000 RELOADS=5
 else
     LOG_RECS=2000000 JOB_MSGS=2000000
     STORE_HOT=2000000 STORE_MANY=1000000 STORE_RESTORE=1000000
@@ -41,7 +41,7 @@ part() {
          "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
 }
 
-echo "tide bench: $BENCH_RUNS runs of every part on $(nproc 2>/dev/null ||
+echo "tide bench: runs of every part: $BENCH_RUNS, on $(nproc 2>/dev/null ||
     echo '?') cores, $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "figures: median (median of N, min-max); ratio = tide/baseline, taken" \
      "run by run"
