@@ -428,13 +428,13 @@ end
 -- Hot keys.
 local keys = make_input(n_hot, function(i) return i % HOT_KEYS end)
 local n_raw_hot = math.max(1, math.floor(n_hot / 5))
-local hot = { tide = {}, raw = {}, ratio = {}, ops = {} }
+local hot = { tide = {}, raw = {}, ratio = {} }
 local raw_stopped = false
 for round = 1, RUNS do
     local t, _, ops, secs = round_of(round, keys, n_hot, n_raw_hot,
                                      "hot keys")
     hot.tide[round], hot.raw[round] = n_hot / t / 1e6, ops / secs / 1e6
-    hot.ratio[round], hot.ops[round] = hot.tide[round] / hot.raw[round], ops
+    hot.ratio[round] = hot.tide[round] / hot.raw[round]
     raw_stopped = raw_stopped or ops < n_raw_hot
 end
 local hot_distinct = check_sum(n_hot)
