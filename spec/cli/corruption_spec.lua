@@ -10,25 +10,10 @@ local SEG0 = "00000000000000000000.log"
 local function records_of(path)
   local data = assert(h.read_file(path))
   assert(data:sub(1, 8) == "TIDESEG1", path .. " is not a segment")
-  local recs, pos = {}, 16
-  while pos + 4 <= #data do
-    local a, b, c, d = data:byte(pos + 1, pos + 4)
-    local len = a + b * 256 + c * 65536 + d * 16777216
-    if pos + 4 + len > #data then break end
-    recs[#recs + 1] = { first = pos, stop = pos + 4 + len }
-    pos = pos + 4 + len
-  end
-  assert(pos == #data, "the segment does not end on a record boundary")
-  return recs
+  return h.segment_records(data, path)
 end
 
--- Writes 'bytes' over 'path' at byte 'pos' (0-based), in place.
-local function overwrite(path, pos, bytes)
-  local f = assert(io.open(path, "r+b"))
-  f:seek("set", pos)
-  f:write(bytes)
-  f:close()
-end
+local overwrite = h.overwrite
 
 local function garbage(n)
   local t = {}

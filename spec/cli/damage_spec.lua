@@ -17,36 +17,16 @@ local NPART, RUNS, PER_RUN = 2, 6, 60
 local TRIALS = tonumber(os.getenv("TIDE_DAMAGES") or "") or 400
 local FMT = "%p %o %s\\n"
 
-local function u32(data, pos)
-  local a, b, c, d = data:byte(pos + 1, pos + 4)
-  return a + b * 256 + c * 65536 + d * 16777216
-end
-
 local function u32s(v)
   return string.char(v % 256, math.floor(v / 256) % 256,
                      math.floor(v / 65536) % 256, math.floor(v / 16777216) % 256)
 end
 
--- Byte positions of the records of a segment (format.h): a list of
--- { first =, stop = }.
 local function records_of(data)
-  local recs, pos = {}, 16
-  while pos + 4 <= #data do
-    local len = u32(data, pos)
-    if pos + 4 + len > #data then break end
-    recs[#recs + 1] = { first = pos, stop = pos + 4 + len }
-    pos = pos + 4 + len
-  end
-  assert(pos == #data, "template segment does not end on a record boundary")
-  return recs
+  return h.segment_records(data, "template segment")
 end
 
-local function overwrite(path, pos, bytes)
-  local f = assert(io.open(path, "r+b"))
-  f:seek("set", pos)
-  f:write(bytes)
-  f:close()
-end
+local overwrite = h.overwrite
 
 describe("400 random damages", function()
   local tpl, work, want, files, active, seed

@@ -242,4 +242,29 @@ function M.tide_stderr(job)
   return M.read_file(job.base .. ".err") or ""
 end
 
+-- Byte positions of the records of segment bytes `data` (a list of
+-- { first =, stop = }; the format is in core/src/log/format.h). Fails
+-- unless the segment ends on a record boundary.
+function M.segment_records(data, what)
+  local recs, pos = {}, 16
+  while pos + 4 <= #data do
+    local a, b, c, d = data:byte(pos + 1, pos + 4)
+    local len = a + b * 256 + c * 65536 + d * 16777216
+    if pos + 4 + len > #data then break end
+    recs[#recs + 1] = { first = pos, stop = pos + 4 + len }
+    pos = pos + 4 + len
+  end
+  assert(pos == #data, (what or "the segment")
+         .. " does not end on a record boundary")
+  return recs
+end
+
+-- Writes `bytes` over the file at `path` at byte `pos` (0-based), in place.
+function M.overwrite(path, pos, bytes)
+  local f = assert(io.open(path, "r+b"))
+  f:seek("set", pos)
+  f:write(bytes)
+  f:close()
+end
+
 return M
