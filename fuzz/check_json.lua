@@ -4,8 +4,11 @@
 --- N. A decoded value encodes (unless it holds a number that overflowed to
 --- an infinity), and the text decodes to the same value: strings, booleans
 --- and null exactly, numbers exactly or to the 14 significant digits the
---- encoder writes below 1e14 (within half a unit of the 14th digit). Anything else raises "FINDING: ...".
+--- encoder writes below 1e14 (within half a unit of the 14th digit).
+--- And where lua-cjson (the codec's reference, which accepts more: nan,
+--- inf, hex) decodes the text too, both give the same value, exactly. Anything else raises "FINDING: ...".
 local codec = require("tide.json.codec")
+local cjson = require("cjson")
 
 local type, pairs, pcall, tostring = type, pairs, pcall, tostring
 local str_format, find, match = string.format, string.find, string.match
@@ -65,6 +68,30 @@ local function same(a, b, where)
     end
 end
 
+-- Exact comparison with lua-cjson's value (both read numbers with strtod
+-- or exactly; both take null as lightuserdata NULL).
+local function same_exact(a, b, where)
+    if type(a) ~= type(b) then
+        finding("codec and cjson differ at %s: a %s and a %s", where,
+                type(a), type(b))
+    end
+    if type(a) == "table" then
+        for k, v in pairs(a) do
+            same_exact(v, b[k], where .. "/" .. tostring(k))
+        end
+        for k in pairs(b) do
+            if a[k] == nil then
+                finding("cjson has %s/%s, the codec not", where,
+                        tostring(k))
+            end
+        end
+    elseif a ~= b then
+        finding("codec and cjson differ at %s: %s and %s", where,
+                type(a) == "number" and str_format("%.17g", a) or tostring(a),
+                type(b) == "number" and str_format("%.17g", b) or tostring(b))
+    end
+end
+
 local function check_value(v, where)
     local t = type(v)
     if t == "table" then
@@ -103,6 +130,10 @@ return function(data)
         return
     end
     check_value(v, "")
+    local okc, cv = pcall(cjson.decode, data)
+    if okc then
+        same_exact(v, cv, "")
+    end
     local ok2, s, eerr = pcall(codec.encode, v)
     if not ok2 then
         finding("encode raised: %s", tostring(s))
