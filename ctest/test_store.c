@@ -19,6 +19,7 @@
 #include <ftw.h>
 #include <limits.h>
 #include <rocksdb/c.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1507,6 +1508,68 @@ test_manifest_stays_small(void)
     tmp_free(dir);
 }
 
+/* A store whose changelog's owner has gone flushes its last records at
+ * free; when that fails (here EFBIG, as ENOSPC would), the warning says
+ * what is true: those records are newer than any checkpoint (a commit
+ * makes the changelog durable first), so a job restarted from its
+ * checkpoint makes them again. Not "records lost". */
+static void
+test_failed_close_flush_says_what_is_true(void)
+{
+    tide_store_params_t  p;
+    struct rlimit        saved, none;
+    tide_store_t        *s;
+    tide_log_t          *log;
+    char                 path[4096], snap[4096], said[4096];
+    char                *dir = tmp_new();
+    int                  pipefd[2], saved_err;
+    ssize_t              n;
+    void               (*old)(int);
+
+    log = log_open(dir, 2);
+    memset(&p, 0, sizeof(p));
+    p.changelog = log;
+    p.partition = 1;
+    snprintf(path, sizeof(path), "%s/s", dir);
+    snprintf(snap, sizeof(snap), "%s/snap", dir);
+    s = store_open(path, &p);
+    tide_log_free(log);                 /* the owner goes; nothing pending */
+    put(s, "a", "1");
+    put(s, "b", "2");
+    ASSERT_OK(tide_store_snapshot(s, snap, NULL, 0));  /* RocksDB is done */
+
+    /* No file may grow now; stderr goes into a pipe, which may. */
+    ASSERT_OK(pipe(pipefd));
+    fflush(stderr);
+    saved_err = dup(2);
+    ASSERT(saved_err >= 0);
+    ASSERT(dup2(pipefd[1], 2) == 2);
+    ASSERT_OK(close(pipefd[1]));
+    old = signal(SIGXFSZ, SIG_IGN);
+    ASSERT_OK(getrlimit(RLIMIT_FSIZE, &saved));
+    none = saved;
+    none.rlim_cur = 0;
+    ASSERT_OK(setrlimit(RLIMIT_FSIZE, &none));
+    tide_store_free(s);
+    ASSERT_OK(setrlimit(RLIMIT_FSIZE, &saved));
+    signal(SIGXFSZ, old);
+    fflush(stderr);
+    ASSERT(dup2(saved_err, 2) == 2);
+    ASSERT_OK(close(saved_err));
+    n = read(pipefd[0], said, sizeof(said) - 1);
+    ASSERT(n > 0);
+    said[n] = '\0';
+    ASSERT_OK(close(pipefd[0]));
+    fprintf(stderr, "# %s", said);
+
+    ASSERT(strstr(said, path) != NULL);
+    ASSERT(strstr(said, "2 changelog records") != NULL);
+    ASSERT(strstr(said, "File too large") != NULL);
+    ASSERT(strstr(said, "newer than the job's last checkpoint") != NULL);
+    ASSERT(strstr(said, "records lost") == NULL);
+    tmp_free(dir);
+}
+
 /* Fills every free descriptor but 'spare' (below the lowest limit that
  * keeps the open ones); returns how many it took, into 'fill'. */
 static int
@@ -1589,6 +1652,7 @@ main(void)
     RUN(test_new_without_descriptors);
     RUN(test_open_files_are_bounded);
     RUN(test_manifest_stays_small);
+    RUN(test_failed_close_flush_says_what_is_true);
     RUN(test_get_set_binary_and_deletes);
     RUN(test_bad_arguments_change_nothing);
     RUN(test_flush_free_reopen_keeps_data);

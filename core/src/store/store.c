@@ -92,10 +92,21 @@ store_destroy(tide_store_t *s)
     tide__cache_free(&s->cache);
     if (s->log != NULL) {
         /* Its owner is gone and flushed before our last pushes: write them
-         * out rather than lose them with the handle. */
+         * out rather than drop them with the handle. If that fails (say
+         * ENOSPC), the warning says what is true: a commit makes the
+         * changelog durable before it writes its checkpoint, so records
+         * still buffered here are newer than the job's last checkpoint. A
+         * restart restores the store to that checkpoint and reprocesses
+         * the input from it, which makes these records again. */
         if (s->log->freed && tide_log_flush(s->log) != TIDE_OK) {
-            tide__warn("store %s: changelog records lost at close: %s",
-                       s->dir, tide_log_errmsg(s->log));
+            int32_t  n = s->log->parts[s->partition].count;
+
+            tide__warn("store %s: %ld changelog record%s not written at "
+                       "close: %s; they are newer than the job's last "
+                       "checkpoint and are made again when it restarts "
+                       "from it (nothing committed is lost)", s->dir,
+                       (long) n, n == 1 ? " was" : "s were",
+                       tide_log_errmsg(s->log));
         }
         tide__log_unref(s->log);
     }
