@@ -13,7 +13,7 @@
 -- Config: top_n (default 10)
 -- Note: the re-keying hop is at-least-once like every output; after a
 -- crash a view re-sent to pageview-urls is counted again. A job whose
--- input is already keyed by URL counts exactly (see DESIGN.md section 5).
+-- input is already keyed by URL counts exactly (see docs/design.md, section 4).
 local sort, type = table.sort, type
 
 return {

@@ -9,7 +9,7 @@
 --
 --   luarocks --lua-version=5.1 make --deps-mode=none rockspec/tide-scm-1.rockspec
 --
--- needs the Debian packages of DESIGN.md section 3 (pkg-config finds
+-- needs the Debian packages listed in README's "Dependencies" (pkg-config finds
 -- luajit, librdkafka, librocksdb and libuv) and no network.
 rockspec_format = "3.0"
 package = "tide"

@@ -3,7 +3,7 @@ return [==[
 /*
  * tide.h -- the only exported C surface of libtide.
  *
- * Rules (STYLE.md section 3): this file minus its '#' lines is valid
+ * Rules: this file minus its '#' lines is valid
  * ffi.cdef input, so it has no macros, no varargs, no bitfields and no
  * struct arguments by value. Every change bumps tide_abi_version().
  *

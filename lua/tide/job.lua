@@ -1,4 +1,4 @@
---- Loads a job file, applies -c overrides and validates it (DESIGN.md 4.2).
+--- Loads a job file, applies -c overrides and validates it (docs/design.md section 3; README "Writing a job").
 local loop = require("tide.loop")
 local serde = require("tide.serde")
 local system = require("tide.system")

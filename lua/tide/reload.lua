@@ -1,5 +1,5 @@
 --- Hot reload: versions of a job's code, and loading a new version that may
---- replace the running one (DESIGN.md 6). The swap itself, probation and
+--- replace the running one (docs/design.md section 5). The swap itself, probation and
 --- rollback are the runner's (lua/tide/runner.lua).
 local job_mod = require("tide.job")
 local partition = require("tide.partition")

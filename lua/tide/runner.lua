@@ -1,6 +1,6 @@
 --- The container: runs one task per input partition of a job, in batches,
 --- with per-message atomic sends, the on_error policy, commits, windows,
---- stop and drain (DESIGN.md 4.2 and 5, docs/runtime.md).
+--- stop and drain (docs/design.md sections 3 and 4, docs/runtime.md).
 local system = require("tide.system")
 local checkpoint = require("tide.checkpoint")
 local state_mod = require("tide.state")
@@ -585,7 +585,7 @@ end
 
 -- ---- commit --------------------------------------------------------------------
 
---- Commits, in the order of DESIGN.md 5: drains the store caches into
+--- Commits, in the order of docs/design.md section 4: drains the store caches into
 --- RocksDB and the changelogs, makes every output and changelog record
 --- durable, snapshots the stores with their changelog offsets, then
 --- replaces the checkpoint (input and changelog offsets) atomically.

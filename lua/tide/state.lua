@@ -1,6 +1,6 @@
 --- Task state: a job's stores, per task, with their changelogs, local
 --- snapshots, restore and the store API that process() sees as
---- ctx.stores.<name> (DESIGN.md 4.2 and 5; docs/runtime.md "State").
+--- ctx.stores.<name> (docs/design.md sections 3 and 4; docs/runtime.md "State").
 ---
 --- Layout per task and store, under <data-dir>/jobs/<job>/stores/<store>/<task>/:
 ---   db/               the live RocksDB (WAL off: the changelog is durable)
@@ -125,7 +125,7 @@ end
 
 -- Writes are held per message in `pending` (raw key -> raw value, or
 -- false for a delete) and reach the C store only when the message is done,
--- so a message that raises leaves no trace in state (DESIGN.md 5).
+-- so a message that raises leaves no trace in state (docs/design.md section 4).
 local Store = {}
 Store.__index = Store
 

@@ -1,5 +1,5 @@
 -- Drift checks between the C header, the generated cdef, the loaded
--- library and the rockspec (STYLE.md section 10).
+-- library and the rockspec.
 local base = require("tide.base")
 
 local ROOT = os.getenv("TIDE_SOURCE_DIR") or "."

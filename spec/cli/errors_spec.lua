@@ -1,6 +1,7 @@
 -- End to end: what a user sees when a command goes wrong, and the options
--- every command shares (DESIGN.md 4.3: exit 0 on success; on failure a
--- non-zero exit and one clear line on stderr saying what, where, what to do).
+-- every command shares (README "Using the log from the shell": exit 0 on
+-- success; on failure a non-zero exit and one clear line on stderr saying
+-- what, where, what to do).
 local h = require("cli.helper")
 
 -- Asserts that r failed with one line on stderr, no stdout noise and no

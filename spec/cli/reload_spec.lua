@@ -1,4 +1,4 @@
--- End to end: hot reload as a user drives it (DESIGN.md 6; issue 5 "Must
+-- End to end: hot reload as a user drives it (docs/design.md section 5; issue 5 "Must
 -- show"). The real `tide run` runs a copy of spec/cli/jobs/reload_counter.lua
 -- or reload_memo.lua in a scratch folder, whose file the spec edits while a
 -- background writer feeds the job through `tide produce`. Each test gets

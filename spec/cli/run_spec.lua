@@ -1,4 +1,4 @@
--- End to end: `tide run` as a user drives it (DESIGN.md 4.2, 4.3, 5; issue 3
+-- End to end: `tide run` as a user drives it (docs/design.md sections 3 and 4, README's CLI table; issue 3
 -- "Must show"). Jobs come from spec/cli/jobs/ and jobs/; each test gets a
 -- fresh data dir and a scratch dir, removed afterwards.
 local h = require("cli.helper")

@@ -1,4 +1,4 @@
--- End to end: job state as a user sees it (DESIGN.md 5 "State is
+-- End to end: job state as a user sees it (docs/design.md section 4: "State is
 -- exactly-once", "Commit order", "Restore"; issue 4 "Must show"). The real
 -- `tide` binary runs spec/cli/jobs/counter.lua (a keyed incr job) and
 -- jobs/pageview_counts.lua over fresh data dirs; background runs are killed
