@@ -21,15 +21,20 @@ export BENCH_RUNS
 mkdir -p "$TMP"
 
 # Sizes: records (log), messages (job), store hot ops / many keys /
-# restore records, state hot messages / many messages / many keys.
+# restore records, state hot messages / many messages / many keys, saves
+# (reload). Each can be set from the environment, e.g. STATE_MANY=10000000
+# for the many-keys size that docs/bench.md compares with.
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
-    LOG_RECS=100000 JOB_MSGS=100000
-    STORE_HOT=100000 STORE_MANY=100000 STORE_RESTORE=100000
-    STATE_HOT=100000 STATE_MANY=600000 STATE_KEYS=200000 RELOADS=5
+    : "${LOG_RECS:=100000}" "${JOB_MSGS:=100000}"
+    : "${STORE_HOT:=100000}" "${STORE_MANY:=100000}" "${STORE_RESTORE:=100000}"
+    : "${STATE_HOT:=100000}" "${STATE_MANY:=600000}" "${STATE_KEYS:=200000}"
+    : "${RELOADS:=5}"
 else
-    LOG_RECS=2000000 JOB_MSGS=2000000
-    STORE_HOT=2000000 STORE_MANY=1000000 STORE_RESTORE=1000000
-    STATE_HOT=2000000 STATE_MANY=5000000 STATE_KEYS=1000000 RELOADS=10
+    : "${LOG_RECS:=2000000}" "${JOB_MSGS:=2000000}"
+    : "${STORE_HOT:=2000000}" "${STORE_MANY:=1000000}"
+    : "${STORE_RESTORE:=1000000}"
+    : "${STATE_HOT:=2000000}" "${STATE_MANY:=5000000}" "${STATE_KEYS:=1000000}"
+    : "${RELOADS:=10}"
 fi
 
 export TIDE_LIB="$BUILD/libtide.so"
