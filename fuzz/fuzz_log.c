@@ -36,6 +36,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -192,6 +193,36 @@ write_file(const char *dir, const char *name, const void *p, size_t n)
     close(fd);
 }
 
+/* Removes the folders of earlier runs that died (a finding aborts, and
+ * libFuzzer's fork mode kills its jobs): each is named after its pid. */
+static void
+remove_stale(const char *tmp)
+{
+    DIR            *d = opendir(tmp);
+    struct dirent  *de;
+    char            path[8192], *end;
+    long            pid;
+
+    if (d == NULL) {
+        return;
+    }
+    while ((de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, "tide-fuzz-log-", 14) != 0) {
+            continue;
+        }
+        pid = strtol(de->d_name + 14, &end, 10);
+        if (*end != '\0' || pid <= 0 ||
+            (pid != (long) getpid() && (kill((pid_t) pid, 0) == 0 ||
+                                        errno != ESRCH)))
+        {
+            continue;
+        }
+        snprintf(path, sizeof(path), "%s/%s", tmp, de->d_name);
+        rm_tree(path);
+    }
+    closedir(d);
+}
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -206,9 +237,11 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
         tmp = "/tmp";
     }
     mkdir(tmp, 0755);
-    snprintf(g_root, sizeof(g_root), "%s/tide-fuzz-log-XXXXXX", tmp);
-    if (mkdtemp(g_root) == NULL) {
-        fprintf(stdout, "fuzz_log: cannot make a folder under %s: %s\n", tmp,
+    remove_stale(tmp);
+    snprintf(g_root, sizeof(g_root), "%s/tide-fuzz-log-%ld", tmp,
+             (long) getpid());
+    if (mkdir(g_root, 0700) != 0) {
+        fprintf(stdout, "fuzz_log: cannot make %s: %s\n", g_root,
                 strerror(errno));
         abort();
     }
