@@ -34,6 +34,20 @@ local FIX = "; restore it from a backup, or delete it to reprocess every "
 -- cannot have been written by save().
 local MAX_OFFSET = 9007199254740992
 
+-- Returns a name read from the file as it may appear in a one-line error:
+-- control bytes, quotes and backslashes escaped (\ddd), cut at 80 bytes.
+local function shown(name)
+    name = tostring(name)
+    local cut = #name > 80
+    if cut then
+        name = name:sub(1, 80)
+    end
+    name = name:gsub("[%c'\\\128-\255]", function(c)
+        return str_format("\\%03d", c:byte())
+    end)
+    return cut and name .. "..." or name
+end
+
 --- Parses the text of a checkpoint file of job `job_name`. Pure: no I/O,
 --- and never raises, whatever the bytes; `path` only names the file in
 --- errors. Checks the file's own shape (a version 1 object of this job,
@@ -71,7 +85,7 @@ function _M.decode(text, path, job_name)
         if not part then
             return nil, str_format("%s: bad task '%s' (tasks are named by "
                                    .. "their partition number)%s", path,
-                                   tostring(p), FIX)
+                                   shown(p), FIX)
         end
         if tasks[part] then
             return nil, str_format("%s: task %d appears twice%s", path, part,
@@ -98,7 +112,7 @@ function _M.decode(text, path, job_name)
                     return nil, str_format("%s: task %d: bad offset for %s "
                                            .. "'%s' (a whole number from 0 to "
                                            .. "2^53 expected)%s", path, part,
-                                           kind, name, FIX)
+                                           kind, shown(name), FIX)
                 end
                 entry[what][name] = off
             end
@@ -153,7 +167,8 @@ function _M.check(tasks, path, job_name, nparts, inputs)
                 return nil, str_format("%s: task %d has an offset for input "
                                        .. "'%s', which job '%s' does not "
                                        .. "read (inputs: %s)%s", path, p,
-                                       name, job_name, concat(inputs, ", "),
+                                       shown(name), job_name,
+                                       concat(inputs, ", "),
                                        redo)
             end
         end

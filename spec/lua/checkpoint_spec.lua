@@ -20,6 +20,22 @@ describe("tide.checkpoint", function()
             assert.same({}, assert(decode(doc(""), PATH, "j")))
         end)
 
+        it("keeps its error on one line whatever names the file holds "
+           .. "(found by fuzz/checkpoint)", function()
+            local long = ("\\"):rep(200)
+            for _, body in ipairs({
+                '"i\\n\\r0":{"inputs":{}}',
+                '"1":{"inputs":{"a\\nb":-1}}',
+                '"1":{"inputs":{"' .. long .. '":-1}}',
+            }) do
+                local t, err = decode(doc(body), PATH, "j")
+                assert.is_nil(t)
+                assert.is_nil(err:find("[%c]"), "control byte in: " .. err)
+                assert.is_true(#err < 600, err)
+                assert.matches(PATH, err, 1, true)
+            end
+        end)
+
         it("keeps offsets up to 2^53 exact", function()
             local t = assert(decode(doc('"0":{"inputs":{"a":9007199254740992}}'),
                                     PATH, "j"))
