@@ -149,7 +149,8 @@ int tide_log_get_range(tide_log_t *log, int32_t partition, int64_t *start,
  * partition chosen. Records become readable at the next flush, which is
  * automatic once a partition buffers params.flush_bytes; an automatic
  * flush writes without waiting for the disk (it starts the write-back),
- * so records are durable only once tide_log_flush returns. Returns TIDE_OK, TIDE_EINVAL, TIDE_ERANGE, TIDE_EIO (from an
+ * so records are durable only once tide_log_flush returns. Returns
+ * TIDE_OK, TIDE_EINVAL, TIDE_ERANGE, TIDE_EIO or TIDE_ECORRUPT (from an
  * automatic flush), TIDE_ENOMEM. */
 int tide_log_push(tide_log_t *log, tide_rec_t *rec);
 
@@ -157,13 +158,17 @@ int tide_log_push(tide_log_t *log, tide_rec_t *rec);
  * TIDE_FSYNC_BATCH) one fdatasync under the partition's file lock, so
  * several processes can append to one stream. When it returns TIDE_OK
  * every record pushed before is durable. On TIDE_EIO the records stay
- * buffered and errmsg says what failed. */
+ * buffered and errmsg says what failed. TIDE_ECORRUPT: a partition's
+ * active segment is damaged before its end (not a torn tail), so appends
+ * are refused until it is restored or cut; errmsg names file and byte. */
 int tide_log_flush(tide_log_t *log);
 
 /* Runs retention (by age and size) and, for compacted streams, compaction
  * on the closed segments of 'partition' (-1: all). Offsets never change
  * and appends are never blocked. Returns the number of bytes freed (>= 0),
- * or TIDE_EBUSY (another process is cleaning it), TIDE_EIO, TIDE_ERANGE.
+ * or TIDE_EBUSY (another process is cleaning it), TIDE_EIO, TIDE_ERANGE,
+ * TIDE_ECORRUPT (a closed segment does not read to its end: nothing was
+ * changed, errmsg names file and byte).
  * Waits for this handle's own background cleaning first. */
 int64_t tide_log_clean(tide_log_t *log, int32_t partition);
 
@@ -184,7 +189,8 @@ const char *tide_log_errmsg(const tide_log_t *log);
  * still stored starts at the first; one past the end waits for it. The
  * reader keeps 'log' alive. Caller owns *out (tide_reader_free).
  * Returns TIDE_OK, TIDE_EINVAL (offset below TIDE_OFFSET_BEGINNING),
- * TIDE_ERANGE (partition), TIDE_EIO, TIDE_ENOMEM; the log's errmsg says
+ * TIDE_ERANGE (partition), TIDE_EIO, TIDE_ECORRUPT (a segment's header
+ * is damaged; errmsg names the file), TIDE_ENOMEM; the log's errmsg says
  * more. */
 int tide_reader_new(tide_reader_t **out, tide_log_t *log, int32_t partition,
                     int64_t offset);
