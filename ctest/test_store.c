@@ -1470,7 +1470,7 @@ manifest_disk(const char *path)
 /* RocksDB preallocates 4 MiB for each MANIFEST by default: 256 MiB for a
  * job of 64 stores, which can turn a nearly full disk into ENOSPC for
  * the log. A new store's MANIFEST takes little disk, and stays small
- * over 400 snapshots (RocksDB starts a new one past 64 KiB), with
+ * over 400 snapshots (about 200 bytes each), with
  * nothing lost. */
 static void
 test_manifest_stays_small(void)
