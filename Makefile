@@ -14,7 +14,7 @@ FUZZ_SECONDS ?= 600
 FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
 
 .PHONY: all deps build build-asan build-fuzz test test-plain test-asan \
-        test-fuzz fuzz fuzz-corpus demo bench cdef clean
+        test-fuzz fuzz fuzz-corpus crash-loop demo bench cdef clean
 
 all: build
 
@@ -70,6 +70,15 @@ fuzz: build-fuzz
 # Rewrites the seed corpora in fuzz/corpus/ from files tide makes.
 fuzz-corpus: build
 	TIDE_LIB=build/libtide.so luajit fuzz/make_corpus.lua
+
+# The crash loop: SIGKILLs 'tide run' of a two-store job at random moments
+# for CRASH_MINUTES (or CRASH_KILLS kills) and checks state and outputs
+# after every kill (scripts/crash_loop.lua).
+CRASH_MINUTES ?= 10
+CRASH_KILLS ?= 1000000
+crash-loop: build
+	TIDE_BIN=build/tide luajit scripts/crash_loop.lua \
+	  --minutes $(CRASH_MINUTES) --kills $(CRASH_KILLS)
 
 cdef: build
 	@cmake --build build --target cdef
