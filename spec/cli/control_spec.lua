@@ -87,12 +87,7 @@ end
 
 -- The newest count per key in counts-out, summed over keys.
 local function total_counted(dir)
-  local out = h.ok({ "consume", "counts-out", "-e", "-f", "%k\\t%s\\n" },
-                   { dir = dir })
-  local last = {}
-  for k, v in out:gmatch("([^\t\n]*)\t([^\n]*)\n") do
-    last[k] = tonumber(v)
-  end
+  local last = h.newest_counts(dir, "counts-out")
   local sum = 0
   for _, n in pairs(last) do sum = sum + n end
   return sum

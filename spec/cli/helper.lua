@@ -267,4 +267,16 @@ function M.overwrite(path, pos, bytes)
   f:close()
 end
 
+-- The newest value per key of stream `name` in data dir `dir`, as numbers:
+-- { [key] = n } (for jobs that send each key's new count).
+function M.newest_counts(dir, name)
+  local out = M.ok({ "consume", name, "-e", "-f", "%k\\t%s\\n" },
+                   { dir = dir })
+  local last = {}
+  for k, v in out:gmatch("([^\t\n]*)\t([^\n]*)\n") do
+    last[k] = tonumber(v)
+  end
+  return last
+end
+
 return M
