@@ -227,6 +227,10 @@ describe("tide.loop", function()
         it("stays fast in compiled code", function()
             local v = require("jit.v")
             local logfile = os.tmpname()
+            -- Traces of earlier tests can have side exits inside poll()
+            -- that grow side traces ending in "NYI: return to lower
+            -- frame", depending on what ran before: start from none.
+            jit.flush()
             v.on(logfile)
             local seen, t = 0, 0
             for _ = 1, 2000 do
