@@ -448,11 +448,12 @@ check_rec(const input_t *in, const tide_rec_t *rec, int appended)
 }
 
 /* Reads partition 0 from 'from' until the end or an error. Returns the
- * offset after the last record read (-1: none), and in *last_appended
- * whether the last record read was the appended one. */
+ * offset after the last record read (-1: none), in *last_appended
+ * whether the last record read was the appended one, and sets *damaged
+ * when the read stopped at reported damage (TIDE_ECORRUPT). */
 static int64_t
 read_all(const input_t *in, tide_log_t *log, int64_t from, int appended,
-         int compact, int *last_appended)
+         int compact, int *last_appended, int *damaged)
 {
     tide_reader_t  *r = NULL;
     tide_rec_t      recs[7];
@@ -480,6 +481,7 @@ read_all(const input_t *in, tide_log_t *log, int64_t from, int appended,
          * owner, taken here as long as it says where. */
         if (rc == TIDE_ECORRUPT) {
             check_corrupt_msg("tide_reader_new", tide_log_errmsg(log));
+            *damaged = 1;
         } else if (rc != TIDE_EIO && rc != TIDE_ENOMEM) {
             finding("tide_reader_new(%lld) returned %d (%s): %s",
                     (long long) from, rc, tide_strerror(rc),
@@ -512,6 +514,7 @@ read_all(const input_t *in, tide_log_t *log, int64_t from, int appended,
             }
             if (rc == TIDE_ECORRUPT) {
                 check_corrupt_msg("tide_reader_poll", msg);
+                *damaged = 1;
             }
             break;
         }
@@ -580,7 +583,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     tide_reader_t     *r = NULL;
     char               err[512];
     int64_t            start, end;
-    int                rc, compact, last;
+    int                rc, compact, last, damaged = 0;
 
     parse(&in, data, size);
     lay_out(&in);
@@ -618,8 +621,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     compact = got.compact != 0;
 
     /* 1. Read everything, then from the offset the input names. */
-    read_all(&in, log, TIDE_OFFSET_BEGINNING, 0, compact, &last);
-    read_all(&in, log, (int64_t) in.read_at, 0, compact, &last);
+    read_all(&in, log, TIDE_OFFSET_BEGINNING, 0, compact, &last, &damaged);
+    read_all(&in, log, (int64_t) in.read_at, 0, compact, &last, &damaged);
 
     /* 2. Append one record. */
     memset(&rec, 0, sizeof(rec));
@@ -666,6 +669,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     "%d (%s)", (long long) (end - 1), rc, tide_strerror(rc));
         }
         rc = tide_reader_poll(r, &rec);
+        /* Known limit: damage inside the active segment but before the
+         * index entry a writer resumes from is not seen by the writer
+         * (it does not scan a whole segment at open), so the append is
+         * taken; a reader whose index lookup lands before the damage
+         * then stops at it, naming its place. Damage reported before the
+         * append may thus also hide the appended record; silence may
+         * not. */
+        if (rc == TIDE_ECORRUPT && damaged) {
+            check_corrupt_msg("reading back an append behind damage",
+                              tide_reader_errmsg(r));
+            tide_reader_free(r);
+            tide_log_free(log);
+            return 0;
+        }
         if (rc != TIDE_OK || !is_appended(&rec) || rec.offset != end - 1) {
             finding("the record appended at offset %lld cannot be read back: "
                     "poll returned %d (%s), offset %lld, %s", (long long)
@@ -674,7 +691,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     rc == TIDE_OK ? "another record" : tide_reader_errmsg(r));
         }
         tide_reader_free(r);
-        read_all(&in, log, TIDE_OFFSET_BEGINNING, 1, compact, &last);
+        read_all(&in, log, TIDE_OFFSET_BEGINNING, 1, compact, &last,
+                 &damaged);
     }
     tide_log_free(log);
     return 0;
