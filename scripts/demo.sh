@@ -51,7 +51,9 @@ end=$(date +%s%3N)
 echo "      took $((end - start)) ms"
 echo
 echo "   top 5 desktop URLs, from tide state dump jobs/pageview_counts.lua counts:"
-$TIDE state dump jobs/pageview_counts.lua counts | sort -t "$TAB" -k2 -nr | head -5 \
+$TIDE state dump jobs/pageview_counts.lua counts -c inputs.1=pageviews-desktop \
+    >"$TIDE_DATA_DIR/dump.txt" || exit 1
+sort -t "$TAB" -k2 -nr "$TIDE_DATA_DIR/dump.txt" | head -5 \
     | awk -F "$TAB" '{ printf "   %8d  %s\n", $2, $1 }'
 echo
 echo "== 5. the store survives losing its local copy: delete it and rerun"
@@ -60,7 +62,9 @@ $TIDE run jobs/pageview_counts.lua --drain -c inputs.1=pageviews-desktop \
     2>"$TIDE_DATA_DIR/count2.log" || { cat "$TIDE_DATA_DIR/count2.log"; exit 1; }
 grep "task 0:" "$TIDE_DATA_DIR/count2.log" | sed 's/^[^ ]* /      /'
 echo "   same top URL after the rebuild:"
-$TIDE state dump jobs/pageview_counts.lua counts | sort -t "$TAB" -k2 -nr | head -1 \
+$TIDE state dump jobs/pageview_counts.lua counts -c inputs.1=pageviews-desktop \
+    >"$TIDE_DATA_DIR/dump.txt" || exit 1
+sort -t "$TAB" -k2 -nr "$TIDE_DATA_DIR/dump.txt" | head -1 \
     | awk -F "$TAB" '{ printf "   %8d  %s\n", $2, $1 }'
 echo
 echo "Data is in $TIDE_DATA_DIR (TIDE_DATA_DIR=$TIDE_DATA_DIR $TIDE streams list)."

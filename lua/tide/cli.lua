@@ -169,10 +169,12 @@ local function run(args)
 end
 
 local STATE_USAGE = [[
-usage: tide state dump JOB STORE [--data-dir DIR]
+usage: tide state dump JOB STORE [-c KEY=VALUE]... [--data-dir DIR]
 Prints key<TAB>value for every key of store STORE of the job in file JOB,
 over every task, as of the job's last checkpoint. The job must be stopped.
-Values that are tables print as JSON.
+Values that are tables print as JSON. Give the same -c overrides as the
+job ran with (e.g. -c inputs.1=other-stream): the checkpoint is checked
+against the job as they make it.
 ]]
 
 local function show(v)
@@ -183,7 +185,7 @@ local function show(v)
 end
 
 local function state_cmd(args)
-    local o, code = parse_args("state", args, STATE_USAGE)
+    local o, code = parse_args("state", args, STATE_USAGE, true)
     if not o then
         return code
     end
@@ -191,7 +193,7 @@ local function state_cmd(args)
     if pos[1] ~= "dump" or #pos ~= 3 then
         return usage_error("state", "expected: state dump JOB STORE")
     end
-    local job, err = job_mod.load(pos[2])
+    local job, err = job_mod.load(pos[2], o.overrides)
     if not job then
         return fail("state", "%s", err)
     end

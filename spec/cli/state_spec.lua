@@ -647,6 +647,23 @@ describe("job state", function()
       drain(dir, PAGEVIEWS)
       local got = dump(dir, PAGEVIEWS, "counts")
       assert_counts(want, got, "pageview counts per URL")
+      -- The same views in another stream, counted by the job with its
+      -- input overridden (as make demo does): state dump takes the same
+      -- -c, and checks the checkpoint against the job they make.
+      local other = h.tmpdir()
+      h.ok({ "produce", "pv-other", "--partitions", tostring(PARTS), "-K",
+             "\t" }, { dir = other, stdin_file = input })
+      drain(other, PAGEVIEWS, { "-c", "inputs.1=pv-other" })
+      local r = h.tide({ "state", "dump", PAGEVIEWS, "counts" },
+                       { dir = other })
+      assert.are_not.equal(0, r.code)
+      assert.matches("does not read", r.err, 1, true)
+      local out = h.ok({ "state", "dump", PAGEVIEWS, "counts", "-c",
+                         "inputs.1=pv-other" }, { dir = other })
+      local over = {}
+      for k, v in out:gmatch("([^\t\n]*)\t([^\n]*)\n") do over[k] = v end
+      h.rmdir(other)
+      assert_counts(want, over, "pageview counts per URL, input overridden")
       local sum = 0
       for _, v in pairs(got) do sum = sum + tonumber(v) end
       assert.are.equal(N_VIEWS, sum)
