@@ -178,19 +178,11 @@ end
 
 local function append_events(round, n)
     local path = round.work .. "/events.txt"
-    local f = assert(io.open(path, "wb"))
-    local buf = {}
-    for i = 1, n do
+    h.write_lines(path, n, function(i)
         local k = "k" .. rand(0, KEYS - 1)
         round.truth[k] = (round.truth[k] or 0) + 1
-        buf[#buf + 1] = k .. ":" .. (round.produced + i)
-        if #buf == 5000 then
-            f:write(table.concat(buf, "\n"), "\n")
-            buf = {}
-        end
-    end
-    if #buf > 0 then f:write(table.concat(buf, "\n"), "\n") end
-    f:close()
+        return k .. ":" .. (round.produced + i)
+    end)
     h.ok({ "produce", "events", "-K", ":", "--partitions", tostring(PARTS) },
          { dir = round.dir, stdin_file = path })
     os.remove(path)

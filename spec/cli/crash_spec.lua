@@ -7,18 +7,11 @@ local LINES = 2000000
 -- Lines "r<run>-<i>-<padding>", i from 0; the padding varies in length so
 -- that records straddle write and page boundaries in every way.
 local function make_input(path, run, n)
-  local f = assert(io.open(path, "wb"))
   local pad = ("abcdefghijklmnopqrstuvwxyz0123456789"):rep(3)
-  local buf = {}
-  for i = 0, n - 1 do
-    buf[#buf + 1] = "r" .. run .. "-" .. i .. "-" .. pad:sub(1, i % 23)
-    if #buf == 10000 then
-      f:write(table.concat(buf, "\n"), "\n")
-      buf = {}
-    end
-  end
-  if #buf > 0 then f:write(table.concat(buf, "\n"), "\n") end
-  f:close()
+  h.write_lines(path, n, function(i)
+    i = i - 1
+    return "r" .. run .. "-" .. i .. "-" .. pad:sub(1, i % 23)
+  end)
 end
 
 -- Starts `tide produce STREAM` reading 'input' (through a pipe when

@@ -279,4 +279,20 @@ function M.newest_counts(dir, name)
   return last
 end
 
+-- Writes `n` lines to `path`, line i (1-based) being line_of(i), in
+-- chunks of 10,000 so that large inputs take little memory.
+function M.write_lines(path, n, line_of)
+  local f = assert(io.open(path, "wb"))
+  local buf = {}
+  for i = 1, n do
+    buf[#buf + 1] = line_of(i)
+    if #buf == 10000 then
+      f:write(table.concat(buf, "\n"), "\n")
+      buf = {}
+    end
+  end
+  if #buf > 0 then f:write(table.concat(buf, "\n"), "\n") end
+  assert(f:close())
+end
+
 return M

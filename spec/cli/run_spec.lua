@@ -23,17 +23,9 @@ local fmt = string.format
 
 -- Writes n lines "k<i % 9973>:v<i>" (key before the ':') to path.
 local function make_keyed(path, n)
-  local f = assert(io.open(path, "wb"))
-  local buf = {}
-  for i = 0, n - 1 do
-    buf[#buf + 1] = "k" .. (i % 9973) .. ":v" .. i
-    if #buf == 10000 then
-      f:write(table.concat(buf, "\n"), "\n")
-      buf = {}
-    end
-  end
-  if #buf > 0 then f:write(table.concat(buf, "\n"), "\n") end
-  f:close()
+  h.write_lines(path, n, function(i)
+    return "k" .. ((i - 1) % 9973) .. ":v" .. (i - 1)
+  end)
 end
 
 -- Reads a whole stream: { [p] = { k = { keys }, v = { values } } } for

@@ -39,18 +39,12 @@ local rand = math.random
 -- Writes lines "<key>:<n>" for the given list of keys to path and returns
 -- { [key] = count }.
 local function write_events(path, keys, first)
-  local f = assert(io.open(path, "wb"))
-  local truth, buf = {}, {}
-  for i, k in ipairs(keys) do
+  local truth = {}
+  h.write_lines(path, #keys, function(i)
+    local k = keys[i]
     truth[k] = (truth[k] or 0) + 1
-    buf[#buf + 1] = k .. ":" .. ((first or 0) + i)
-    if #buf == 10000 then
-      f:write(table.concat(buf, "\n"), "\n")
-      buf = {}
-    end
-  end
-  if #buf > 0 then f:write(table.concat(buf, "\n"), "\n") end
-  f:close()
+    return k .. ":" .. ((first or 0) + i)
+  end)
   return truth
 end
 
