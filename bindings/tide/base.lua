@@ -12,7 +12,7 @@ local str_format = string.format
 local _M = {}
 
 --- ABI version of tide.h these bindings were written for.
-_M.ABI_VERSION = 6
+_M.ABI_VERSION = 7
 
 -- Declare the C surface once, even when this module is loaded again
 -- (package.loaded cleared): a second ffi.cdef of the structs would raise.
@@ -83,6 +83,7 @@ _M.EAGAIN   = lib.TIDE_EAGAIN
 _M.ENOBUFS  = lib.TIDE_ENOBUFS
 _M.EBUSY    = lib.TIDE_EBUSY
 _M.ERANGE   = lib.TIDE_ERANGE
+_M.ECLOSED  = lib.TIDE_ECLOSED
 
 --- Returns the static text for a TIDE_E* code ("unknown error" otherwise).
 ---@param rc integer

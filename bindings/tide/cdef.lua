@@ -25,7 +25,8 @@ enum {
     TIDE_EAGAIN   = -7,   /* nothing to read yet */
     TIDE_ENOBUFS  = -8,   /* caller buffer too small; size needed is set */
     TIDE_EBUSY    = -9,   /* held by another process */
-    TIDE_ERANGE   = -10   /* offset or partition out of range */
+    TIDE_ERANGE   = -10,  /* offset or partition out of range */
+    TIDE_ECLOSED  = -11   /* the peer closed its end (a channel) */
 };
 
 /* Returns the ABI version; bindings refuse to load on a mismatch. */
@@ -160,6 +161,17 @@ int tide_log_push(tide_log_t *log, tide_rec_t *rec);
  * are refused until it is restored or cut; errmsg names file and byte. */
 int tide_log_flush(tide_log_t *log);
 
+/* Writes every buffered record of every partition to its file, as
+ * tide_log_flush does, but without waiting for the disk: when it returns
+ * TIDE_OK the records are readable by every reader, in this process or
+ * another, and they become durable at the next tide_log_flush (or are
+ * lost by a machine crash before it; a kill -9 of this process loses
+ * nothing published). Offsets are assigned under the partition lock, so
+ * other processes appending meanwhile keep them dense. Returns TIDE_OK,
+ * TIDE_EIO (the records stay buffered; errmsg says what failed),
+ * TIDE_ECORRUPT (as tide_log_flush), TIDE_ENOMEM. */
+int tide_log_publish(tide_log_t *log);
+
 /* Runs retention (by age and size) and, for compacted streams, compaction
  * on the closed segments of 'partition' (-1: all). Offsets never change
  * and appends are never blocked. Returns the number of bytes freed (>= 0),
@@ -214,6 +226,57 @@ int64_t tide_reader_get_offset(const tide_reader_t *r);
 const char *tide_reader_errmsg(const tide_reader_t *r);
 
 /* ------------------------------------------------------------------ */
+/* Notify: wake a reader when a partition changes (inotify).          */
+/*                                                                     */
+/* Use: add the partitions first, then read until TIDE_EAGAIN, then    */
+/* tide_notify_wait (or poll tide_notify_fd). An append made after the  */
+/* add, by any process, is never missed: its event waits in the queue. */
+/* Events are hints: a wake-up may find nothing new (an index write, a  */
+/* retention pass); read and wait again.                               */
+
+typedef struct tide_notify_s  tide_notify_t;
+
+/* Makes a notifier. On success *out is the new one and the caller owns it
+ * (tide_notify_free). Returns TIDE_OK, TIDE_EINVAL (out NULL), TIDE_ENOMEM,
+ * TIDE_EIO (no inotify instance left: fs.inotify.max_user_instances). */
+int tide_notify_new(tide_notify_t **out);
+
+/* Closes the notifier and its descriptor. NULL is a no-op. */
+void tide_notify_free(tide_notify_t *n);
+
+/* Watches the folder of 'partition' of 'log' (its segments and index
+ * files): an append (a write by any process), a new segment, a file moved
+ * in, or a removal makes the notifier readable. 'log' is borrowed for
+ * the call. Watching one partition twice is allowed: each add gives its
+ * own *id, and the watch ends with the last remove. *id is written (0 on
+ * failure). Returns TIDE_OK, TIDE_EINVAL (n, log or id NULL),
+ * TIDE_ERANGE (partition), TIDE_ENOMEM, TIDE_EIO (out of inotify watches:
+ * fs.inotify.max_user_watches; the folder is gone). */
+int tide_notify_add(tide_notify_t *n, tide_log_t *log, int32_t partition,
+                    int *id);
+
+/* Ends watch 'id' (from tide_notify_add). Returns TIDE_OK or TIDE_ENOENT
+ * (no such watch, or removed already). Events already queued stay. */
+int tide_notify_remove(tide_notify_t *n, int id);
+
+/* Returns the notifier's descriptor, readable while events are pending
+ * (for poll(2), epoll or tide_loop_watch_fd). It belongs to 'n': do not
+ * close or read it; tide_notify_drain reads it. */
+int tide_notify_fd(const tide_notify_t *n);
+
+/* Reads every pending event without waiting. Returns their count (>= 0;
+ * 0: none), or TIDE_EIO. Drain before reading, so that an event for
+ * data the read then takes does not cause a wasted wake-up. */
+int tide_notify_drain(tide_notify_t *n);
+
+/* Waits until an event is pending or 'timeout_ms' (>= 0; 0: do not wait)
+ * milliseconds have passed, then drains the events. Returns TIDE_OK (there
+ * were events), TIDE_EAGAIN (timeout), TIDE_EINVAL (n NULL, timeout < 0),
+ * TIDE_EIO. A signal that interrupts the wait returns TIDE_EAGAIN early,
+ * so that the caller can look at its flags. */
+int tide_notify_wait(tide_notify_t *n, int timeout_ms);
+
+/* ------------------------------------------------------------------ */
 /* Clocks                                                              */
 
 enum {
@@ -236,7 +299,10 @@ enum {
     TIDE_LOOP_STOP    = 1,    /* SIGINT or SIGTERM arrived */
     TIDE_LOOP_RELOAD  = 2,    /* SIGHUP arrived */
     TIDE_LOOP_CHANGE  = 4,    /* something changed in the watched folder */
-    TIDE_LOOP_COMMAND = 8     /* a control client sent a command line */
+    TIDE_LOOP_COMMAND = 8,    /* a control client sent a command line */
+    TIDE_LOOP_INPUT   = 16,   /* a descriptor of tide_loop_watch_fd is
+                                 readable, closed or failed */
+    TIDE_LOOP_CHILD   = 32    /* SIGCHLD arrived (tide_loop_watch_children) */
 };
 
 /* Makes a loop that watches SIGINT, SIGTERM (TIDE_LOOP_STOP) and SIGHUP
@@ -328,6 +394,204 @@ int tide_loop_push_reply(tide_loop_t *l, const char *text, size_t len);
  * 'reply' NULL with *len > 0; 'timeout_ms' negative). */
 int tide_control_send(const char *path, const char *cmd, char *reply,
                       size_t *len, int timeout_ms, char *err, size_t errlen);
+
+/* Watches descriptor 'fd' (borrowed: the caller keeps it open and owns
+ * it) for reading: while it is readable, at end-of-file, or failed, every
+ * tide_loop_poll returns TIDE_LOOP_INPUT (level-triggered: read it to
+ * EAGAIN, or unwatch it at end-of-file, or the next poll returns at
+ * once). The bit does not say which descriptor: look at each. A channel
+ * (tide_chan_*) may hold whole frames already read from its descriptor:
+ * receive until TIDE_EAGAIN before polling again. Unwatch before closing
+ * 'fd'. *id is written (0 on failure). Returns TIDE_OK, TIDE_EINVAL (l or
+ * id NULL, fd < 0, fd watched already by this loop), TIDE_ENOMEM,
+ * TIDE_EIO (libuv refused it: not pollable, e.g. a regular file). */
+int tide_loop_watch_fd(tide_loop_t *l, int fd, int *id);
+
+/* Ends watch 'id' of tide_loop_watch_fd. Returns TIDE_OK, TIDE_ENOENT (no
+ * such watch), TIDE_EINVAL (l NULL). */
+int tide_loop_unwatch_fd(tide_loop_t *l, int id);
+
+/* From now on SIGCHLD raises TIDE_LOOP_CHILD: a child process exited,
+ * stopped or continued (see tide_proc_reap). Several children may stand
+ * behind one bit: reap every child. A second call does nothing. Returns
+ * TIDE_OK, TIDE_EINVAL (l NULL), TIDE_EIO. */
+int tide_loop_watch_children(tide_loop_t *l);
+
+/* ------------------------------------------------------------------ */
+/* Worker processes, their message channels and shared memory.         */
+/*                                                                     */
+/* The supervisor spawns each worker with tide_proc_spawn: this program */
+/* again (or o->path), with fd 3 its end of a channel and fd 4 a shared */
+/* memory region. The worker's main calls tide_proc_worker_init first. */
+/* A proc, a chan and their buffers are used by one thread at a time.  */
+
+typedef struct tide_proc_s  tide_proc_t;
+typedef struct tide_chan_s  tide_chan_t;
+
+/* The largest frame a channel carries. */
+enum {
+    TIDE_CHAN_FRAME_MAX = 16777216,
+    TIDE_PROC_CHAN_FD   = 3,   /* the worker's channel descriptor */
+    TIDE_PROC_SHM_FD    = 4    /* the worker's shared memory descriptor */
+};
+
+typedef struct tide_proc_opts_s {
+    const char          *title;   /* the worker's argv[0], as ps and
+                                     pgrep -f show it ("tide: JOB worker
+                                     2"); required */
+    const char *const   *env;     /* NULL, or "K=V" strings ending with
+                                     NULL, added to (or replacing) ours */
+    const char          *path;    /* the program; NULL: this process's
+                                     own (/proc/self/exe, resolved, so that
+                                     its name is "tide" in ps and top) */
+    int64_t              shm_bytes;      /* shared region; 0: none */
+    int64_t              max_data_bytes; /* RLIMIT_DATA of the worker,
+                                            set by tide_proc_worker_init;
+                                            0: unlimited */
+} tide_proc_opts_t;
+
+/* Starts a worker: fork and exec of o->path (argv { o->title }) with our
+ * environment plus o->env plus TIDE_WORKER=1, TIDE_PARENT_PID=<our pid>
+ * and, when set, TIDE_WORKER_MAX_DATA=<o->max_data_bytes>. In the child,
+ * fd 3 is its end of a stream socket pair (see tide_chan_*), fd 4 the
+ * shared region when o->shm_bytes > 0, and every other descriptor but 0,
+ * 1 and 2 is closed; its signal mask is empty, and it gets SIGKILL when
+ * the thread that spawned it ends (PR_SET_PDEATHSIG: spawn from the main
+ * thread). Returns once the exec succeeded. On success *out is the new
+ * proc and the caller owns it (tide_proc_free). On failure *out is NULL,
+ * no child is left, and 'err' (errlen bytes; may be NULL when errlen is
+ * 0) holds one line: TIDE_EINVAL (out or o NULL, title NULL or empty,
+ * shm_bytes or max_data_bytes < 0), TIDE_ENOENT (no such program, or not
+ * executable), TIDE_ENOMEM, TIDE_EIO (fork, socketpair, memfd...). */
+int tide_proc_spawn(tide_proc_t **out, const tide_proc_opts_t *o,
+                    char *err, size_t errlen);
+
+/* Closes the channel, unmaps the shared region and frees the proc. Does
+ * not kill the child, nor reap it (a child never reaped stays a zombie
+ * until this process exits). NULL is a no-op. */
+void tide_proc_free(tide_proc_t *p);
+
+/* Returns the child's pid. */
+int tide_proc_pid(const tide_proc_t *p);
+
+/* Returns the channel's descriptor (for tide_loop_watch_fd); owned by the
+ * proc. */
+int tide_proc_fd(const tide_proc_t *p);
+
+/* Returns the proc's channel to the worker: owned by the proc, valid
+ * until tide_proc_free. */
+tide_chan_t *tide_proc_chan(tide_proc_t *p);
+
+/* Returns the start of the shared region (o->shm_bytes bytes, zeroed at
+ * spawn, suitably aligned for tide_watch_t), or NULL when there is none.
+ * Valid until tide_proc_free. */
+void *tide_proc_shm(tide_proc_t *p);
+
+/* Sends signal 'sig' to the child. Returns TIDE_OK, TIDE_ENOENT (reaped
+ * already: its pid may belong to another process by now, so nothing is
+ * sent), TIDE_EINVAL (bad signal), TIDE_EIO. */
+int tide_proc_kill(tide_proc_t *p, int sig);
+
+/* Collects the child's exit without waiting. Returns TIDE_EAGAIN while it
+ * runs, TIDE_OK once it has ended, with *status its exit code (>= 0) or
+ * minus the signal that killed it (-9 for SIGKILL); later calls return
+ * TIDE_OK and the same status. TIDE_EIO: waitpid failed (someone else
+ * reaped it; *status is then 0). *status is always written (0 while it
+ * runs). */
+int tide_proc_reap(tide_proc_t *p, int *status);
+
+/* Returns the resident set size of the child in bytes (from
+ * /proc/PID/statm), TIDE_ENOENT when it has ended (or was reaped), or
+ * TIDE_EIO. */
+int64_t tide_proc_rss(const tide_proc_t *p);
+
+/* In a worker, first thing in main: when TIDE_WORKER=1 is set, asks for
+ * SIGKILL when the parent dies (PR_SET_PDEATHSIG), checks that the parent
+ * is still TIDE_PARENT_PID (it may have died before the request),
+ * removes TIDE_WORKER, TIDE_PARENT_PID and TIDE_WORKER_MAX_DATA from the
+ * environment (a grandchild is no worker), sets RLIMIT_DATA from
+ * TIDE_WORKER_MAX_DATA, and makes fds 3 and 4 close-on-exec. Returns
+ * TIDE_OK (a worker: open the channel with tide_chan_open(3) and map the
+ * region with tide_shm_map(4)), TIDE_ENOENT (not a worker: nothing
+ * done), TIDE_EIO (the parent is gone, or fd 3 is not a socket: exit). On
+ * failure 'err' holds one line. */
+int tide_proc_worker_init(char *err, size_t errlen);
+
+/* Makes a channel on stream socket 'fd' and takes ownership of 'fd'
+ * (tide_chan_free closes it); 'fd' is made non-blocking. On success *out
+ * is the new channel and the caller owns it. Returns TIDE_OK, TIDE_EINVAL
+ * (out NULL, fd not a socket: *out NULL and fd left open), TIDE_ENOMEM
+ * (fd left open). */
+int tide_chan_open(tide_chan_t **out, int fd);
+
+/* Closes the channel's descriptor and frees it. NULL is a no-op. Never
+ * call it on the channel of a proc (tide_proc_free does). */
+void tide_chan_free(tide_chan_t *c);
+
+/* Returns the channel's descriptor; owned by the channel. */
+int tide_chan_fd(const tide_chan_t *c);
+
+/* Sends one frame of 'len' bytes (0 .. TIDE_CHAN_FRAME_MAX) of 'buf'
+ * (borrowed for the call). The frame is taken whole, in order after the
+ * frames before it: TIDE_OK when all of it reached the socket,
+ * TIDE_EAGAIN when part of it (or of an earlier frame) is still queued in
+ * the channel after 'timeout_ms' (-1: no limit): the rest goes out on the
+ * next send or tide_chan_flush. While it waits it reads what the peer
+ * sends, so that two peers sending at once never deadlock (receive those
+ * frames with tide_chan_recv). Returns TIDE_ECLOSED when the peer is
+ * gone (no SIGPIPE), TIDE_EINVAL (len too big, buf NULL with len > 0;
+ * nothing queued), TIDE_ENOMEM, TIDE_EIO. */
+int tide_chan_send(tide_chan_t *c, const char *buf, size_t len,
+                   int timeout_ms);
+
+/* Writes out what tide_chan_send left queued, waiting at most 'timeout_ms'
+ * (-1: no limit; 0: no wait). Returns TIDE_OK (nothing queued any more),
+ * TIDE_EAGAIN, TIDE_ECLOSED, TIDE_EIO. */
+int tide_chan_flush(tide_chan_t *c, int timeout_ms);
+
+/* Takes the next whole frame without waiting: TIDE_OK with *buf and *len
+ * set to it (owned by the channel, valid until the next call on 'c');
+ * TIDE_EAGAIN when no whole frame is there yet (a part stays buffered
+ * for the next call); TIDE_ECLOSED at the peer's end (after every whole
+ * frame it sent); TIDE_ECORRUPT when the peer announced a frame over
+ * TIDE_CHAN_FRAME_MAX (not a channel: close it); TIDE_ENOMEM; TIDE_EIO.
+ * *buf and *len are always written (NULL and 0 on failure). */
+int tide_chan_recv(tide_chan_t *c, char **buf, size_t *len);
+
+/* Waits until tide_chan_recv would not return TIDE_EAGAIN (a whole frame,
+ * the peer's end or an error) or 'timeout_ms' (>= 0) passed. Returns
+ * TIDE_OK, TIDE_EAGAIN (timeout or a signal), TIDE_EINVAL. */
+int tide_chan_wait(tide_chan_t *c, int timeout_ms);
+
+/* Maps shared region 'fd' (a worker's fd 4) read-write. *size gets its
+ * size (from fstat), *ptr its start; unmap with tide_shm_free. Both are
+ * always written (0 and NULL on failure). Does not keep 'fd'. Returns
+ * TIDE_OK, TIDE_EINVAL (size or ptr NULL), TIDE_ENOENT (fd not open or
+ * not a region of tide_proc_spawn: not a worker), TIDE_EIO. */
+int tide_shm_map(int fd, size_t *size, void **ptr);
+
+/* Unmaps a region of tide_shm_map. NULL is a no-op. */
+void tide_shm_free(void *ptr, size_t size);
+
+/* A watch slot: what a worker is running now, for the supervisor's
+ * max_process_time watchdog. The worker writes it in the shared region
+ * with plain stores (no lock): seq changes (incremented) at every call
+ * start and end, in_call is 1 during a call. The supervisor reads it
+ * without a lock either: it may see a slot half written, e.g. a torn
+ * 'version' or an offset of the next call; it reads seq before and after
+ * and trusts the fields only when both match and are the same as at its
+ * previous look. 'version' is not necessarily NUL-terminated. 64 bytes. */
+typedef struct tide_watch_s {
+    uint64_t     seq;          /* changes at every start and end of call */
+    int32_t      in_call;      /* 1: inside a call of the job's code */
+    int32_t      task;         /* the task's partition, -1: none */
+    int32_t      input;        /* index of the input, -1: none */
+    int32_t      kind;         /* which call (process, window ...): the
+                                  runtime's numbering */
+    int64_t      offset;       /* input offset of the message, -1: none */
+    int64_t      started_ms;   /* TIDE_TIME_MONO at the call's start */
+    char         version[24];  /* the code version */
+} tide_watch_t;
 
 /* ------------------------------------------------------------------ */
 /* Files                                                               */

@@ -223,6 +223,20 @@ function Log:flush()
     return true
 end
 
+--- Writes every buffered record to its partition's file without waiting
+--- for the disk: readers in any process see them at once; they become
+--- durable at the next flush(). A kill -9 of this process loses none of
+--- them; a machine crash before the next flush() may.
+---@return true|nil ok, string|nil err, integer|nil code
+function Log:publish()
+    check_open(self, 2)
+    local rc = lib.tide_log_publish(self.cdata)
+    if rc ~= OK then
+        return log_fail(self.cdata, rc)
+    end
+    return true
+end
+
 --- Returns the number of partitions.
 ---@return integer
 function Log:count()

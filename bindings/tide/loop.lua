@@ -22,12 +22,15 @@ local _M = {
     RELOAD  = lib.TIDE_LOOP_RELOAD,           -- SIGHUP arrived
     CHANGE  = lib.TIDE_LOOP_CHANGE,           -- the watched folder changed
     COMMAND = lib.TIDE_LOOP_COMMAND,          -- a control line is queued
+    INPUT   = lib.TIDE_LOOP_INPUT,            -- a watched fd is readable
+    CHILD   = lib.TIDE_LOOP_CHILD,            -- SIGCHLD arrived
 }
 
 local Loop = {}
 local loop_mt = { __index = Loop }
 
 local ploop = ffi_new("tide_loop_t *[1]")     -- reused out-param
+local pid   = ffi_new("int[1]")
 local TIME_MONO, TIME_REAL = lib.TIDE_TIME_MONO, lib.TIDE_TIME_REAL
 local MAX_TIMEOUT = 2147483647
 local MAX_COMMAND = 4095                      -- bytes, without the '\n'
@@ -208,6 +211,64 @@ function _M.send(path, cmd, timeout_ms)
         return nil, errbuf_msg(rc), rc
     end
     return ffi_string(buf, len[0])
+end
+
+--- Watches descriptor `fd` (the caller keeps it open and owns it): while
+--- it is readable, at end-of-file or failed, poll() returns INPUT. The
+--- bit does not say which descriptor: look at each (a channel: receive
+--- until it returns nothing, for it may hold frames already read).
+--- Unwatch before closing `fd`, and at its end-of-file (else every poll
+--- returns at once).
+---@param fd integer
+---@return integer|nil id, string|nil err, integer|nil code
+function Loop:watch_fd(fd)
+    local cdata = self.cdata
+    if not cdata then
+        error("loop is closed", 2)
+    end
+    if not base.is_int(fd) or fd < 0 then
+        error("bad fd: integer >= 0 expected", 2)
+    end
+    local rc = lib.tide_loop_watch_fd(cdata, fd, pid)
+    if rc ~= OK then
+        return nil, "cannot watch descriptor " .. fd .. ": "
+                    .. base.strerror(rc), rc
+    end
+    return pid[0]
+end
+
+--- Ends watch `id` of watch_fd(). Returns true, or nil, an error and the
+--- code ENOENT when there is no such watch.
+---@param id integer
+---@return true|nil ok, string|nil err, integer|nil code
+function Loop:unwatch_fd(id)
+    local cdata = self.cdata
+    if not cdata then
+        error("loop is closed", 2)
+    end
+    if not base.is_int(id) then
+        error("bad watch id: integer expected", 2)
+    end
+    local rc = lib.tide_loop_unwatch_fd(cdata, id)
+    if rc ~= OK then
+        return nil, "no descriptor watch " .. id, rc
+    end
+    return true
+end
+
+--- From now on SIGCHLD raises CHILD in poll(): a child ended (or stopped).
+--- One bit may stand for several children: reap every one.
+---@return true|nil ok, string|nil err, integer|nil code
+function Loop:watch_children()
+    local cdata = self.cdata
+    if not cdata then
+        error("loop is closed", 2)
+    end
+    local rc = lib.tide_loop_watch_children(cdata)
+    if rc ~= OK then
+        return nil, "cannot watch child processes: " .. base.strerror(rc), rc
+    end
+    return true
 end
 
 --- Closes the loop, its watch and its control socket (removing the socket

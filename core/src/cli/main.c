@@ -256,14 +256,43 @@ cmd_lua(const char *cmd, int argc, char **argv)
 static void
 hugepages_reexec(char **argv)
 {
+    char     path[4096];
+    ssize_t  n;
+
     if (getenv("GLIBC_TUNABLES") != NULL) {
         return;
     }
+    /* The resolved path, not /proc/self/exe: the kernel names a process
+     * after the file it executes, and "exe" is what ps and top showed. */
+    n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+    if (n <= 0 || n == (ssize_t) sizeof(path) - 1) {
+        return;
+    }
+    path[n] = '\0';
     if (setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1", 1) != 0) {
         return;
     }
-    execv("/proc/self/exe", argv);
+    execv(path, argv);
     unsetenv("GLIBC_TUNABLES");
+}
+
+/* A worker of 'tide run' (tide_proc_spawn): argv[0] is its title, fd 3
+ * its channel to the supervisor, fd 4 its watch slots. It dies with the
+ * supervisor, never executes itself again (GLIBC_TUNABLES came with the
+ * environment), and runs the Lua runtime's "worker" command, which
+ * takes its orders on the channel. */
+static int
+worker_main(void)
+{
+    char  err[256];
+    int   rc;
+
+    rc = tide_proc_worker_init(err, sizeof(err));
+    if (rc != TIDE_OK) {
+        fprintf(stderr, "tide: %s\n", err);
+        return 1;
+    }
+    return cmd_lua("worker", 0, NULL);
 }
 
 /* Raises the soft limit on open files to the hard one: a stream holds a
@@ -289,6 +318,9 @@ main(int argc, char **argv)
     int          i;
 
     nofile_raise();
+    if (getenv("TIDE_WORKER") != NULL) {
+        return worker_main();
+    }
     /* A leading '--data-dir DIR' applies to the command that follows. */
     while (argc >= 2 && strncmp(argv[1], "--data-dir", 10) == 0) {
         if (argv[1][10] == '=') {

@@ -73,6 +73,17 @@ struct client_s {
     char          line[LINE_MAX_BYTES];
 };
 
+/* A descriptor of tide_loop_watch_fd. The poll handle comes first: the
+ * handle's address is the allocation, freed by on_close_free. */
+typedef struct fdwatch_s  fdwatch_t;
+
+struct fdwatch_s {
+    uv_poll_t    poll;
+    int          id;
+    int          fd;            /* the caller's */
+    fdwatch_t   *next;
+};
+
 struct tide_loop_s {
     uv_loop_t        uv;
     uv_signal_t      sig[WATCH_COUNT];
@@ -94,6 +105,9 @@ struct tide_loop_s {
     client_t        *qhead;      /* the oldest queued command */
     client_t        *qtail;
     client_t        *current;    /* popped, waiting for its reply */
+    fdwatch_t       *fds;        /* tide_loop_watch_fd's watches */
+    int              fd_ids;     /* the last id given */
+    uv_signal_t     *child;      /* the SIGCHLD watch, or NULL */
 };
 
 static void
@@ -700,10 +714,130 @@ handle_close(uv_handle_t *h)
 }
 
 static void
+on_fd(uv_poll_t *h, int status, int events)
+{
+    tide_loop_t  *l = h->data;
+
+    (void) status;
+    (void) events;
+    /* Readable, hung up or failed: the caller's read finds out which. */
+    l->events |= TIDE_LOOP_INPUT;
+}
+
+static void
+on_child(uv_signal_t *h, int signum)
+{
+    tide_loop_t  *l = h->data;
+
+    (void) signum;
+    l->events |= TIDE_LOOP_CHILD;
+}
+
+int
+tide_loop_watch_fd(tide_loop_t *l, int fd, int *id)
+{
+    fdwatch_t  *w;
+    int         rc;
+
+    if (id != NULL) {
+        *id = 0;
+    }
+    if (l == NULL || id == NULL || fd < 0) {
+        return TIDE_EINVAL;
+    }
+    for (w = l->fds; w != NULL; w = w->next) {
+        if (w->fd == fd) {
+            return TIDE_EINVAL;
+        }
+    }
+    w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        return TIDE_ENOMEM;
+    }
+    rc = uv_poll_init(&l->uv, &w->poll, fd);
+    if (rc != 0) {
+        free(w);
+        return rc == UV_EEXIST ? TIDE_EINVAL : rc == UV_ENOMEM ? TIDE_ENOMEM
+               : TIDE_EIO;
+    }
+    w->poll.data = l;
+    l->nopen++;
+    rc = uv_poll_start(&w->poll, UV_READABLE | UV_DISCONNECT, on_fd);
+    if (rc != 0) {
+        uv_close((uv_handle_t *) &w->poll, on_close_free);
+        return TIDE_EIO;
+    }
+    w->fd = fd;
+    w->id = ++l->fd_ids;
+    w->next = l->fds;
+    l->fds = w;
+    *id = w->id;
+    return TIDE_OK;
+}
+
+int
+tide_loop_unwatch_fd(tide_loop_t *l, int id)
+{
+    fdwatch_t  **pw, *w;
+
+    if (l == NULL) {
+        return TIDE_EINVAL;
+    }
+    for (pw = &l->fds; *pw != NULL; pw = &(*pw)->next) {
+        if ((*pw)->id == id) {
+            w = *pw;
+            *pw = w->next;
+            /* uv_close stops polling now; the descriptor stays open. The
+             * close callback runs on a later turn of the loop. */
+            uv_close((uv_handle_t *) &w->poll, on_close_free);
+            return TIDE_OK;
+        }
+    }
+    return TIDE_ENOENT;
+}
+
+int
+tide_loop_watch_children(tide_loop_t *l)
+{
+    uv_signal_t  *h;
+
+    if (l == NULL) {
+        return TIDE_EINVAL;
+    }
+    if (l->child != NULL) {
+        return TIDE_OK;
+    }
+    h = calloc(1, sizeof(*h));
+    if (h == NULL) {
+        return TIDE_ENOMEM;
+    }
+    if (uv_signal_init(&l->uv, h) != 0) {
+        free(h);
+        return TIDE_EIO;
+    }
+    h->data = l;
+    l->nopen++;
+    if (uv_signal_start(h, on_child, SIGCHLD) != 0) {
+        uv_close((uv_handle_t *) h, on_close_free);
+        return TIDE_EIO;
+    }
+    l->child = h;
+    return TIDE_OK;
+}
+
+static void
 loop_close(tide_loop_t *l)
 {
     struct stat  st;
     int          i;
+
+    while (l->fds != NULL) {
+        (void) tide_loop_unwatch_fd(l, l->fds->id);
+    }
+    if (l->child != NULL) {
+        uv_close((uv_handle_t *) l->child, on_close_free);
+        l->child = NULL;
+    }
 
     for (i = 0; i < WATCH_COUNT; i++) {
         handle_close((uv_handle_t *) &l->sig[i]);

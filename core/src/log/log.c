@@ -1150,6 +1150,27 @@ tide_log_flush(tide_log_t *log)
     return first;
 }
 
+/* Writes what each partition buffers, without the fdatasync: readers see
+ * it at once; part_sync at the next tide_log_flush makes it durable
+ * (flush_part marks the partition 'unsynced' for that). */
+int
+tide_log_publish(tide_log_t *log)
+{
+    int32_t  i;
+    int      rc, first = TIDE_OK;
+
+    for (i = 0; i < log->nparts; i++) {
+        if (log->parts[i].len == 0) {
+            continue;
+        }
+        rc = flush_part(log, i, 0);
+        if (rc != TIDE_OK && first == TIDE_OK) {
+            first = rc;
+        }
+    }
+    return first;
+}
+
 /* ---- range ------------------------------------------------------------ */
 
 int

@@ -6,7 +6,7 @@
 #include <stdio.h>
 
 /* Bump on every change to tide.h; bindings/tide/base.lua checks it. */
-#define TIDE_ABI_VERSION 6
+#define TIDE_ABI_VERSION 7
 
 int
 tide_abi_version(void)
@@ -35,6 +35,7 @@ tide_strerror(int rc)
     case TIDE_ENOBUFS:  return "buffer too small";
     case TIDE_EBUSY:    return "busy: held by another process";
     case TIDE_ERANGE:   return "out of range";
+    case TIDE_ECLOSED:  return "closed by the other end";
     default:            return "unknown error";
     }
 }
