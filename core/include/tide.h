@@ -535,7 +535,8 @@ void tide_chan_free(tide_chan_t *c);
 int tide_chan_fd(const tide_chan_t *c);
 
 /* Sends one frame of 'len' bytes (0 .. TIDE_CHAN_FRAME_MAX) of 'buf'
- * (borrowed for the call). The frame is taken whole, in order after the
+ * (borrowed for the call; it may be a frame just received from 'c',
+ * which is then copied first). The frame is taken whole, in order after the
  * frames before it: TIDE_OK when all of it reached the socket,
  * TIDE_EAGAIN when part of it (or of an earlier frame) is still queued in
  * the channel after 'timeout_ms' (-1: no limit): the rest goes out on the

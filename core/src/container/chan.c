@@ -402,6 +402,20 @@ tide_chan_send(tide_chan_t *c, const char *buf, size_t len, int timeout_ms)
     hdr[2] = (unsigned char) (len >> 16);
     hdr[3] = (unsigned char) (len >> 24);
     deadline = deadline_of(timeout_ms);
+    if (buf != NULL && c->in.p != NULL && buf >= c->in.p &&
+        buf < c->in.p + c->in.cap)
+    {
+        /* A frame just received, sent on: reading while the send waits
+         * may move it, so it goes through the queue. */
+        rc = out_queue(c, (const char *) hdr, HDR);
+        if (rc == TIDE_OK) {
+            rc = out_queue(c, buf, len);
+            if (rc != TIDE_OK) {
+                c->out.end -= HDR;
+            }
+        }
+        return rc == TIDE_OK ? out_drain(c, deadline) : rc;
+    }
     rc = out_drain(c, deadline);
     if (rc != TIDE_OK && rc != TIDE_EAGAIN) {
         return rc;
