@@ -2,7 +2,7 @@
 --- core/src/cli/main.c calls main(cmd, args) once and exits with its
 --- result.
 local job_mod = require("tide.job")
-local runner = require("tide.runner")
+local supervisor = require("tide.supervisor")
 local loop_mod = require("tide.loop")
 local fs = require("tide.fs")
 
@@ -13,11 +13,14 @@ local stderr = io.stderr
 local _M = {}
 
 local RUN_USAGE = [[
-usage: tide run JOB [-c KEY=VALUE]... [--drain] [--load-timeout T]
-                [--data-dir DIR]
-Runs the job in file JOB: one task per input partition, until SIGINT or
-SIGTERM (then it finishes the batch, makes the outputs durable, writes the
-checkpoint and exits 0). A restart resumes from the checkpoint.
+usage: tide run JOB [-c KEY=VALUE]... [--workers N] [--drain]
+                [--load-timeout T] [--data-dir DIR]
+Runs the job in file JOB: one task per input partition, spread over worker
+processes, until SIGINT or SIGTERM (then every worker finishes its batch,
+makes the outputs durable, writes the checkpoint and exits 0). A restart
+resumes from the checkpoint.
+  --workers N   worker processes (default: the number of cores, at most
+                the number of tasks)
   -c KEY=VALUE  override a field of the job table; nested keys with dots,
                 e.g. -c config.top_n=5 -c commit_interval=1s
   --drain       stop once every input is read to its end, commit, exit 0
@@ -56,6 +59,19 @@ local function parse_args(cmd, args, usage, with_c, with_drain)
             return nil, 0
         elseif a == "--drain" and with_drain then
             o.drain = true
+        elseif (a == "--workers" or str_match(a, "^%-%-workers=")) and with_drain
+            then
+            local v = a:match("^[^=]*=(.*)$") or args[i + 1]
+            if not a:find("=", 1, true) then
+                i = i + 1
+            end
+            local n = tonumber(v)
+            if not n or n < 1 or n > 256 or n % 1 ~= 0 then
+                return nil, usage_error(cmd, "--workers: a whole number from "
+                                        .. "1 to 256 expected, got '%s'",
+                                        tostring(v))
+            end
+            o.workers = n
         elseif (a == "--load-timeout" or str_match(a, "^%-%-load%-timeout="))
             and with_drain then
             local v = a:match("^[^=]*=(.*)$") or args[i + 1]
@@ -140,11 +156,13 @@ local function run(args)
         loop:close()
         return fail("run", "job '%s': control socket: %s", job.name, werr)
     end
-    local r
-    r, err = runner.new(job, { data_dir = data_dir, mem = {} },
-                        { drain = drain, loop = loop, log = log,
-                          overrides = overrides, load_limit_ms = o.limit_ms })
-    if not r then
+    local sup
+    sup, err = supervisor.new(job, { data_dir = data_dir, drain = drain,
+                                     loop = loop, log = log,
+                                     overrides = overrides,
+                                     load_limit_ms = o.limit_ms,
+                                     workers = o.workers })
+    if not sup then
         lock:close()
         loop:close()
         return fail("run", "job '%s' (%s): %s", job.name, path, err)
@@ -154,11 +172,11 @@ local function run(args)
         ins[#ins + 1] = inp.spec
     end
     log("info", str_format("job '%s' started: %d tasks over %s%s; version "
-                           .. "%s; data dir %s", job.name, r.nparts,
+                           .. "%s; data dir %s", job.name, sup.nparts,
                            concat(ins, ", "), drain and " (drain)" or "",
-                           r.version, data_dir))
+                           sup.version, data_dir))
     local rerr
-    ok, rerr = r:run()
+    ok, rerr = sup:run()
     loop:close()
     lock:close()
     if not ok then
@@ -276,6 +294,44 @@ local function state_cmd(args)
     return 0
 end
 
+-- The job name of `target`: a job file (loaded to read its name) or a
+-- name.
+local function job_name(target)
+    if str_match(target, "%.lua$") or str_match(target, "/") then
+        local job, err = job_mod.load(target)
+        if not job then
+            return nil, err
+        end
+        return job.name
+    end
+    return target
+end
+
+-- Sends `line` to the control socket of running job `name`; prints the
+-- reply. Returns the exit code: 0 when the job answered "ok".
+local function control(name, data_dir, cmd, line)
+    local sock = str_format("%s/jobs/%s/control.sock", data_dir, name)
+    local reply, err = loop_mod.send(sock, line, 130000)
+    if not reply then
+        return fail(cmd, "job '%s': %s", name, err)
+    end
+    reply = reply:gsub("\n$", "")
+    local ok = str_match(reply, "^ok") ~= nil
+    if cmd == "reload" then
+        -- As it always printed: "ok: ..." or "error: ..." on stdout.
+        io.stdout:write(reply, "\n")
+        return ok and 0 or 1
+    end
+    if ok then
+        reply = reply:gsub("^ok: ", "")
+        io.stdout:write(reply, "\n")
+        return 0
+    end
+    stderr:write("tide ", cmd, ": job '", name, "': ",
+                 (reply:gsub("^error: ", "")), "\n")
+    return 1
+end
+
 local RELOAD_USAGE = [[
 usage: tide reload JOB [--data-dir DIR]
 Asks the running job to load its code again (JOB: the job file, or the
@@ -295,22 +351,61 @@ local function reload_cmd(args)
     if not target then
         return usage_error("reload", "no JOB given")
     end
-    local name = target
-    if str_match(target, "%.lua$") or str_match(target, "/") then
-        local job, err = job_mod.load(target)
-        if not job then
-            return fail("reload", "%s", err)
-        end
-        name = job.name
+    local name, err = job_name(target)
+    if not name then
+        return fail("reload", "%s", err)
     end
-    local sock = str_format("%s/jobs/%s/control.sock", data_dir, name)
-    local reply, err = loop_mod.send(sock, "reload", 30000)
-    if not reply then
-        return fail("reload", "job '%s': %s", name, err)
+    return control(name, data_dir, "reload", "reload")
+end
+
+local CTL_USAGE = {
+    tasks = [[
+usage: tide tasks JOB [--data-dir DIR]
+Shows each task of the running job JOB (a name or its file): its state
+(RUNNING, PAUSED, BOOTSTRAPPING), worker, code version, messages
+processed, lag (messages not read yet) and input offsets.
+]],
+    workers = [[
+usage: tide workers JOB [--data-dir DIR]
+Shows each worker process of the running job JOB: pid, memory, tasks.
+]],
+    pause = [[
+usage: tide pause JOB TASK [--data-dir DIR]
+Stops reading the inputs of task TASK of the running job JOB; its offsets
+and state stay; the other tasks go on. 'tide resume' undoes it.
+]],
+    resume = [[
+usage: tide resume JOB TASK [--data-dir DIR]
+Resumes a task paused with 'tide pause'.
+]],
+    move = [[
+usage: tide move JOB TASK WORKER [--data-dir DIR]
+Moves task TASK of the running job JOB to worker WORKER (1 to N): the task
+is revoked (batch finished, committed, stores closed) and assigned to the
+other worker (stores opened from their snapshot, inputs at the checkpoint).
+]],
+}
+local CTL_ARGS = { tasks = 0, workers = 0, pause = 1, resume = 1, move = 2 }
+
+local function ctl_cmd(cmd, args)
+    local o, code = parse_args(cmd, args, CTL_USAGE[cmd])
+    if not o then
+        return code
     end
-    reply = reply:gsub("\n$", "")
-    io.stdout:write(reply, "\n")
-    return str_match(reply, "^ok") and 0 or 1
+    local want = CTL_ARGS[cmd] + 1
+    if #o.pos ~= want then
+        return usage_error(cmd, "expected %s", CTL_USAGE[cmd]:match(
+            "usage: tide (.-) %[") or cmd)
+    end
+    local name, err = job_name(o.pos[1])
+    if not name then
+        return fail(cmd, "%s", err)
+    end
+    local line = cmd
+    for i = 2, want do
+        line = line .. " " .. o.pos[i]
+    end
+    return control(name, o.data_dir, cmd, line)
 end
 
 --- Runs command `cmd` with its arguments; returns the exit code.
@@ -324,6 +419,10 @@ function _M.main(cmd, args)
         return state_cmd(args)
     elseif cmd == "reload" then
         return reload_cmd(args)
+    elseif CTL_ARGS[cmd] then
+        return ctl_cmd(cmd, args)
+    elseif cmd == "worker" then
+        return require("tide.worker_proc").main()
     end
     return usage_error(cmd, "not a Lua command")
 end

@@ -6,6 +6,7 @@ local state = require("tide.state")
 
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local setmetatable, setfenv, loadfile, pcall = setmetatable, setfenv, loadfile, pcall
+local loadstring = loadstring
 local getmetatable, rawget, error = getmetatable, rawget, error
 local str_format, str_match, str_find = string.format, string.match, string.find
 local str_sub = string.sub
@@ -23,7 +24,8 @@ local FIELDS = {
     window_interval = "duration", on_error = "string", config = "table",
     init = "function", process = "function", window = "function",
     close = "function", stores = "table", on_reload = "function",
-    reload_probation = "number",
+    reload_probation = "number", max_process_time = "duration",
+    max_memory = "size",
 }
 
 local function known_fields()
@@ -55,6 +57,31 @@ function _M.duration_ms(v)
     end
     return nil, str_format("bad duration %s: use seconds or a string like "
                            .. "'500ms', '5s', '2m', '1h'", tostring(v))
+end
+
+local SIZE_UNITS = { [""] = 1, b = 1, k = 1024, kib = 1024, kb = 1024,
+                     m = 1048576, mib = 1048576, mb = 1048576,
+                     g = 1073741824, gib = 1073741824, gb = 1073741824 }
+
+--- Returns bytes for a size: a number of bytes or a string such as
+--- "512MiB", "2GiB", "64m"; nil and an error otherwise (at least 16 MiB:
+--- less cannot hold a worker).
+---@param v number|string
+---@return number|nil bytes, string|nil err
+function _M.size_bytes(v)
+    local n
+    if type(v) == "number" then
+        n = v
+    elseif type(v) == "string" then
+        local num, unit = str_match(v, "^%s*([%d%.]+)%s*(%a*)%s*$")
+        local mul = SIZE_UNITS[string.lower(unit or "")]
+        n = tonumber(num) and mul and tonumber(num) * mul
+    end
+    if n and n >= 16 * 1048576 and n < 2^53 then
+        return math.floor(n)
+    end
+    return nil, str_format("bad size %s: use bytes or a string like "
+                           .. "'512MiB', '2GiB' (at least 16MiB)", tostring(v))
 end
 
 -- Parses the text of a -c value: numbers, true/false, else the string.
@@ -104,6 +131,11 @@ function _M.override(t, overrides)
     return true
 end
 
+-- Options an entry of inputs may have beside serde and key_serde, and
+-- their types (docs/container.md "Input order").
+local INPUT_OPTIONS = { bootstrap = "boolean", priority = "number",
+                        broadcast = "boolean" }
+
 -- Normalises one entry of inputs/outputs.
 local function stream_entry(job, field, i, e)
     local spec, opts
@@ -111,11 +143,26 @@ local function stream_entry(job, field, i, e)
         spec, opts = e, {}
     elseif type(e) == "table" and type(e[1]) == "string" then
         spec, opts = e[1], e
-        for k in pairs(e) do
-            if k ~= 1 and k ~= "serde" and k ~= "key_serde" then
+        for k, v in pairs(e) do
+            local want = field == "inputs" and INPUT_OPTIONS[k]
+            if want then
+                if type(v) ~= want then
+                    return nil, str_format("%s[%d]: option '%s' must be a "
+                                           .. "%s, not a %s", field, i, k,
+                                           want, type(v))
+                end
+                if k == "priority" and (v % 1 ~= 0 or v < -1000
+                                        or v > 1000) then
+                    return nil, str_format("%s[%d]: priority must be a whole "
+                                           .. "number from -1000 to 1000",
+                                           field, i)
+                end
+            elseif k ~= 1 and k ~= "serde" and k ~= "key_serde" then
                 return nil, str_format("%s[%d]: unknown option '%s' (known: "
-                                       .. "serde, key_serde)", field, i,
-                                       tostring(k))
+                                       .. "%s)", field, i, tostring(k),
+                                       field == "inputs" and "serde, "
+                                       .. "key_serde, bootstrap, priority, "
+                                       .. "broadcast" or "serde, key_serde")
             end
         end
     else
@@ -136,7 +183,8 @@ local function stream_entry(job, field, i, e)
         return nil, str_format("%s[%d] '%s': %s", field, i, spec, err)
     end
     return { spec = spec, system = sys, name = name, serde = vs,
-             key_serde = ks }
+             key_serde = ks, bootstrap = opts.bootstrap == true,
+             priority = opts.priority or 0, broadcast = opts.broadcast == true }
 end
 
 --- Checks a job table and adds the normalised fields of docs/runtime.md.
@@ -162,6 +210,10 @@ function _M.validate(job, where)
         if want == "duration" then
             if not _M.duration_ms(v) then
                 return fail("field '%s': %s", k, select(2, _M.duration_ms(v)))
+            end
+        elseif want == "size" then
+            if not _M.size_bytes(v) then
+                return fail("field '%s': %s", k, select(2, _M.size_bytes(v)))
             end
         elseif type(v) ~= want then
             return fail("field '%s' must be a %s, not a %s", k, want, type(v))
@@ -229,7 +281,19 @@ function _M.validate(job, where)
     norm.outputs = outs
     norm.on_error = on_error
     norm.config = job.config or {}
+    local copartitioned = 0
+    for _, inp in ipairs(ins) do
+        if not inp.broadcast then
+            copartitioned = copartitioned + 1
+        end
+    end
+    if copartitioned == 0 then
+        return fail("inputs: every input is broadcast; at least one must "
+                    .. "not be (its partitions make the tasks)")
+    end
     norm.commit_interval_ms = _M.duration_ms(job.commit_interval or "5s")
+    norm.max_process_time_ms = _M.duration_ms(job.max_process_time or "30s")
+    norm.max_memory = job.max_memory and _M.size_bytes(job.max_memory)
     if job.window then
         norm.window_interval_ms = _M.duration_ms(job.window_interval or "10s")
     end
@@ -372,16 +436,51 @@ function guarded(limit_ms, fn, ...)
     return ok, res, expired
 end
 
+local function read_text(file)
+    local f = io.open(file, "rb")
+    if not f then
+        return nil
+    end
+    local text = f:read("*a")
+    f:close()
+    return text
+end
+
 -- The environment job files run in: the standard globals, read-only, so
 -- that a job that forgets 'local' gets an error instead of a shared global.
 -- Its require records the modules it loads from the job's folder, which
--- hot reload watches and loads again.
-local function job_env(path, dir, modules)
+-- hot reload watches and loads again, and the text each was loaded from
+-- (`texts`, file -> text): a worker loads exactly those texts, so every
+-- worker runs one version even while the files change. With `sources`
+-- (file -> text) modules come from there rather than from the disk.
+local function job_env(path, dir, modules, texts, sources)
     local env = { require = function(name)
         local file = package.searchpath(name, dir .. "/?.lua")
+        if not file and sources and type(name) == "string" then
+            local cand = dir .. "/" .. name:gsub("%.", "/") .. ".lua"
+            file = sources[cand] and cand
+        end
         if file and not modules[name] then
             modules[name] = file
             modules[#modules + 1] = name
+        end
+        if file and package.loaded[name] == nil then
+            local text = sources and sources[file] or read_text(file)
+            if text then
+                texts[file] = text
+                local chunk, err = loadstring(text, "@" .. file)
+                if not chunk then
+                    error(str_format("error loading module '%s' from file "
+                                     .. "'%s':\n\t%s", name, file, err), 2)
+                end
+                local r = chunk(name, file)
+                if package.loaded[name] == nil then
+                    package.loaded[name] = r == nil and true or r
+                end
+                return package.loaded[name]
+            end
+        elseif file and texts[file] == nil then
+            texts[file] = read_text(file)
         end
         return require(name)
     end }
@@ -399,12 +498,24 @@ end
 --- `modules` lists them (name -> file). The file's top-level code and the
 --- modules it requires run with os.exit raising and for at most
 --- opts.limit_ms (default LOAD_LIMIT_MS). opts.reload_modules: names of
---- modules to load afresh (hot reload).
+--- modules to load afresh (hot reload). opts.sources (file -> text): load
+--- the job file and its modules from these texts, not from the disk. The
+--- job's `sources` holds the texts it was loaded from.
 ---@param path string
 ---@param overrides string[]|nil
 ---@return table|nil job, string|nil err
 function _M.load(path, overrides, opts)
-    local chunk, err = loadfile(path)
+    local sources = opts and opts.sources
+    local chunk, err
+    local text = sources and sources[path]
+    if text == nil then
+        text = read_text(path)
+    end
+    if text then
+        chunk, err = loadstring(text, "@" .. path)
+    else
+        chunk, err = loadfile(path)
+    end
     if not chunk then
         if str_find(err, "No such file", 1, true)
             or str_find(err, "cannot open", 1, true) then
@@ -418,11 +529,11 @@ function _M.load(path, overrides, opts)
     if not str_find(package.path, lpath, 1, true) then
         package.path = lpath .. package.path
     end
-    local modules = {}
+    local modules, texts = {}, { [path] = text }
     for _, name in ipairs(opts and opts.reload_modules or {}) do
         package.loaded[name] = nil       -- hot reload: load them again
     end
-    setfenv(chunk, job_env(path, dir, modules))
+    setfenv(chunk, job_env(path, dir, modules, texts, sources))
     -- Validation reads the table the job made, whose metatables are job
     -- code too: all of it runs under the guard.
     local limit = opts and opts.limit_ms or _M.LOAD_LIMIT_MS
@@ -469,6 +580,7 @@ function _M.load(path, overrides, opts)
     job.path = path
     job.dir = dir
     job.modules = modules
+    job.sources = texts
     return job
 end
 

@@ -21,6 +21,30 @@ local function read(path)
     return text
 end
 
+local function hash(path, modules, get)
+    local text = get(path)
+    if not text then
+        return nil
+    end
+    local parts = { text }
+    local names = {}
+    for name in pairs(modules or {}) do
+        if type(name) == "string" then
+            names[#names + 1] = name
+        end
+    end
+    sort(names)
+    for _, name in ipairs(names) do
+        parts[#parts + 1] = "\0" .. name .. "\0" .. (get(modules[name]) or "")
+    end
+    local all = concat(parts)
+    -- Two murmur2 hashes with different prefixes: 64 bits, 16 hex digits
+    -- shortened to 12.
+    local a = partition.murmur2(all)
+    local b = partition.murmur2("v" .. all)
+    return (bit.tohex(a, 8) .. bit.tohex(b, 4))
+end
+
 --- Returns the version id of a job's code: a short hash of the job file and
 --- of the modules it loaded from its folder, or nil when the job file
 --- cannot be read.
@@ -28,25 +52,21 @@ end
 ---@param modules table|nil  name -> file, as job.modules
 ---@return string|nil
 function _M.version(path, modules)
-    local text = read(path)
-    if not text then
-        return nil
+    return hash(path, modules, read)
+end
+
+--- Returns the version id of the code a job was loaded from (its
+--- `sources`, file -> text): the id version() gives for those files.
+---@param job table  a loaded job (path, modules, sources)
+---@return string
+function _M.version_of(job)
+    if not job.path then
+        return "none"                   -- a job table, not a file
     end
-    local parts = { text }
-    local names = {}
-    for name, file in pairs(modules or {}) do
-        if type(name) == "string" then
-            names[#names + 1] = name
-            parts[#parts + 1] = "\0" .. name .. "\0" .. (read(file) or "")
-        end
-    end
-    sort(names)
-    local all = concat(parts)
-    -- Two murmur2 hashes with different prefixes: 64 bits, 16 hex digits
-    -- shortened to 12.
-    local a = partition.murmur2(all)
-    local b = partition.murmur2("v" .. all)
-    return (bit.tohex(a, 8) .. bit.tohex(b, 4))
+    local sources = job.sources or {}
+    return hash(job.path, job.modules, function(file)
+        return sources[file] or read(file)
+    end) or "none"
 end
 
 local function stream_list(list)

@@ -503,13 +503,20 @@ function State:open_one(spec, p, ckpt)
     return entry
 end
 
---- Opens the job's stores for every task, restoring them to the
---- checkpoint. `ckpt` is the checkpoint's tasks table ([p] = { inputs,
---- changelogs }). With `read_only`, the changelogs are not written to
---- (no write-back; for tide state dump). Returns the state, or nil and an
---- error.
+--- Opens the job's stores for the tasks in `parts` (a list of partitions;
+--- nil: every task), restoring them to the checkpoint. `ckpt` is the
+--- checkpoint's tasks table ([p] = { inputs, changelogs }). With
+--- `read_only`, the changelogs are not written to (no write-back; for tide
+--- state dump). More tasks come and go with add_task and remove_task.
+--- Returns the state, or nil and an error.
 ---@return table|nil state, string|nil err
-function _M.open(job, env, nparts, ckpt, log, read_only)
+function _M.open(job, env, nparts, ckpt, log, read_only, parts)
+    if parts == nil then
+        parts = {}
+        for p = 0, nparts - 1 do
+            parts[#parts + 1] = p
+        end
+    end
     local self = setmetatable({ job = job, env = env, log = log,
                                 read_only = read_only,
                                 specs = job.store_list or {}, tasks = {},
@@ -545,50 +552,80 @@ function _M.open(job, env, nparts, ckpt, log, read_only)
             self.streams[#self.streams + 1] = cl
         end
     end
-    for p = 0, nparts - 1 do
-        local stores, entries = {}, {}
-        for _, spec in ipairs(self.specs) do
-            local e, err
-            if not env.data_dir then
-                local s
-                s, err = tstore.open(str_format("/memory/%s/%d", spec.name,
-                                                p),
-                                     { engine = "memory", partition = p })
-                e = s and { spec = spec, s = s }
-            else
-                e, err = self:open_one(spec, p, ckpt[p])
+    for _, p in ipairs(parts or {}) do
+        local ok, err = self:add_task(p, ckpt[p])
+        if not ok then
+            self:close()
+            for _, cl in ipairs(self.streams) do
+                cl:close()
             end
-            if e and not read_only and spec.cl and spec.cl.log then
-                -- From now on compaction may only pass what the job's
-                -- checkpoint covers (nothing without one): a changelog
-                -- without a 'stable' file counts as wholly committed, and
-                -- records of a run that never reached its checkpoint must
-                -- not replace committed ones. Restore appended nothing yet
-                -- (its roll-back writes wait in the cache).
-                local ok, serr = spec.cl.log:set_stable(p, e.committed or 0)
-                if not ok then
-                    e.s:close()
-                    e, err = nil, str_format("store '%s': changelog: %s",
-                                             spec.name, serr)
-                end
-            end
-            if not e then
-                self:close()
-                for _, cl in ipairs(self.streams) do
-                    cl:close()
-                end
-                return nil, err
-            end
-            entries[#entries + 1] = e
-            stores[spec.name] = setmetatable({
-                s = e.s, name = spec.name, pending = {}, pkeys = {},
-                kenc = spec.key_serde.encode, kdec = spec.key_serde.decode,
-                venc = spec.serde.encode, vdec = spec.serde.decode,
-            }, Store)
+            return nil, err
         end
-        self.tasks[p] = { stores = stores, entries = entries }
     end
     return self
+end
+
+--- Opens the stores of task `p` and restores them to `entry` (its
+--- checkpoint entry { inputs, changelogs }, or nil when none was saved).
+--- Returns true, or nil and an error (nothing of the task stays open).
+---@return boolean|nil ok, string|nil err
+function State:add_task(p, entry)
+    if self.tasks[p] then
+        return nil, str_format("task %d is open already", p)
+    end
+    local env, read_only = self.env, self.read_only
+    local stores, entries = {}, {}
+    for _, spec in ipairs(self.specs) do
+        local e, err
+        if not env.data_dir then
+            local s
+            s, err = tstore.open(str_format("/memory/%s/%d", spec.name, p),
+                                 { engine = "memory", partition = p })
+            e = s and { spec = spec, s = s }
+        else
+            e, err = self:open_one(spec, p, entry)
+        end
+        if e and not read_only and spec.cl and spec.cl.log then
+            -- From now on compaction may only pass what the job's
+            -- checkpoint covers (nothing without one): a changelog
+            -- without a 'stable' file counts as wholly committed, and
+            -- records of a run that never reached its checkpoint must
+            -- not replace committed ones. Restore appended nothing yet
+            -- (its roll-back writes wait in the cache).
+            local ok, serr = spec.cl.log:set_stable(p, e.committed or 0)
+            if not ok then
+                e.s:close()
+                e, err = nil, str_format("store '%s': changelog: %s",
+                                         spec.name, serr)
+            end
+        end
+        if not e then
+            for _, opened in ipairs(entries) do
+                opened.s:close()
+            end
+            return nil, err
+        end
+        entries[#entries + 1] = e
+        stores[spec.name] = setmetatable({
+            s = e.s, name = spec.name, pending = {}, pkeys = {},
+            kenc = spec.key_serde.encode, kdec = spec.key_serde.decode,
+            venc = spec.serde.encode, vdec = spec.serde.decode,
+        }, Store)
+    end
+    self.tasks[p] = { stores = stores, entries = entries }
+    return true
+end
+
+--- Closes the stores of task `p` (after a commit: what they hold past it
+--- is in the changelog). No-op for a task not open.
+function State:remove_task(p)
+    local t = self.tasks[p]
+    if t then
+        for _, e in ipairs(t.entries) do
+            e.s:close()
+        end
+        self.tasks[p] = nil
+    end
 end
 
 --- Returns the ctx.stores table of task `p`.

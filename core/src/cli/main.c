@@ -130,7 +130,9 @@ cmd_version(int argc, char **argv)
 }
 
 /* Commands implemented by the Lua runtime's tide.cli. */
-static const char *const lua_cmds[] = { "run", "state", "reload", NULL };
+static const char *const lua_cmds[] = { "run", "state", "reload", "tasks",
+                                         "workers", "pause", "resume",
+                                         "move", NULL };
 
 typedef struct lua_cmd_s {
     const char  *cmd;

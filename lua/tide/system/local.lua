@@ -110,6 +110,15 @@ function Stream:flush()
     return log:flush()
 end
 
+--- Writes every pushed record without waiting for the disk: readers see
+--- them at once; they are durable at the next flush. Returns true, or nil
+--- and an error (the records stay buffered).
+---@return true|nil ok, string|nil err
+function Stream:publish()
+    local log = self.log or closed(self)
+    return log:publish()
+end
+
 --- Flushes and closes the stream. Readers opened on it keep working.
 --- Safe to call twice.
 function Stream:close()

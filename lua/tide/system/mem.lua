@@ -225,6 +225,12 @@ function Stream:flush()
     return true
 end
 
+--- Makes pushed records readable at once: in memory that is flush.
+---@return true
+function Stream:publish()
+    return self:flush()
+end
+
 --- Flushes and closes the stream. Readers opened on it keep working.
 --- Safe to call twice.
 function Stream:close()

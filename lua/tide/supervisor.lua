@@ -1,0 +1,1029 @@
+--- The supervisor: the process a user starts with `tide run`. It owns the
+--- job's control socket, its checkpoint file and its workers (processes,
+--- tide.worker_proc), spreads the tasks over them, moves, pauses and
+--- resumes tasks, restarts a worker that dies or hangs or bloats, swaps
+--- new code into every worker, and stops them all cleanly
+--- (docs/container.md).
+local checkpoint = require("tide.checkpoint")
+local loop_mod = require("tide.loop")
+local topology = require("tide.topology")
+local reload_mod = require("tide.reload")
+local proc = require("tide.proc")
+local wire = require("tide.wire")
+local task_mod = require("tide.task")
+
+local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
+local setmetatable = setmetatable
+local str_format, concat, sort = string.format, table.concat, table.sort
+local bit_band = require("bit").band
+local now_ms = loop_mod.now
+
+local _M = {}
+local Sup = {}
+local mt = { __index = Sup }
+
+local SETTLE_MS = 50             -- quiet time after a file change
+local TICK_MS = 100              -- watchdog period
+local RSS_EVERY_MS = 500
+local REQUEST_MS = 120000        -- longest wait for a worker's answer
+local START_MS = 60000           -- longest wait for a worker to start
+local RESTART_MAX = 5            -- deaths of one worker slot...
+local RESTART_WINDOW_MS = 60000  -- ...within this time stop the job
+local SIGKILL, SIGTERM = 9, 15
+local KIND_NAMES = {}
+for name, k in pairs(task_mod.KIND) do
+    KIND_NAMES[k] = name
+end
+
+local function mib(bytes)
+    return str_format("%.0f MiB", bytes / 1048576)
+end
+
+local function total_memory()
+    local f = io.open("/proc/meminfo", "r")
+    if not f then
+        return nil
+    end
+    local text = f:read("*a")
+    f:close()
+    local kb = tonumber(text:match("MemTotal:%s*(%d+)"))
+    return kb and kb * 1024
+end
+
+--- The number of cores this process may run on.
+function _M.cores()
+    local f = io.popen("nproc 2>/dev/null")
+    local n = f and tonumber(f:read("*l"))
+    if f then
+        f:close()
+    end
+    return n or 1
+end
+
+--- Plans a job's container: opens its streams, loads and checks its
+--- checkpoint. opts: { data_dir, overrides, load_limit_ms, workers,
+--- drain, log, loop }. Returns the supervisor, or nil and one line.
+function _M.new(job, opts)
+    local env = { data_dir = opts.data_dir, mem = {} }
+    local self = setmetatable({
+        job = job, env = env, opts = opts, log = opts.log, loop = opts.loop,
+        workers = {}, owner = {}, paused = {}, give_up = {}, bad = {},
+        replies = {}, rid = 0, orphans = {}, command_waiting = false,
+        reloads = 0, refused = 0, rolled_back = 0,
+    }, mt)
+    local topo, err = topology.open(job, env)
+    if not topo then
+        return nil, err
+    end
+    self.nparts = topo.nparts
+    self.topo = topo
+    self.ckpt = checkpoint.new(env, job.name)
+    local saved
+    saved, err = self.ckpt:load()
+    if not saved then
+        topo:close()
+        return nil, err
+    end
+    local ok
+    ok, err = topo:check(saved, self.ckpt.path)
+    if not ok then
+        topo:close()
+        return nil, err
+    end
+    self.saved = saved
+    self.version = reload_mod.version_of(job)
+    local n = opts.workers or _M.cores()
+    if n > self.nparts then
+        n = self.nparts
+    end
+    self.nworkers = n
+    local mem = job.max_memory
+    if not mem then
+        local total = total_memory() or 8 * 1073741824
+        mem = math.floor(total * 0.75 / n)
+    end
+    self.max_memory = mem
+    self.max_process_ms = job.max_process_time_ms
+    return self
+end
+
+-- ---- workers -------------------------------------------------------------------
+
+local function alive(w)
+    return w and w.proc and not w.dead
+end
+
+-- True while worker `w` can still answer.
+local function reachable(w)
+    return alive(w) and not w.chan_closed
+end
+
+-- Sends `msg` to worker `w`. Returns true, or nil and an error.
+function Sup:send(w, msg)
+    if not alive(w) then
+        return nil, str_format("worker %d is not running", w.id)
+    end
+    local ok, err = w.proc.chan:send(wire.encode(msg), 10000)
+    if ok == nil then
+        return nil, str_format("worker %d: %s", w.id, tostring(err))
+    end
+    return true
+end
+
+function Sup:spawn(id)
+    local title = str_format("tide: %s worker %d", self.job.name, id)
+    local p, err = proc.spawn({ title = title, shm_bytes = 64,
+                                max_data_bytes = self.max_memory
+                                                 + 256 * 1048576 })
+    if not p then
+        return nil, str_format("cannot start worker %d: %s", id, err)
+    end
+    local old = self.workers[id]
+    local w = { id = id, proc = p, tasks = {}, watch = p:watch(),
+                started = now_ms(), deaths = old and old.deaths or {},
+                ready = false }
+    w.watch_id = self.loop:watch_fd(p:fd())
+    self.workers[id] = w
+    local ok
+    ok, err = self:send(w, {
+        op = "init", id = id, path = self.job.path,
+        sources = self.job.sources, version = self.version,
+        overrides = self.opts.overrides or {}, data_dir = self.env.data_dir,
+        load_limit_ms = self.opts.load_limit_ms, drain = self.opts.drain,
+        bad = self.bad,
+    })
+    if not ok then
+        return nil, err
+    end
+    local msg
+    msg, err = self:wait_reply(w, "ready", START_MS)
+    if not msg then
+        return nil, str_format("worker %d did not start: %s", id, err)
+    end
+    w.ready = true
+    w.pid = p:pid()
+    return w
+end
+
+-- Why worker `w` is gone, as a phrase.
+local function death_text(status)
+    if status == nil then
+        return "ended"
+    elseif status < 0 then
+        return str_format("was killed by signal %d", -status)
+    elseif status == 3 then
+        return "ran out of memory"
+    end
+    return str_format("exited with code %d", status)
+end
+
+-- A worker ended: its tasks wait for a new one.
+function Sup:worker_died(w, status)
+    if w.dead then
+        return
+    end
+    w.dead = true
+    if w.watch_id then
+        self.loop:unwatch_fd(w.watch_id)
+        w.watch_id = nil
+    end
+    local why = w.kill_reason or death_text(status)
+    local list = {}
+    for p in pairs(w.tasks) do
+        list[#list + 1] = p
+        self.owner[p] = nil
+        self.orphans[#self.orphans + 1] = p
+    end
+    sort(list)
+    if not self.stopping or w.kill_reason then
+        if w.clean_exit then
+            self.log("info", str_format("worker %d (pid %d) stopped", w.id,
+                                        w.pid or 0))
+        else
+            self.log("warn", str_format(
+                "worker %d (pid %d) %s; its tasks (%s) restart from their "
+                .. "checkpoints", w.id, w.pid or 0, why,
+                #list > 0 and concat(list, ", ") or "none"))
+        end
+    end
+    w.proc:close()
+    if not w.clean_exit and not self.stopping then
+        local now = now_ms()
+        local deaths = {}
+        for _, t in ipairs(w.deaths) do
+            if now - t < RESTART_WINDOW_MS then
+                deaths[#deaths + 1] = t
+            end
+        end
+        deaths[#deaths + 1] = now
+        w.deaths = deaths
+        if #deaths > RESTART_MAX and not w.kill_reason then
+            self.fatal = str_format("worker %d died %d times within %d s "
+                                    .. "(last: %s); stopping the job",
+                                    w.id, #deaths, RESTART_WINDOW_MS / 1000,
+                                    why)
+        end
+    end
+end
+
+-- Collects ended children.
+function Sup:reap()
+    for _, w in pairs(self.workers) do
+        if alive(w) then
+            local status = w.proc:reap()
+            if status then
+                self:worker_died(w, status)
+            end
+        end
+    end
+end
+
+-- A worker stuck in job code or over max_memory: kill it, and remember
+-- the message it was at, to retry once and then give it up.
+function Sup:kill_for(w, kind, why, slot)
+    w.kill_reason = why
+    if slot and slot.task >= 0 and slot.offset >= 0 and slot.input > 0 then
+        local parts = self.topo:parts_of(slot.task)
+        local part = parts[slot.input]
+        if part then
+            local g = self.give_up[slot.task]
+            if g and g.key == part.key and g.offset == slot.offset then
+                g.count = g.count + 1
+            else
+                g = { key = part.key, offset = slot.offset, count = 1 }
+                self.give_up[slot.task] = g
+            end
+            g.text = why
+            g.kind = kind
+        end
+    end
+    if slot and slot.probation and self.prev then
+        self:rollback(self.version, why)
+    end
+    self.log("warn", why .. str_format("; stopping worker %d (pid %d) and "
+                                       .. "restarting its tasks", w.id,
+                                       w.pid or 0))
+    w.proc:kill(SIGKILL)
+end
+
+-- Reads a watch slot consistently (seq unchanged around the read).
+local function read_slot(watch)
+    for _ = 1, 3 do
+        local seq = watch.seq
+        local s = {
+            seq = seq, in_call = watch.in_call, task = watch.task,
+            input = watch.input, offset = tonumber(watch.offset),
+            kind = watch.kind % 16, probation = watch.kind >= 16,
+        }
+        if watch.seq == seq then
+            return s
+        end
+    end
+    return nil
+end
+
+function Sup:watchdog(now)
+    for _, w in pairs(self.workers) do
+        if alive(w) and w.ready and w.watch ~= nil then
+            local s = read_slot(w.watch)
+            if s and s.in_call ~= 0 then
+                if s.seq ~= w.wd_seq then
+                    w.wd_seq, w.wd_since = s.seq, now
+                elseif now - w.wd_since > self.max_process_ms
+                    and not w.kill_reason then
+                    local what = KIND_NAMES[s.kind] or "job code"
+                    local where = ""
+                    if s.input > 0 then
+                        local part = self.topo:parts_of(s.task)[s.input]
+                        where = str_format(" on input '%s' offset %.0f",
+                                           part and part.key or "?",
+                                           s.offset)
+                    end
+                    self:kill_for(w, "timeout", str_format(
+                        "timeout: %s() of task %d ran past max_process_time "
+                        .. "(%g s)%s, version %s", what, s.task,
+                        self.max_process_ms / 1000, where, self.version), s)
+                end
+            else
+                w.wd_seq = nil
+            end
+        end
+    end
+    if now - (self.last_rss or 0) >= RSS_EVERY_MS then
+        self.last_rss = now
+        for _, w in pairs(self.workers) do
+            if alive(w) and not w.kill_reason then
+                local rss = w.proc:rss()
+                if rss and rss > self.max_memory then
+                    local s = w.watch ~= nil and read_slot(w.watch)
+                    if s and s.in_call == 0 then
+                        s = nil
+                    end
+                    self:kill_for(w, "memory", str_format(
+                        "memory: worker %d uses %s, past max_memory (%s)%s",
+                        w.id, mib(rss), mib(self.max_memory),
+                        s and str_format(" in %s() of task %d",
+                                         KIND_NAMES[s.kind] or "job code",
+                                         s.task) or ""), s)
+                end
+            end
+        end
+    end
+end
+
+-- ---- messages from workers -----------------------------------------------------
+
+function Sup:on_commit(w, msg)
+    local entries = wire.by_task(msg.entries)
+    for p in pairs(entries) do
+        if not w.tasks[p] then
+            return self:send(w, { op = "commit_failed", seq = msg.seq,
+                                  error = str_format("task %d is not "
+                                                     .. "assigned to worker "
+                                                     .. "%d", p, w.id) })
+        end
+    end
+    for p, e in pairs(entries) do
+        self.saved[p] = { inputs = e.inputs or {},
+                          changelogs = e.changelogs or {} }
+    end
+    local ok, err = self.ckpt:save(self.saved)
+    if not ok then
+        self.log("error", err)
+        return self:send(w, { op = "commit_failed", seq = msg.seq,
+                              error = err })
+    end
+    self.commits = (self.commits or 0) + 1
+    return self:send(w, { op = "committed", seq = msg.seq })
+end
+
+function Sup:handle(w, msg)
+    local op = msg.op
+    if msg.rid then
+        self.replies[msg.rid] = msg
+    elseif op == "commit" then
+        self:on_commit(w, msg)
+    elseif op == "ready" then
+        self.replies["ready" .. w.id] = msg
+    elseif op == "rolled_back" then
+        if msg.version == self.version and self.prev then
+            self:rollback(msg.version, msg.why, w)
+        end
+    elseif op == "memory" then
+        w.kill_reason = str_format("memory: %s() of task %d ran out of "
+                                   .. "memory (max_memory %s)%s",
+                                   msg.kind or "process", msg.task or -1,
+                                   mib(self.max_memory),
+                                   msg.key and str_format(
+                                       " on input '%s' offset %.0f",
+                                       msg.key, msg.offset) or "")
+        self:kill_for(w, "memory", w.kill_reason, msg.key and {
+            task = msg.task, input = msg.input, offset = msg.offset,
+            probation = msg.probation })
+    elseif op == "failed" then
+        self.fatal = self.fatal or msg.error
+    elseif op == "idle" then
+        w.idle, w.idle_processed = true, msg.processed
+    elseif op == "stopped" then
+        w.clean_exit = true
+    end
+end
+
+-- Takes every frame the workers sent.
+function Sup:pump()
+    for _, w in pairs(self.workers) do
+        if alive(w) then
+            while not w.chan_closed do
+                local text, err = w.proc.chan:recv()
+                if not text then
+                    if err then
+                        -- The worker closed its end: it is ending; reap()
+                        -- collects it.
+                        w.chan_closed = true
+                        if w.watch_id then
+                            self.loop:unwatch_fd(w.watch_id)
+                            w.watch_id = nil
+                        end
+                    end
+                    break
+                end
+                local msg = wire.decode(text)
+                if msg then
+                    self:handle(w, msg)
+                end
+            end
+        end
+    end
+end
+
+-- Runs the loop once: children, frames, watchdog; signals and commands
+-- are noted for the main loop. Waits at most `wait` ms.
+function Sup:service(wait)
+    local ev = self.loop:poll(wait)
+    if bit_band(ev, loop_mod.STOP) ~= 0 then
+        self.stop_requested = true
+    end
+    if bit_band(ev, loop_mod.RELOAD) ~= 0 then
+        self.reload_requested = "SIGHUP"
+    end
+    if bit_band(ev, loop_mod.CHANGE) ~= 0 then
+        self.reload_at = now_ms() + SETTLE_MS
+    end
+    if bit_band(ev, loop_mod.COMMAND) ~= 0 then
+        self.command_waiting = true
+    end
+    self:pump()
+    if bit_band(ev, loop_mod.CHILD) ~= 0 then
+        self:reap()
+    end
+    local now = now_ms()
+    if now - (self.last_tick or 0) >= TICK_MS then
+        self.last_tick = now
+        self:reap()
+        self:watchdog(now)
+    end
+end
+
+-- Waits for the reply to request `rid` (or the unsolicited message `key`
+-- of worker w), serving everything else meanwhile.
+function Sup:wait_reply(w, key, timeout)
+    local deadline = now_ms() + timeout
+    while true do
+        local msg = self.replies[key == "ready" and "ready" .. w.id or key]
+        if msg then
+            self.replies[key == "ready" and "ready" .. w.id or key] = nil
+            return msg
+        end
+        if not reachable(w) then
+            return nil, str_format("worker %d %s", w.id,
+                                   w.kill_reason or "ended")
+        end
+        local left = deadline - now_ms()
+        if left <= 0 then
+            return nil, str_format("worker %d did not answer within %g s",
+                                   w.id, timeout / 1000)
+        end
+        self:service(left < TICK_MS and left or TICK_MS)
+    end
+end
+
+--- Sends request `msg` to worker `w` and waits for its answer. Returns
+--- the answer, or nil and an error.
+function Sup:request(w, msg, timeout)
+    self.rid = self.rid + 1
+    msg.rid = self.rid
+    local ok, err = self:send(w, msg)
+    if not ok then
+        return nil, err
+    end
+    local reply
+    reply, err = self:wait_reply(w, msg.rid, timeout or REQUEST_MS)
+    if not reply then
+        return nil, err
+    end
+    if reply.error then
+        return nil, reply.error, reply
+    end
+    return reply
+end
+
+-- ---- the task lifecycle -----------------------------------------------------------
+
+--- Assigns task `p` to worker `w`. Returns true, or nil and an error.
+function Sup:assign(p, w, why)
+    local g = self.give_up[p]
+    local give_up
+    if g and g.count >= 2 then
+        give_up = { key = g.key, offset = g.offset,
+                    text = g.text .. str_format(" (stopped twice at this "
+                                                .. "message)") }
+        self.give_up[p] = nil
+    end
+    local reply, err = self:request(w, { op = "assign", task = p,
+                                         entry = self.saved[p] or false,
+                                         give_up = give_up or false,
+                                         paused = self.paused[p] or false })
+    if not reply then
+        return nil, str_format("assigning task %d to worker %d: %s", p,
+                               w.id, err)
+    end
+    w.tasks[p] = true
+    self.owner[p] = w
+    self.log("info", str_format("task %d assigned to worker %d (pid %d)%s "
+                                .. "in %.0f ms%s", p, w.id, w.pid or 0,
+                                why and " (" .. why .. ")" or "",
+                                reply.ms or 0,
+                                self.paused[p] and "; paused" or ""))
+    return true, reply.ms
+end
+
+--- Revokes task `p` from its worker (commit, close). Returns true and the
+--- ms it took, or nil and an error.
+function Sup:revoke(p)
+    local w = self.owner[p]
+    if not w then
+        return nil, str_format("task %d is not assigned", p)
+    end
+    local reply, err = self:request(w, { op = "revoke", task = p })
+    if not reply then
+        return nil, str_format("revoking task %d from worker %d: %s", p,
+                               w.id, err)
+    end
+    w.tasks[p] = nil
+    self.owner[p] = nil
+    self.log("info", str_format("task %d revoked from worker %d in %.0f ms",
+                                p, w.id, reply.ms or 0))
+    return true, reply.ms
+end
+
+function Sup:least_loaded()
+    local best
+    for id = 1, self.nworkers do
+        local w = self.workers[id]
+        if alive(w) then
+            local n = 0
+            for _ in pairs(w.tasks) do
+                n = n + 1
+            end
+            if not best or n < best.n then
+                best = { w = w, n = n }
+            end
+        end
+    end
+    return best and best.w
+end
+
+-- Starts workers that are missing and gives orphaned tasks a worker.
+function Sup:heal()
+    for id = 1, self.nworkers do
+        local w = self.workers[id]
+        if not alive(w) and not self.stopping and not self.fatal then
+            local nw, err = self:spawn(id)
+            if not nw then
+                self.fatal = err
+                return
+            end
+            if w then
+                self.log("info", str_format("worker %d restarted (pid %d)",
+                                            id, nw.pid))
+            end
+        end
+    end
+    while #self.orphans > 0 and not self.fatal and not self.stopping do
+        local p = table.remove(self.orphans, 1)
+        local w = self:least_loaded()
+        if not w then
+            table.insert(self.orphans, 1, p)
+            return
+        end
+        local ok, err = self:assign(p, w, "restart")
+        if not ok then
+            table.insert(self.orphans, 1, p)
+            if alive(w) then
+                self.fatal = err
+            end
+            return
+        end
+    end
+end
+
+--- Moves task `p` to worker `id`. Returns a reply line.
+function Sup:move(p, id)
+    local to = self.workers[id]
+    if not alive(to) then
+        return nil, str_format("no worker %s (workers: 1 to %d)",
+                               tostring(id), self.nworkers)
+    end
+    local from = self.owner[p]
+    if from == to then
+        return nil, str_format("task %d is on worker %d already", p, id)
+    end
+    local t0 = now_ms()
+    local ok, rms = self:revoke(p)
+    if not ok then
+        return nil, rms
+    end
+    local ams
+    ok, ams = self:assign(p, to, "moved from worker " .. from.id)
+    if not ok then
+        self.orphans[#self.orphans + 1] = p
+        return nil, ams
+    end
+    local total = now_ms() - t0
+    self.log("info", str_format("task %d moved from worker %d to worker %d "
+                                .. "in %.0f ms (revoke %.0f ms, assign %.0f "
+                                .. "ms)", p, from.id, id, total, rms, ams))
+    return str_format("task %d moved from worker %d to worker %d in %.0f ms",
+                      p, from.id, id, total)
+end
+
+function Sup:set_paused(p, on)
+    local w = self.owner[p]
+    if not w then
+        return nil, str_format("task %d is not assigned now; try again", p)
+    end
+    if (self.paused[p] or false) == on then
+        return nil, str_format("task %d is %s already", p,
+                               on and "paused" or "running")
+    end
+    local t0 = now_ms()
+    local reply, err = self:request(w, { op = on and "pause" or "resume",
+                                         task = p })
+    if not reply then
+        return nil, err
+    end
+    self.paused[p] = on or nil
+    local line = str_format("task %d %s on worker %d in %.1f ms", p,
+                            on and "paused" or "resumed", w.id,
+                            now_ms() - t0)
+    self.log("info", line)
+    return line
+end
+
+-- ---- code versions -------------------------------------------------------------
+
+--- Goes back to the code before the last reload in every worker (one
+--- worker's failure rolls every worker back). `from` already did.
+function Sup:rollback(bad, why, from)
+    if not self.prev or self.version ~= bad then
+        return
+    end
+    self.bad[bad] = true
+    self.job, self.version = self.prev.job, self.prev.version
+    self.prev = nil
+    self.rolled_back = self.rolled_back + 1
+    self.log("warn", str_format("reload: version %s rolled back to %s in "
+                                .. "every worker: %s; it is not tried again "
+                                .. "until its files change", bad,
+                                self.version, why))
+    for _, w in pairs(self.workers) do
+        if alive(w) and w ~= from then
+            self:send(w, { op = "rollback", version = bad, why = why })
+        end
+    end
+end
+
+-- What a reload may not change while the job runs, beyond inputs,
+-- outputs and stores (reload.prepare checks those).
+local function restart_needed(old, new)
+    local checks = {
+        { "commit_interval", old.commit_interval_ms, new.commit_interval_ms },
+        { "window", old.window and "a window()" or "no window()",
+          new.window and "a window()" or "no window()" },
+        { "window_interval", old.window_interval_ms, new.window_interval_ms },
+        { "max_memory", old.max_memory, new.max_memory },
+    }
+    for _, c in ipairs(checks) do
+        if c[2] ~= c[3] then
+            local function show(v)
+                if type(v) == "number" and c[1] ~= "max_memory" then
+                    return str_format("%g s", v / 1000)
+                end
+                return tostring(v or "default")
+            end
+            return str_format("restart needed: %s changed (running: %s; new: "
+                              .. "%s); stop the job and start it again to "
+                              .. "apply this version", c[1], show(c[2]),
+                              show(c[3]))
+        end
+    end
+    return nil
+end
+
+--- Loads the job's files again and, when they are a new valid version
+--- that may replace the running one, swaps it into every worker. Returns
+--- true and a line, or nil and the reason.
+function Sup:reload(trigger, quiet)
+    local t0 = now_ms()
+    local job = self.job
+    local id = reload_mod.version(job.path, job.modules)
+    if id == nil then
+        local msg = str_format("cannot read %s", job.path)
+        self.log("warn", str_format("reload (%s): %s; still running version "
+                                    .. "%s", trigger, msg, self.version))
+        return nil, msg
+    end
+    if id == self.version then
+        if not quiet then
+            self.log("info", str_format("reload (%s): version %s is already "
+                                        .. "running", trigger, id))
+        end
+        return true, "version " .. id .. " is already running"
+    end
+    if self.bad[id] then
+        local msg = str_format("version %s failed before (%s); it is not "
+                               .. "tried again until its files change", id,
+                               self.bad[id] == true and "rolled back"
+                               or self.bad[id])
+        if not quiet then
+            self.log("warn", str_format("reload (%s): %s", trigger, msg))
+        end
+        return nil, msg
+    end
+    local new, why = reload_mod.prepare(job, self.opts.overrides,
+                                        self.opts.load_limit_ms)
+    if new then
+        why = restart_needed(job, new)
+        if why then
+            new = nil
+        end
+    end
+    if not new then
+        self.bad[id] = why
+        self.refused = self.refused + 1
+        local msg = str_format("version %s refused: %s", id, why)
+        self.log("warn", str_format("reload (%s) of %s: %s; still running "
+                                    .. "version %s", trigger, job.path, msg,
+                                    self.version))
+        return nil, msg
+    end
+    local new_id = reload_mod.version_of(new)
+    local old_id = self.version
+    self.prev = { job = job, version = old_id }
+    self.job, self.version = new, new_id
+    local names = {}
+    for name in pairs(new.modules or {}) do
+        if type(name) == "string" then
+            names[#names + 1] = name
+        end
+    end
+    local failed
+    for id_ = 1, self.nworkers do
+        local w = self.workers[id_]
+        if alive(w) and not failed then
+            local reply, err = self:request(w, {
+                op = "swap", version = new_id, sources = new.sources,
+                modules = names })
+            if not reply then
+                failed = str_format("worker %d: %s", w.id, err)
+            end
+        end
+    end
+    if failed or self.version ~= new_id then
+        if self.version == new_id then
+            self:rollback(new_id, failed)
+        end
+        self.bad[new_id] = failed or "rolled back"
+        local msg = str_format("version %s rolled back: %s", new_id,
+                               failed or "it failed on probation")
+        return nil, msg
+    end
+    self.reloads = self.reloads + 1
+    local probation = new.reload_probation or 1000
+    local msg = str_format("version %s -> %s, swapped into %d worker%s in "
+                           .. "%.1f ms; on probation for %d messages per "
+                           .. "task", old_id, new_id, self.nworkers,
+                           self.nworkers == 1 and "" or "s", now_ms() - t0,
+                           probation)
+    self.log("info", str_format("reloaded %s (%s): %s", job.path, trigger,
+                                msg))
+    return true, msg
+end
+
+-- ---- the control socket ----------------------------------------------------------
+
+function Sup:task_lines()
+    local lines = {}
+    local status = {}
+    for _, w in pairs(self.workers) do
+        if alive(w) then
+            local reply = self:request(w, { op = "status" }, 10000)
+            if reply then
+                for p, s in pairs(wire.by_task(reply.tasks)) do
+                    s.worker = w
+                    status[p] = s
+                end
+            end
+        end
+    end
+    for p = 0, self.nparts - 1 do
+        local s = status[p]
+        if s then
+            local offs = {}
+            for k, v in pairs(s.offsets or {}) do
+                offs[#offs + 1] = str_format("%s=%.0f", k, v)
+            end
+            sort(offs)
+            lines[#lines + 1] = str_format(
+                "task %d %s worker=%d pid=%d version=%s processed=%.0f "
+                .. "lag=%s offsets=%s", p, s.state, s.worker.id,
+                s.worker.pid or 0, s.version or self.version,
+                s.processed or 0, s.lag and str_format("%.0f", s.lag) or "?",
+                concat(offs, ","))
+        else
+            lines[#lines + 1] = str_format("task %d %s", p,
+                                           self.owner[p] and "BUSY"
+                                           or "UNASSIGNED")
+        end
+    end
+    return concat(lines, "\n")
+end
+
+local HELP = "commands: reload | tasks | workers | pause TASK | resume TASK "
+             .. "| move TASK WORKER"
+
+function Sup:command(line)
+    local words = {}
+    for w in line:gmatch("%S+") do
+        words[#words + 1] = w
+    end
+    local cmd = words[1] or ""
+    local function task_arg(i)
+        local p = tonumber(words[i])
+        if not p or p % 1 ~= 0 or p < 0 or p >= self.nparts then
+            return nil, str_format("bad task '%s': the job has tasks 0 to %d",
+                                   tostring(words[i]), self.nparts - 1)
+        end
+        return p
+    end
+    if cmd == "reload" then
+        return self:reload("tide reload")
+    elseif cmd == "tasks" or cmd == "status" then
+        return true, self:task_lines()
+    elseif cmd == "workers" then
+        local lines = {}
+        for id = 1, self.nworkers do
+            local w = self.workers[id]
+            local tasks = {}
+            for p in pairs(w and w.tasks or {}) do
+                tasks[#tasks + 1] = p
+            end
+            sort(tasks)
+            lines[#lines + 1] = str_format(
+                "worker %d pid=%d %s rss=%s tasks=%s", id,
+                w and w.pid or 0, alive(w) and "RUNNING" or "DOWN",
+                alive(w) and mib(w.proc:rss() or 0) or "-",
+                #tasks > 0 and concat(tasks, ",") or "none")
+        end
+        return true, concat(lines, "\n")
+    elseif cmd == "pause" or cmd == "resume" then
+        local p, err = task_arg(2)
+        if not p then
+            return nil, err
+        end
+        local line
+        line, err = self:set_paused(p, cmd == "pause")
+        return line and true, line or err
+    elseif cmd == "move" then
+        local p, err = task_arg(2)
+        if not p then
+            return nil, err
+        end
+        local id = tonumber(words[3])
+        local line
+        line, err = self:move(p, id)
+        return line and true, line or err
+    end
+    return nil, str_format("unknown command '%s' (%s)", cmd, HELP)
+end
+
+function Sup:serve_commands()
+    self.command_waiting = false
+    while true do
+        local cmd = self.loop:pop_command()
+        if not cmd then
+            break
+        end
+        local ok, text = self:command(cmd)
+        self.loop:reply((ok and "ok: " or "error: ") .. tostring(text) .. "\n")
+    end
+end
+
+-- ---- running -------------------------------------------------------------------
+
+-- --drain: the job is done when every worker is idle twice in a row with
+-- nothing processed in between (a worker's output may be another's input).
+function Sup:drained()
+    local total
+    for _ = 1, 2 do
+        local sum = 0
+        for _, w in pairs(self.workers) do
+            if alive(w) then
+                local reply = self:request(w, { op = "probe" }, 30000)
+                if not reply or not reply.idle then
+                    return false
+                end
+                sum = sum + (reply.processed or 0)
+            end
+        end
+        if total and total ~= sum then
+            return false
+        end
+        total = sum
+    end
+    return true
+end
+
+function Sup:stop_all()
+    self.stopping = true
+    for _, w in pairs(self.workers) do
+        if alive(w) then
+            self:send(w, { op = "stop" })
+        end
+    end
+    local deadline = now_ms() + REQUEST_MS
+    while now_ms() < deadline do
+        local any = false
+        for _, w in pairs(self.workers) do
+            if alive(w) then
+                any = true
+            end
+        end
+        if not any then
+            return true
+        end
+        self:service(TICK_MS)
+    end
+    for _, w in pairs(self.workers) do
+        if alive(w) then
+            self.log("error", str_format("worker %d did not stop within %d "
+                                         .. "s; killing it", w.id,
+                                         REQUEST_MS / 1000))
+            w.proc:kill(SIGKILL)
+        end
+    end
+    return false
+end
+
+--- Starts the workers, assigns the tasks and serves until stopped.
+--- Returns true, or nil and the error that stopped the job.
+function Sup:run()
+    local loop = self.loop
+    local ok, err = loop:watch_children()
+    if not ok then
+        return nil, "cannot watch worker processes: " .. tostring(err)
+    end
+    self.topo:close()               -- the workers open their own
+    self.log("info", str_format(
+        "%d worker%s; max_memory %s per worker, enforced with setrlimit "
+        .. "(RLIMIT_DATA) and RSS checks every %.1f s (cgroups v2 are not "
+        .. "used); max_process_time %g s", self.nworkers,
+        self.nworkers == 1 and "" or "s", mib(self.max_memory),
+        RSS_EVERY_MS / 1000, self.max_process_ms / 1000))
+    for id = 1, self.nworkers do
+        local w
+        w, err = self:spawn(id)
+        if not w then
+            self:stop_all()
+            return nil, err
+        end
+    end
+    for p = 0, self.nparts - 1 do
+        local w = self.workers[p % self.nworkers + 1]
+        ok, err = self:assign(p, w)
+        if not ok then
+            self.orphans[#self.orphans + 1] = p
+            if alive(w) then
+                self:stop_all()
+                return nil, err
+            end
+        end
+    end
+    local next_probe = 0
+    while true do
+        self:service(TICK_MS)
+        if self.fatal or self.stop_requested then
+            break
+        end
+        self:heal()
+        if self.command_waiting then
+            self:serve_commands()
+        end
+        if self.reload_requested then
+            local trigger = self.reload_requested
+            self.reload_requested = nil
+            self:reload(trigger)
+        end
+        if self.reload_at and now_ms() >= self.reload_at then
+            self.reload_at = nil
+            self:reload("file change", true)
+        end
+        if self.opts.drain and #self.orphans == 0 and now_ms() >= next_probe then
+            next_probe = now_ms() + 200
+            local all_idle = true
+            for _, w in pairs(self.workers) do
+                all_idle = all_idle and alive(w) and w.idle
+            end
+            if all_idle and self:drained() then
+                break
+            end
+        end
+    end
+    if self.stop_requested then
+        self.log("info", "stopping: every worker finishes its batch, then a "
+                 .. "last commit")
+    end
+    self:stop_all()
+    if self.fatal then
+        return nil, self.fatal
+    end
+    return true
+end
+
+function Sup:stats()
+    return { reloads = self.reloads, reloads_refused = self.refused,
+             rolled_back = self.rolled_back, version = self.version,
+             commits = self.commits or 0 }
+end
+
+return _M

@@ -1,0 +1,574 @@
+--- A worker: the tasks one LuaJIT state runs, in rounds of one batch per
+--- task; commits, windows, code swaps with probation and rollback, and
+--- the task lifecycle (assign, revoke, pause, resume). In `tide run` each
+--- worker is a process of its own driven by the supervisor
+--- (tide.worker_proc); the test kit runs one in-process with every task
+--- (tide.runner). docs/container.md tells the whole.
+local checkpoint = require("tide.checkpoint")
+local state_mod = require("tide.state")
+local loop_mod = require("tide.loop")
+local topology = require("tide.topology")
+local task_mod = require("tide.task")
+
+local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
+local setmetatable = setmetatable
+local str_format, sort = string.format, table.sort
+local bit_band = require("bit").band
+local now_ms = loop_mod.now
+
+local _M = {}
+local Worker = {}
+local mt = { __index = Worker }
+
+local PROBATION = 1000          -- default reload_probation
+-- Without a file-system notification an idle worker looks again this
+-- often; with one it sleeps until data lands or a timer is due.
+local IDLE_POLL_MS = 50
+local IDLE_NOTIFIED_MS = 1000
+-- The GC's step multiplier while a job runs. Messages make short-lived
+-- tables and strings at a high rate; bigger incremental steps (each still
+-- bounded, so pauses stay short) cut the GC's share of a pass-through job
+-- by about a fifth (bench/bench_job.lua). Lua's default is 200.
+local GC_STEPMUL = 1000
+local PROGRESS_EVERY_MS = 10000
+
+local function default_log(level, line)
+    io.stderr:write(os.date("!%Y-%m-%dT%H:%M:%SZ "), level, " ", line, "\n")
+end
+
+--- Opens a worker for `job` in `env` ({ data_dir, mem }).
+---@param opts table  { loop, log, drain, collect_stores, final_window,
+---   saved = checkpoint tasks table, tasks = partitions to assign now,
+---   commit = function(entries) -> ok, err (nil: write the checkpoint
+---   here), watch = watch-slot cdata, notify = wake-up object, version }
+---@return table|nil worker, string|nil err
+function _M.new(job, env, opts)
+    opts = opts or {}
+    local self = setmetatable({
+        job = job, env = env, drain = opts.drain, loop = opts.loop,
+        log = opts.log or default_log, now = now_ms,
+        collect_stores = opts.collect_stores,
+        final_window = opts.final_window, watch = opts.watch,
+        notify = opts.notify, commit_fn = opts.commit,
+        tasks = {}, order = {}, bad = {}, reloads = 0, rolled_back = 0,
+        processed = 0, skipped = 0, dead = 0, commit_requested = false,
+        saved = opts.saved or {},
+    }, mt)
+    local topo, err = topology.open(job, env)
+    if not topo then
+        return nil, err
+    end
+    self.topo, self.nparts = topo, topo.nparts
+    self.outs, self.out_list = topo.outs, topo.out_list
+    self.dlq, self.dlq_name = topo.dlq, topo.dlq_name
+    self.version = opts.version or require("tide.reload").version_of(job)
+    if not self.commit_fn then
+        -- In-process: this worker owns the checkpoint itself.
+        self.ckpt = checkpoint.new(env, job.name)
+        local saved
+        saved, err = self.ckpt:load()
+        if not saved then
+            topo:close()
+            return nil, err
+        end
+        local ok
+        ok, err = topo:check(saved, self.ckpt.path or "checkpoint")
+        if not ok then
+            topo:close()
+            return nil, err
+        end
+        self.saved = saved
+    end
+    local st
+    st, err = state_mod.open(job, env, topo.nparts, self.saved, self.log,
+                             false, {})
+    if not st then
+        topo:close()
+        return nil, err
+    end
+    self.state = st
+    self.streams = {}
+    for _, s in ipairs(topo.streams) do
+        self.streams[#self.streams + 1] = s
+    end
+    for _, cl in ipairs(st:changelogs()) do
+        self.streams[#self.streams + 1] = cl
+    end
+    -- Outputs to publish after a batch: each once, whatever its names.
+    self.out_streams = {}
+    local seen = {}
+    for _, out in pairs(self.outs) do
+        if not seen[out] then
+            seen[out] = true
+            self.out_streams[#self.out_streams + 1] = out
+        end
+    end
+    sort(self.out_streams, function(a, b) return a.spec < b.spec end)
+    for _, p in ipairs(opts.tasks or {}) do
+        local ok, aerr = self:assign(p, self.saved[p])
+        if not ok then
+            self:close_streams()
+            return nil, aerr
+        end
+    end
+    return self
+end
+
+-- ---- the task lifecycle -------------------------------------------------------
+
+local function sort_order(self)
+    local order = {}
+    for _, t in pairs(self.tasks) do
+        order[#order + 1] = t
+    end
+    sort(order, function(a, b) return a.partition < b.partition end)
+    self.order = order
+end
+
+--- Assigns task `p`: opens and restores its stores, seeks its inputs to
+--- `entry` (its checkpoint entry; nil: the beginning) and calls init.
+--- `give_up`: a message to hand to on_error instead of process() (see
+--- tide.task). Returns true and the milliseconds it took, or nil and an
+--- error (the task is not open then).
+---@return boolean|nil ok, number|string ms_or_err
+function Worker:assign(p, entry, give_up)
+    if self.tasks[p] then
+        return nil, str_format("task %d is assigned here already", p)
+    end
+    if type(p) ~= "number" or p < 0 or p >= self.nparts or p % 1 ~= 0 then
+        return nil, str_format("no task %s: the job has tasks 0 to %d",
+                               tostring(p), self.nparts - 1)
+    end
+    local t0 = now_ms()
+    local task, err = task_mod.open(self, p, entry, { give_up = give_up })
+    if not task then
+        return nil, str_format("task %d: %s", p, err)
+    end
+    self.saved[p] = entry
+    self.tasks[p] = task
+    sort_order(self)
+    if self.notify then
+        for _, part in ipairs(task.parts) do
+            part.watch_id = self.notify:add(part.stream, part.partition)
+        end
+    end
+    local ok, herr = task:call_hook("init")
+    if not ok then
+        self:drop(task)
+        return nil, herr
+    end
+    return true, now_ms() - t0
+end
+
+-- Closes a task without committing.
+function Worker:drop(task)
+    if self.notify then
+        for _, part in ipairs(task.parts) do
+            if part.watch_id then
+                self.notify:remove(part.watch_id)
+            end
+        end
+    end
+    task:close()
+    self.tasks[task.partition] = nil
+    sort_order(self)
+end
+
+--- Revokes task `p`: the current batch is done already (this runs between
+--- batches); calls close, commits, closes its stores and readers. Returns
+--- true and the milliseconds it took, or nil and an error.
+---@return boolean|nil ok, number|string ms_or_err
+function Worker:revoke(p)
+    local task = self.tasks[p]
+    if not task then
+        return nil, str_format("task %s is not assigned here", tostring(p))
+    end
+    local t0 = now_ms()
+    local ok, err = task:call_hook("close")
+    if not ok then
+        return nil, err
+    end
+    ok, err = self:commit()
+    if not ok then
+        return nil, err
+    end
+    self:drop(task)
+    return true, now_ms() - t0
+end
+
+--- Pauses task `p`: its inputs are not read until resume; its offsets and
+--- stores stay. Returns true, or nil and an error.
+function Worker:pause(p)
+    local task = self.tasks[p]
+    if not task then
+        return nil, str_format("task %s is not assigned here", tostring(p))
+    end
+    task.paused = true
+    return true
+end
+
+--- Resumes task `p`. Returns true, or nil and an error.
+function Worker:resume(p)
+    local task = self.tasks[p]
+    if not task then
+        return nil, str_format("task %s is not assigned here", tostring(p))
+    end
+    task.paused = false
+    return true
+end
+
+--- Returns the status of every task here: { [p] = { state, offsets,
+--- lag, processed, version } }.
+function Worker:status()
+    local out = {}
+    for p, task in pairs(self.tasks) do
+        out[p] = {
+            state = task.paused and "PAUSED"
+                    or (task.chooser:is_bootstrapping() and "BOOTSTRAPPING"
+                        or "RUNNING"),
+            offsets = task:offsets(), lag = task:lag(),
+            processed = task.processed, version = self.version,
+        }
+    end
+    return out
+end
+
+-- ---- code swaps ---------------------------------------------------------------
+
+--- Goes back to the code that ran before the last swap and marks the
+--- failed version bad. Returns the bad version, or nil when there is no
+--- previous code.
+function Worker:rollback(why)
+    local bad, job = self.version, self.prev_job
+    if not job then
+        return nil
+    end
+    self.bad[bad] = true
+    self.job, self.version = job, self.prev_version
+    self.prev_job, self.prev_version = nil, nil
+    for _, task in pairs(self.tasks) do
+        task.ctx.config = job.config
+        task.ctx.version = self.version
+        task.probation = 0
+    end
+    self.rolled_back = self.rolled_back + 1
+    -- What the failed version holds goes now: it may have failed for want
+    -- of memory, and LuaJIT does not collect before reporting that.
+    collectgarbage()
+    self.log("warn", str_format("reload: version %s rolled back to %s: %s; "
+                                .. "it is not tried again until its files "
+                                .. "change", bad, self.version, why))
+    if self.on_rollback then
+        self.on_rollback(bad, why)
+    end
+    return bad
+end
+
+--- Swaps in `new` (a loaded and checked job) as version `new_id` for
+--- every task, between batches; each task then runs `reload_probation`
+--- messages on probation. Calls on_reload of each task. Returns true, or
+--- nil and the reason (the old code runs again then).
+function Worker:swap(new, new_id)
+    local old_id = self.version
+    self.prev_job, self.prev_version = self.job, old_id
+    self.job, self.version = new, new_id
+    local probation = new.reload_probation or PROBATION
+    for _, task in pairs(self.tasks) do
+        task.ctx.config = new.config
+        task.ctx.version = new_id
+        task.probation = probation
+    end
+    if new.on_reload then
+        for _, task in ipairs(self.order) do
+            local ok, _, msg = task:call_hook("on_reload", new.on_reload,
+                                              old_id)
+            if not ok then
+                self:rollback(str_format("on_reload() of task %d raised: %s",
+                                         task.partition, msg))
+                return nil, str_format("version %s rolled back: on_reload() "
+                                       .. "raised: %s", new_id, msg)
+            end
+        end
+    end
+    self.reloads = self.reloads + 1
+    return true
+end
+
+-- ---- commit --------------------------------------------------------------------
+
+--- Commits every task here, in the order of docs/design.md section 4:
+--- drains the store caches into RocksDB and the changelogs, makes every
+--- output and changelog record durable, snapshots the stores with their
+--- changelog offsets, then has the checkpoint (input and changelog
+--- offsets) replaced atomically: here, or by the supervisor.
+---@return boolean|nil ok, string|nil err
+function Worker:commit()
+    local st = self.state
+    local ok, err = st:drain()
+    if not ok then
+        return nil, "commit: " .. err
+    end
+    for _, s in ipairs(self.streams) do
+        ok, err = s:flush()
+        if not ok then
+            return nil, "commit: flushing outputs failed, checkpoint not "
+                        .. "written: " .. tostring(err)
+        end
+    end
+    local cls
+    cls, err = st:snapshot()
+    if not cls then
+        return nil, "commit: " .. err
+    end
+    local entries = {}
+    for p, task in pairs(self.tasks) do
+        entries[p] = { inputs = task:offsets(), changelogs = cls[p] or {} }
+    end
+    if self.commit_fn then
+        ok, err = self.commit_fn(entries)
+    else
+        for p, e in pairs(entries) do
+            self.saved[p] = e
+        end
+        ok, err = self.ckpt:save(self.saved)
+    end
+    if not ok then
+        return nil, "commit: " .. tostring(err)
+    end
+    for p, e in pairs(entries) do
+        self.saved[p] = e
+    end
+    st:committed(cls)
+    self.commit_requested = false
+    return true
+end
+
+-- ---- the loop --------------------------------------------------------------
+
+--- Makes what the last batches sent readable by consumers at once
+--- (durable only at the commit). Returns true, or nil and an error.
+function Worker:publish()
+    for _, out in ipairs(self.out_streams) do
+        if out.dirty then
+            out.dirty = false
+            local ok, err = out.stream:publish()
+            if not ok then
+                return nil, str_format("sending to '%s': %s", out.spec, err)
+            end
+        end
+    end
+    if self.dlq_dirty then
+        self.dlq_dirty = false
+        local ok, err = self.dlq:publish()
+        if not ok then
+            return nil, str_format("writing to %s: %s", self.dlq_name, err)
+        end
+    end
+    return true
+end
+
+function Worker:progress(force)
+    local now = now_ms()
+    if not force and now - (self.last_progress or 0) < PROGRESS_EVERY_MS then
+        return
+    end
+    local secs = (now - self.started) / 1000
+    self.log("info", str_format(
+        "%s%d messages processed (%.0f/s), %d skipped, %d dead-lettered",
+        self.label or str_format("job '%s': ", self.job.name),
+        self.processed, secs > 0 and self.processed / secs or 0,
+        self.skipped, self.dead))
+    self.last_progress = now
+end
+
+--- Closes every task (without committing) and stream.
+function Worker:close_streams()
+    for _, task in ipairs(self.order) do
+        task:close()
+    end
+    self.tasks, self.order = {}, {}
+    if self.state then
+        self.state:close()       -- the stores; their changelogs are below
+        self.state = nil
+    end
+    for _, s in ipairs(self.streams or {}) do
+        s:close()
+    end
+    self.streams = {}
+end
+
+-- Stops: close hooks, then the last commit. Returns what run() returns.
+function Worker:finish(err)
+    if not err and self.final_window and self.job.window then
+        for _, task in ipairs(self.order) do
+            local ok, herr = task:call_hook("window")
+            if not ok then
+                err = herr
+                break
+            end
+        end
+    end
+    if not err then
+        for _, task in ipairs(self.order) do
+            local ok, herr = task:call_hook("close")
+            if not ok then
+                err = herr
+                break
+            end
+        end
+    end
+    if not self.no_final_commit then
+        local ok, cerr = self:commit()
+        if not ok then
+            err = err and (err .. "\n" .. cerr) or cerr
+        end
+    end
+    if self.collect_stores and self.state then
+        self.final_stores = self.state:dump()
+    end
+    self:progress(true)
+    self:close_streams()
+    if self.gc_stepmul then
+        collectgarbage("setstepmul", self.gc_stepmul)
+        self.gc_stepmul = nil
+    end
+    if err then
+        return nil, err
+    end
+    return true
+end
+
+-- Runs window() of every task; a new version failing on probation is
+-- rolled back and the old code runs the window instead.
+function Worker:windows()
+    for _, task in ipairs(self.order) do
+        local ok, err, msg = task:call_hook("window")
+        if not ok and task.probation > 0 and self.prev_job then
+            self:rollback(str_format("window() of task %d raised: %s",
+                                     task.partition, msg))
+            ok, err = task:call_hook("window")
+        end
+        if not ok then
+            return nil, err
+        end
+    end
+    return true
+end
+
+--- Runs until stopped (STOP from the loop, or self.stopping set by the
+--- driver), or with drain until every input is read to its end; commits
+--- and closes on the way out. Returns true, or nil and the error that
+--- stopped the job.
+---@return boolean|nil ok, string|nil err
+function Worker:run()
+    local job, loop = self.job, self.loop
+    local msgs = {}
+    self.gc_stepmul = collectgarbage("setstepmul", GC_STEPMUL)
+    self.started = now_ms()
+    self.last_progress = self.started
+
+    local commit_every = job.commit_interval_ms
+    local window_every = job.window_interval_ms
+    local next_commit = self.started + commit_every
+    local next_window = window_every and self.started + window_every
+    local stop, dirty = false, false
+    local idle_ms = self.notify and IDLE_NOTIFIED_MS or IDLE_POLL_MS
+
+    while true do
+        local got = 0
+        local order = self.order
+        for t = 1, #order do
+            local task = order[t]
+            if not task.paused then
+                local n, err = task:step(msgs)
+                if not n then
+                    return self:finish(err)
+                end
+                got = got + n
+            end
+        end
+        if got > 0 then
+            dirty = true
+            local ok, err = self:publish()
+            if not ok then
+                return self:finish(err)
+            end
+        end
+
+        local now = now_ms()
+        if loop then
+            local wait = 0
+            if got == 0 and (not self.drain or self.idle) then
+                wait = idle_ms
+                if next_commit - now < wait then
+                    wait = next_commit - now
+                end
+                if next_window and next_window - now < wait then
+                    wait = next_window - now
+                end
+                wait = wait > 0 and wait or 0
+            end
+            local ev = loop:poll(wait)
+            if bit_band(ev, loop_mod.STOP) ~= 0 and not self.ignore_stop then
+                stop = true
+                self.log("info", "stopping: finishing the batch, then a "
+                         .. "last commit")
+            end
+            if self.on_events then
+                local ok, err = self.on_events(self, ev)
+                if not ok then
+                    return self:finish(err)
+                end
+            end
+            now = now_ms()
+        end
+
+        if next_window and now >= next_window then
+            local ok, err = self:windows()
+            if not ok then
+                return self:finish(err)
+            end
+            next_window = now + window_every
+            -- commit_interval may not change by reload; window_interval
+            -- neither (refused), so the timers stay.
+        end
+        -- Draining: an idle round after a commit means every input is read
+        -- to its end; before that, sends still buffered may feed an input
+        -- of this very job, so commit (which flushes them) and look again.
+        local drained = self.drain and got == 0
+        if drained and dirty then
+            self.commit_requested = true
+            drained = false
+        end
+        if self.hold_drain then
+            -- Under a supervisor, one worker's end of input is not the
+            -- job's: another worker may still send to this one's inputs.
+            -- Report being idle and wait to be told to stop.
+            self.idle = drained
+            drained = false
+        end
+        if self.commit_requested or now >= next_commit then
+            local ok, err = self:commit()
+            if not ok then
+                return self:finish(err)
+            end
+            next_commit = now + commit_every
+            dirty = false
+            self:progress(false)
+        end
+        if stop or drained or self.stopping then
+            break
+        end
+    end
+    return self:finish(nil)
+end
+
+--- Returns counters: processed, skipped, dead-lettered messages.
+function Worker:stats()
+    return { processed = self.processed, skipped = self.skipped,
+             dead_lettered = self.dead, tasks = self.nparts,
+             reloads = self.reloads, rolled_back = self.rolled_back,
+             version = self.version }
+end
+
+return _M

@@ -1,0 +1,270 @@
+--- A worker process: what `tide run`'s supervisor starts once per worker
+--- (core/src/cli/main.c runs main() when TIDE_WORKER=1). It loads the
+--- code version the supervisor sends, runs a tide.worker, and answers the
+--- supervisor's messages between batches (docs/container.md "Messages").
+local job_mod = require("tide.job")
+local loop_mod = require("tide.loop")
+local worker_mod = require("tide.worker")
+local task_mod = require("tide.task")
+local wire = require("tide.wire")
+local proc = require("tide.proc")
+local notify_mod = require("tide.notify")
+
+local pairs, ipairs, tostring, tonumber = pairs, ipairs, tostring, tonumber
+local str_format = string.format
+local bit_band = require("bit").band
+local now_ms = loop_mod.now
+
+local _M = {}
+
+local EXIT_FAILED, EXIT_MEMORY = 1, 3
+local COMMIT_WAIT_MS = 120000
+
+local real_exit = os.exit
+
+local function log_to_stderr(prefix)
+    return function(level, line)
+        io.stderr:write(os.date("!%Y-%m-%dT%H:%M:%SZ "), level, " ", prefix,
+                        line, "\n")
+    end
+end
+
+-- The channel to the supervisor, with frames that arrived while waiting
+-- for another one kept in order.
+local Link = {}
+Link.__index = Link
+
+function Link:send(msg)
+    local ok, err = self.chan:send(wire.encode(msg))
+    if ok == nil then
+        -- The supervisor is gone: nothing to report to, and the kernel
+        -- kills us anyway (PR_SET_PDEATHSIG).
+        io.stderr:write("tide worker: lost the supervisor: ", tostring(err),
+                        "\n")
+        real_exit(EXIT_FAILED)
+    end
+end
+
+-- Returns the next message (queued first), waiting up to `timeout` ms;
+-- nil on timeout. Exits when the supervisor is gone.
+function Link:recv(timeout)
+    local q = self.queue
+    if q[1] then
+        return table.remove(q, 1)
+    end
+    local deadline = now_ms() + (timeout or 0)
+    while true do
+        local text, err = self.chan:recv()
+        if text then
+            local msg = wire.decode(text)
+            if msg then
+                return msg
+            end
+        elseif err then
+            io.stderr:write("tide worker: lost the supervisor: ",
+                            tostring(err), "\n")
+            real_exit(EXIT_FAILED)
+        else
+            local left = deadline - now_ms()
+            if left <= 0 then
+                return nil
+            end
+            self.chan:wait(left)
+        end
+    end
+end
+
+-- Waits for the message `op` with field seq = `seq`, queueing others.
+function Link:expect(seq, timeout)
+    local deadline = now_ms() + timeout
+    while true do
+        local text, err = self.chan:recv()
+        if text then
+            local msg = wire.decode(text)
+            if msg and (msg.op == "committed" or msg.op == "commit_failed")
+                and msg.seq == seq then
+                return msg
+            end
+            if msg then
+                self.queue[#self.queue + 1] = msg
+            end
+        elseif err then
+            io.stderr:write("tide worker: lost the supervisor: ",
+                            tostring(err), "\n")
+            real_exit(EXIT_FAILED)
+        else
+            local left = deadline - now_ms()
+            if left <= 0 then
+                return nil
+            end
+            self.chan:wait(left)
+        end
+    end
+end
+
+local function load_version(init, msg)
+    return job_mod.load(init.path, init.overrides, {
+        sources = msg.sources, limit_ms = init.load_limit_ms,
+        reload_modules = msg.modules and wire.list(msg.modules) or nil })
+end
+
+-- Handles one message of the supervisor between batches.
+local function dispatch(link, w, init, msg)
+    local op, rid = msg.op, msg.rid
+    local function reply(t)
+        t.rid = rid
+        link:send(t)
+    end
+    if op == "assign" then
+        local p = tonumber(msg.task)
+        local entry = msg.entry or nil
+        if entry then
+            entry = { inputs = entry.inputs or {},
+                      changelogs = entry.changelogs or {} }
+        end
+        local ok, res = w:assign(p, entry, msg.give_up or nil)
+        if ok and msg.paused then
+            w:pause(p)
+        end
+        reply(ok and { op = "assigned", task = p, ms = res }
+              or { op = "assigned", task = p, error = res })
+    elseif op == "revoke" then
+        local ok, res = w:revoke(tonumber(msg.task))
+        reply(ok and { op = "revoked", ms = res }
+              or { op = "revoked", error = res })
+    elseif op == "pause" or op == "resume" then
+        local ok, err = w[op](w, tonumber(msg.task))
+        reply({ op = op, error = not ok and err or nil })
+    elseif op == "status" then
+        reply({ op = "status", tasks = w:status(), processed = w.processed })
+    elseif op == "probe" then
+        reply({ op = "probe", idle = w.idle == true,
+                processed = w.processed })
+    elseif op == "swap" then
+        local new, err = load_version(init, msg)
+        if not new then
+            reply({ op = "swap", error = err })
+            return
+        end
+        local ok, serr = w:swap(new, msg.version)
+        reply(ok and { op = "swap" } or { op = "swap", error = serr })
+    elseif op == "rollback" then
+        if w.version == msg.version then
+            w.quiet_rollback = true
+            w:rollback(msg.why or "another worker failed")
+            w.quiet_rollback = false
+        end
+    elseif op == "stop" then
+        w.stopping = true
+    end
+end
+
+--- Runs the worker process. Returns the exit code.
+function _M.main()
+    local chan, cerr = proc.worker_chan()
+    if not chan then
+        io.stderr:write("tide worker: ", tostring(cerr), "\n")
+        return EXIT_FAILED
+    end
+    local watch = proc.worker_shm()
+    local link = setmetatable({ chan = chan, queue = {} }, Link)
+    local init = link:recv(60000)
+    if not init or init.op ~= "init" then
+        io.stderr:write("tide worker: no start message from the supervisor\n")
+        return EXIT_FAILED
+    end
+    local log = log_to_stderr(str_format("[worker %d] ", init.id))
+    init.overrides = wire.list(init.overrides)
+    -- Job code never ends the process: os.exit raises from here on.
+    os.exit = job_mod.no_exit
+    local job, err = load_version(init, init)
+    if not job then
+        link:send({ op = "failed", error = err })
+        return EXIT_FAILED
+    end
+    local loop = loop_mod.new()
+    local notify = notify_mod.new()
+    local wake
+    if notify then
+        wake = {
+            add = function(_, stream, p)
+                return stream.log and notify:add(stream.log, p) or nil
+            end,
+            remove = function(_, id)
+                notify:remove(id)
+            end,
+        }
+        loop:watch_fd(notify:fd())
+    end
+    loop:watch_fd(chan:fd())
+    local seq = 0
+    local w
+    w, err = worker_mod.new(job, { data_dir = init.data_dir, mem = {} }, {
+        loop = loop, log = log, drain = init.drain, watch = watch,
+        notify = wake, version = init.version, tasks = {},
+        commit = function(entries)
+            seq = seq + 1
+            link:send({ op = "commit", seq = seq, entries = entries })
+            local reply = link:expect(seq, COMMIT_WAIT_MS)
+            if not reply then
+                return nil, "the supervisor did not answer the commit"
+            end
+            if reply.op ~= "committed" then
+                return nil, reply.error
+            end
+            return true
+        end,
+    })
+    if not w then
+        link:send({ op = "failed", error = err })
+        return EXIT_FAILED
+    end
+    for k in pairs(init.bad or {}) do
+        w.bad[k] = true
+    end
+    w.label = str_format("worker %d: ", init.id)
+    w.ignore_stop = true          -- the supervisor says when to stop
+    w.hold_drain = init.drain
+    w.on_rollback = function(bad, why)
+        if not w.quiet_rollback then
+            link:send({ op = "rolled_back", version = bad, why = why })
+        end
+    end
+    w.on_memory = function(task, part, m)
+        link:send({ op = "memory", task = task.partition, key = part.key,
+                    input = part.idx, offset = m.offset,
+                    probation = task.probation > 0 })
+        real_exit(EXIT_MEMORY)
+    end
+    local was_idle = false
+    w.on_events = function(wk, ev)
+        if bit_band(ev, loop_mod.INPUT) ~= 0 and notify then
+            notify:drain()
+        end
+        while true do
+            local msg = link:recv(0)
+            if not msg then
+                break
+            end
+            dispatch(link, wk, init, msg)
+        end
+        if wk.hold_drain and wk.idle and not was_idle then
+            link:send({ op = "idle", processed = wk.processed })
+        end
+        was_idle = wk.idle == true
+        return true
+    end
+    link:send({ op = "ready" })
+    local ok, rerr = w:run()
+    if not ok then
+        link:send({ op = "failed", error = rerr })
+        return EXIT_FAILED
+    end
+    link:send({ op = "stopped" })
+    return 0
+end
+
+-- Kinds of calls as the watch slot numbers them (for tests and docs).
+_M.KIND = task_mod.KIND
+
+return _M
