@@ -267,13 +267,16 @@ int tide_notify_remove(tide_notify_t *n, int id);
  * close or read it; tide_notify_drain reads it. */
 int tide_notify_fd(const tide_notify_t *n);
 
-/* Reads every pending event without waiting. Returns their count (>= 0;
- * 0: none), or TIDE_EIO. Drain before reading, so that an event for
+/* Reads every pending event without waiting. Returns the count of those
+ * that may mean new records (>= 0; 0: none), or TIDE_EIO. Not counted:
+ * the end of a removed watch, and changes to index files (opening a log
+ * handle touches those of every partition). Drain before reading, so that an event for
  * data the read then takes does not cause a wasted wake-up. */
 int tide_notify_drain(tide_notify_t *n);
 
-/* Waits until an event is pending or 'timeout_ms' (>= 0; 0: do not wait)
- * milliseconds have passed, then drains the events. Returns TIDE_OK (there
+/* Waits until an event that counts (see tide_notify_drain) is pending
+ * or 'timeout_ms' (>= 0; 0: do not wait) milliseconds have passed, and
+ * drains the events. Returns TIDE_OK (there
  * were events), TIDE_EAGAIN (timeout), TIDE_EINVAL (n NULL, timeout < 0),
  * TIDE_EIO. A signal that interrupts the wait returns TIDE_EAGAIN early,
  * so that the caller can look at its flags. */

@@ -143,14 +143,34 @@ tide_notify_fd(const tide_notify_t *n)
     return n->fd;
 }
 
+/* Whether event 'ev' may mean new records. Not IN_IGNORED (a watch
+ * ended: a remove), nor a change to an index file: a log handle being
+ * opened anywhere touches the index of every partition, and an append
+ * writes its segment besides its index anyway. */
+static int
+counts(const struct inotify_event *ev)
+{
+    size_t  len;
+
+    if (ev->mask & IN_IGNORED) {
+        return 0;
+    }
+    if (ev->len == 0) {
+        return 1;
+    }
+    len = strlen(ev->name);
+    return !(len >= 6 && strcmp(ev->name + len - 6, ".index") == 0);
+}
+
 int
 tide_notify_drain(tide_notify_t *n)
 {
-    char     buf[4096]
-             __attribute__ ((aligned(__alignof__(struct inotify_event))));
-    char    *p;
-    ssize_t  got;
-    int      count = 0;
+    char                          buf[4096]
+        __attribute__ ((aligned(__alignof__(struct inotify_event))));
+    char                         *p;
+    const struct inotify_event   *ev = NULL;
+    ssize_t                       got;
+    int                           count = 0;
 
     for (;;) {
         got = read(n->fd, buf, sizeof(buf));
@@ -167,10 +187,10 @@ tide_notify_drain(tide_notify_t *n)
             return count;
         }
         for (p = buf; p < buf + got;
-             p += sizeof(struct inotify_event) +
-                  ((struct inotify_event *) (void *) p)->len)
+             p += sizeof(struct inotify_event) + ev->len)
         {
-            if (count < INT_MAX) {
+            ev = (const struct inotify_event *) (const void *) p;
+            if (counts(ev) && count < INT_MAX) {
                 count++;
             }
         }
@@ -181,24 +201,29 @@ int
 tide_notify_wait(tide_notify_t *n, int timeout_ms)
 {
     struct pollfd  pfd;
+    int64_t        deadline, now;
     int            rc;
 
     if (n == NULL || timeout_ms < 0) {
         return TIDE_EINVAL;
     }
-    pfd.fd = n->fd;
-    pfd.events = POLLIN;
-    pfd.revents = 0;
-    rc = poll(&pfd, 1, timeout_ms);
-    if (rc < 0) {
-        return errno == EINTR ? TIDE_EAGAIN : TIDE_EIO;
+    deadline = tide_time_get(TIDE_TIME_MONO) + timeout_ms;
+    for (;;) {
+        now = tide_time_get(TIDE_TIME_MONO);
+        pfd.fd = n->fd;
+        pfd.events = POLLIN;
+        pfd.revents = 0;
+        rc = poll(&pfd, 1, now < deadline ? (int) (deadline - now) : 0);
+        if (rc < 0) {
+            return errno == EINTR ? TIDE_EAGAIN : TIDE_EIO;
+        }
+        if (rc == 0) {
+            return TIDE_EAGAIN;
+        }
+        rc = tide_notify_drain(n);
+        if (rc != 0) {
+            return rc > 0 ? TIDE_OK : rc;
+        }
+        /* Only the ends of removed watches: wait on. */
     }
-    if (rc == 0) {
-        return TIDE_EAGAIN;
-    }
-    rc = tide_notify_drain(n);
-    if (rc < 0) {
-        return rc;
-    }
-    return rc > 0 ? TIDE_OK : TIDE_EAGAIN;
 }
