@@ -28,6 +28,10 @@
 #define HDR 4
 #define READ_CHUNK 65536
 
+/* Frames up to this size are copied with their header and sent in one
+ * write. */
+#define SMALL_FRAME 65536
+
 /* Bytes [start, end) of 'p' (malloc'ed, 'cap' bytes) are pending. */
 typedef struct chanbuf_s {
     char    *p;
@@ -402,11 +406,12 @@ tide_chan_send(tide_chan_t *c, const char *buf, size_t len, int timeout_ms)
     hdr[2] = (unsigned char) (len >> 16);
     hdr[3] = (unsigned char) (len >> 24);
     deadline = deadline_of(timeout_ms);
-    if (buf != NULL && c->in.p != NULL && buf >= c->in.p &&
-        buf < c->in.p + c->in.cap)
+    if ((buf != NULL && c->in.p != NULL && buf >= c->in.p &&
+         buf < c->in.p + c->in.cap) || len <= SMALL_FRAME)
     {
         /* A frame just received, sent on: reading while the send waits
-         * may move it, so it goes through the queue. */
+         * may move it, so it goes through the queue. A small frame goes
+         * too: one write for header and body, one wake-up for the peer. */
         rc = out_queue(c, (const char *) hdr, HDR);
         if (rc == TIDE_OK) {
             rc = out_queue(c, buf, len);
