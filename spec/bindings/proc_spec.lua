@@ -284,4 +284,37 @@ ffi.C.poll(nil, 0, 60000)
             assert.is_true(gone)
         end)
     end)
+
+    describe("'tide run'", function()
+        it("executes itself again for huge pages under the name 'tide'",
+           function()
+            if os.getenv("GLIBC_TUNABLES") then
+                pending("GLIBC_TUNABLES is set around the specs")
+                return
+            end
+            -- The job file is a FIFO: 'tide run' waits in its open, after
+            -- the re-exec, while we look at it.
+            local fifo = dir .. "/job.lua"
+            assert.equals(0, os.execute("mkfifo '" .. fifo .. "'"))
+            assert.equals(0, os.execute("'" .. TIDE_BIN .. "' --data-dir '"
+                .. dir .. "/data' run '" .. fifo .. "' >/dev/null 2>&1 & "
+                .. "echo $! > '" .. dir .. "/run.pid'"))
+            local pid = tonumber(h.read_file(dir .. "/run.pid"))
+            local env
+            for _ = 1, 1000 do
+                local f = io.open("/proc/" .. pid .. "/environ")
+                env = f and f:read("*a") or ""
+                if f then f:close() end
+                if env:find("GLIBC_TUNABLES=", 1, true) then break end
+                os.execute("sleep 0.01")
+            end
+            assert.truthy(env:find("GLIBC_TUNABLES=", 1, true))
+            local comm = h.read_file("/proc/" .. pid .. "/comm")
+            local f = assert(io.open(fifo, "w"))     -- let it go on
+            f:write("return nil\n")
+            f:close()
+            os.execute("wait " .. pid .. " 2>/dev/null; sleep 0.1")
+            assert.equals("tide\n", comm)
+        end)
+    end)
 end)
