@@ -261,7 +261,9 @@ ffi.C.poll(nil, 0, 60000)
                               .. "/sup.pid'") == 0)
             local worker
             for _ = 1, 1000 do
-                worker = tonumber(h.read_file(out):match("^(%d+)\n"))
+                local o = io.open(out)         -- made by the background job
+                worker = o and tonumber((o:read("*a")):match("^(%d+)\n"))
+                if o then o:close() end
                 if worker then break end
                 os.execute("sleep 0.01")
             end
