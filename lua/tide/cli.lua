@@ -161,20 +161,24 @@ local function run(args)
                                      loop = loop, log = log,
                                      overrides = overrides,
                                      load_limit_ms = o.limit_ms,
-                                     workers = o.workers })
+                                     workers = o.workers,
+                                     on_started = function(sp)
+        local ins = {}
+        for _, inp in ipairs(job.inputs) do
+            ins[#ins + 1] = inp.spec
+        end
+        log("info", str_format("job '%s' started: %d tasks over %s on %d "
+                               .. "worker%s%s; version %s; data dir %s",
+                               job.name, sp.nparts, concat(ins, ", "),
+                               sp.nworkers, sp.nworkers == 1 and "" or "s",
+                               drain and " (drain)" or "", sp.version,
+                               data_dir))
+    end })
     if not sup then
         lock:close()
         loop:close()
         return fail("run", "job '%s' (%s): %s", job.name, path, err)
     end
-    local ins = {}
-    for _, inp in ipairs(job.inputs) do
-        ins[#ins + 1] = inp.spec
-    end
-    log("info", str_format("job '%s' started: %d tasks over %s%s; version "
-                           .. "%s; data dir %s", job.name, sup.nparts,
-                           concat(ins, ", "), drain and " (drain)" or "",
-                           sup.version, data_dir))
     local rerr
     ok, rerr = sup:run()
     loop:close()

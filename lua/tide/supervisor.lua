@@ -70,6 +70,7 @@ function _M.new(job, opts)
         workers = {}, owner = {}, paused = {}, give_up = {}, bad = {},
         replies = {}, rid = 0, orphans = {}, command_waiting = false,
         reloads = 0, refused = 0, rolled_back = 0,
+        totals = { processed = 0, skipped = 0, dead = 0 },
     }, mt)
     local topo, err = topology.open(job, env)
     if not topo then
@@ -258,7 +259,7 @@ function Sup:kill_for(w, kind, why, slot)
         end
     end
     if slot and slot.probation and self.prev then
-        self:rollback(self.version, why)
+        self:rollback(self.version, (why:gsub("^%a+: ", "")))
     end
     self.log("warn", why .. str_format("; stopping worker %d (pid %d) and "
                                        .. "restarting its tasks", w.id,
@@ -347,6 +348,13 @@ function Sup:on_commit(w, msg)
         self.saved[p] = { inputs = e.inputs or {},
                           changelogs = e.changelogs or {} }
     end
+    -- A checkpoint names every task: one not committed yet starts from the
+    -- beginning, with empty stores, as with no checkpoint at all.
+    for p = 0, self.nparts - 1 do
+        if not self.saved[p] then
+            self.saved[p] = { inputs = {}, changelogs = {} }
+        end
+    end
     local ok, err = self.ckpt:save(self.saved)
     if not ok then
         self.log("error", err)
@@ -360,23 +368,32 @@ end
 function Sup:handle(w, msg)
     local op = msg.op
     if msg.rid then
+        if op == "assigned" and not msg.error then
+            -- Its commits may follow before the request returns.
+            w.tasks[msg.task] = true
+            self.owner[msg.task] = w
+        end
         self.replies[msg.rid] = msg
     elseif op == "commit" then
         self:on_commit(w, msg)
     elseif op == "ready" then
         self.replies["ready" .. w.id] = msg
     elseif op == "rolled_back" then
-        if msg.version == self.version and self.prev then
+        if self.swapping then
+            -- Logged once the swap is: the log reads in order.
+            self.late_rollback = self.late_rollback
+                                 or { msg.version, msg.why, w }
+        elseif msg.version == self.version and self.prev then
             self:rollback(msg.version, msg.why, w)
         end
     elseif op == "memory" then
-        w.kill_reason = str_format("memory: %s() of task %d ran out of "
-                                   .. "memory (max_memory %s)%s",
-                                   msg.kind or "process", msg.task or -1,
-                                   mib(self.max_memory),
-                                   msg.key and str_format(
+        w.kill_reason = str_format("memory: process() raised not enough "
+                                   .. "memory in task %d%s (worker %d past "
+                                   .. "max_memory %s, or the machine's)",
+                                   msg.task or -1, msg.key and str_format(
                                        " on input '%s' offset %.0f",
-                                       msg.key, msg.offset) or "")
+                                       msg.key, msg.offset) or "", w.id,
+                                   mib(self.max_memory))
         self:kill_for(w, "memory", w.kill_reason, msg.key and {
             task = msg.task, input = msg.input, offset = msg.offset,
             probation = msg.probation })
@@ -386,6 +403,10 @@ function Sup:handle(w, msg)
         w.idle, w.idle_processed = true, msg.processed
     elseif op == "stopped" then
         w.clean_exit = true
+        local t = self.totals
+        t.processed = t.processed + (msg.processed or 0)
+        t.skipped = t.skipped + (msg.skipped or 0)
+        t.dead = t.dead + (msg.dead or 0)
     end
 end
 
@@ -564,6 +585,7 @@ function Sup:heal()
                 return
             end
             if w then
+                self.restarts = self.restarts + 1
                 self.log("info", str_format("worker %d restarted (pid %d)",
                                             id, nw.pid))
             end
@@ -652,10 +674,10 @@ function Sup:rollback(bad, why, from)
     self.job, self.version = self.prev.job, self.prev.version
     self.prev = nil
     self.rolled_back = self.rolled_back + 1
-    self.log("warn", str_format("reload: version %s rolled back to %s in "
-                                .. "every worker: %s; it is not tried again "
-                                .. "until its files change", bad,
-                                self.version, why))
+    self.log("warn", str_format("reload: version %s rolled back to %s: %s; "
+                                .. "every worker runs %s again; %s is not "
+                                .. "tried again until its files change", bad,
+                                self.version, why, self.version, bad))
     for _, w in pairs(self.workers) do
         if alive(w) and w ~= from then
             self:send(w, { op = "rollback", version = bad, why = why })
@@ -748,6 +770,7 @@ function Sup:reload(trigger, quiet)
         end
     end
     local failed
+    self.swapping, self.late_rollback = true, nil
     for id_ = 1, self.nworkers do
         local w = self.workers[id_]
         if alive(w) and not failed then
@@ -759,14 +782,15 @@ function Sup:reload(trigger, quiet)
             end
         end
     end
-    if failed or self.version ~= new_id then
+    self.swapping = false
+    local late = self.late_rollback
+    self.late_rollback = nil
+    if failed then
         if self.version == new_id then
             self:rollback(new_id, failed)
         end
-        self.bad[new_id] = failed or "rolled back"
-        local msg = str_format("version %s rolled back: %s", new_id,
-                               failed or "it failed on probation")
-        return nil, msg
+        self.bad[new_id] = failed
+        return nil, str_format("version %s rolled back: %s", new_id, failed)
     end
     self.reloads = self.reloads + 1
     local probation = new.reload_probation or 1000
@@ -777,6 +801,14 @@ function Sup:reload(trigger, quiet)
                            probation)
     self.log("info", str_format("reloaded %s (%s): %s", job.path, trigger,
                                 msg))
+    if late then
+        -- A worker failed on probation while the others were swapping.
+        self:rollback(late[1], late[2], late[3])
+    end
+    if self.version ~= new_id then
+        return nil, str_format("version %s rolled back: it failed on "
+                               .. "probation (see the log)", new_id)
+    end
     return true, msg
 end
 
@@ -914,11 +946,13 @@ function Sup:drained()
     return true
 end
 
-function Sup:stop_all()
+--- Stops every worker: each finishes its batch and commits (with
+--- `abort`, it does not commit: nothing may be written).
+function Sup:stop_all(abort)
     self.stopping = true
     for _, w in pairs(self.workers) do
         if alive(w) then
-            self:send(w, { op = "stop" })
+            self:send(w, { op = abort and "abort" or "stop" })
         end
     end
     local deadline = now_ms() + REQUEST_MS
@@ -949,6 +983,8 @@ end
 --- Returns true, or nil and the error that stopped the job.
 function Sup:run()
     local loop = self.loop
+    self.started = now_ms()
+    self.restarts = 0
     local ok, err = loop:watch_children()
     if not ok then
         return nil, "cannot watch worker processes: " .. tostring(err)
@@ -964,7 +1000,7 @@ function Sup:run()
         local w
         w, err = self:spawn(id)
         if not w then
-            self:stop_all()
+            self:stop_all(true)
             return nil, err
         end
     end
@@ -974,10 +1010,14 @@ function Sup:run()
         if not ok then
             self.orphans[#self.orphans + 1] = p
             if alive(w) then
-                self:stop_all()
+                -- Nothing ran yet: stop without writing a checkpoint.
+                self:stop_all(true)
                 return nil, err
             end
         end
+    end
+    if self.opts.on_started then
+        self.opts.on_started(self)
     end
     local next_probe = 0
     while true do
@@ -1014,6 +1054,17 @@ function Sup:run()
                  .. "last commit")
     end
     self:stop_all()
+    local t = self.totals
+    local secs = (now_ms() - self.started) / 1000
+    self.log("info", str_format(
+        "job '%s': %d messages processed (%.0f/s), %d skipped, %d "
+        .. "dead-lettered%s", self.job.name, t.processed,
+        secs > 0 and t.processed / secs or 0, t.skipped, t.dead,
+        self.restarts > 0 and str_format("; %d worker restart%s (their "
+                                         .. "counts are not in these)",
+                                         self.restarts,
+                                         self.restarts == 1 and "" or "s")
+        or ""))
     if self.fatal then
         return nil, self.fatal
     end

@@ -255,11 +255,16 @@ function Worker:rollback(why)
     -- What the failed version holds goes now: it may have failed for want
     -- of memory, and LuaJIT does not collect before reporting that.
     collectgarbage()
-    self.log("warn", str_format("reload: version %s rolled back to %s: %s; "
-                                .. "it is not tried again until its files "
-                                .. "change", bad, self.version, why))
     if self.on_rollback then
+        -- Under a supervisor, which logs the rollback of every worker.
+        self.log("info", str_format("reload: back on version %s here (%s "
+                                    .. "failed: %s)", self.version, bad, why))
         self.on_rollback(bad, why)
+    else
+        self.log("warn", str_format("reload: version %s rolled back to %s: "
+                                    .. "%s; it is not tried again until its "
+                                    .. "files change", bad, self.version,
+                                    why))
     end
     return bad
 end
@@ -399,6 +404,9 @@ end
 
 -- Stops: close hooks, then the last commit. Returns what run() returns.
 function Worker:finish(err)
+    if self.no_final_commit then
+        err = err or false         -- no hooks: nothing may be sent
+    end
     if not err and self.final_window and self.job.window then
         for _, task in ipairs(self.order) do
             local ok, herr = task:call_hook("window")

@@ -22,10 +22,12 @@ local COMMIT_WAIT_MS = 120000
 
 local real_exit = os.exit
 
-local function log_to_stderr(prefix)
+-- Worker lines end with the worker's name, so that each line still
+-- starts with its time, level and what happened.
+local function log_to_stderr(suffix)
     return function(level, line)
-        io.stderr:write(os.date("!%Y-%m-%dT%H:%M:%SZ "), level, " ", prefix,
-                        line, "\n")
+        io.stderr:write(os.date("!%Y-%m-%dT%H:%M:%SZ "), level, " ", line,
+                        suffix, "\n")
     end
 end
 
@@ -156,6 +158,9 @@ local function dispatch(link, w, init, msg)
         end
     elseif op == "stop" then
         w.stopping = true
+    elseif op == "abort" then
+        w.stopping = true
+        w.no_final_commit = true
     end
 end
 
@@ -173,7 +178,7 @@ function _M.main()
         io.stderr:write("tide worker: no start message from the supervisor\n")
         return EXIT_FAILED
     end
-    local log = log_to_stderr(str_format("[worker %d] ", init.id))
+    local log = log_to_stderr(str_format(" [worker %d]", init.id))
     init.overrides = wire.list(init.overrides)
     -- Job code never ends the process: os.exit raises from here on.
     os.exit = job_mod.no_exit
@@ -222,7 +227,7 @@ function _M.main()
     for k in pairs(init.bad or {}) do
         w.bad[k] = true
     end
-    w.label = str_format("worker %d: ", init.id)
+    w.label = ""
     w.ignore_stop = true          -- the supervisor says when to stop
     w.hold_drain = init.drain
     w.on_rollback = function(bad, why)
@@ -260,7 +265,8 @@ function _M.main()
         link:send({ op = "failed", error = rerr })
         return EXIT_FAILED
     end
-    link:send({ op = "stopped" })
+    link:send({ op = "stopped", processed = w.processed,
+                skipped = w.skipped, dead = w.dead })
     return 0
 end
 

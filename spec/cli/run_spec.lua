@@ -706,8 +706,11 @@ describe("tide run", function()
       end
       for p = 0, PARTS - 1 do
         assert.is_true((markers[p] or 0) >= 1, "no window() marker from task " .. p)
-        -- every window tick runs every task
-        assert.are.equal(markers[0], markers[p])
+        -- every window tick runs every task: tasks on other workers keep
+        -- their own timers, so a stop may fall between two workers' ticks
+        assert.is_true(math.abs(markers[0] - markers[p]) <= 1,
+                       fmt("task 0 had %d windows, task %d %d", markers[0], p,
+                           markers[p]))
       end
       assert.are.same(sent, got)
     end)
