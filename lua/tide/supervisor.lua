@@ -523,7 +523,8 @@ function Sup:assign(p, w, why)
     local reply, err = self:request(w, { op = "assign", task = p,
                                          entry = self.saved[p] or false,
                                          give_up = give_up or false,
-                                         paused = self.paused[p] or false })
+                                         paused = self.paused[p]
+                                                  or self.starting or false })
     if not reply then
         return nil, str_format("assigning task %d to worker %d: %s", p,
                                w.id, err)
@@ -1004,6 +1005,10 @@ function Sup:run()
             return nil, err
         end
     end
+    -- Tasks start paused until every one is assigned: a start that fails
+    -- (a store that cannot be restored) then leaves the checkpoint as it
+    -- was.
+    self.starting = true
     for p = 0, self.nparts - 1 do
         local w = self.workers[p % self.nworkers + 1]
         ok, err = self:assign(p, w)
@@ -1012,6 +1017,18 @@ function Sup:run()
             if alive(w) then
                 -- Nothing ran yet: stop without writing a checkpoint.
                 self:stop_all(true)
+                return nil, err
+            end
+        end
+    end
+    self.starting = false
+    for p = 0, self.nparts - 1 do
+        local w = self.owner[p]
+        if w and not self.paused[p] then
+            local reply
+            reply, err = self:request(w, { op = "resume", task = p })
+            if not reply then
+                self:stop_all()
                 return nil, err
             end
         end

@@ -152,6 +152,7 @@ function Worker:assign(p, entry, give_up)
             part.watch_id = self.notify:add(part.stream, part.partition)
         end
     end
+    self.changed = true
     local ok, herr = task:call_hook("init")
     if not ok then
         self:drop(task)
@@ -184,6 +185,7 @@ function Worker:revoke(p)
         return nil, str_format("task %s is not assigned here", tostring(p))
     end
     local t0 = now_ms()
+    self.changed = true
     local ok, err = task:call_hook("close")
     if not ok then
         return nil, err
@@ -296,6 +298,7 @@ function Worker:swap(new, new_id)
         end
     end
     self.reloads = self.reloads + 1
+    self.changed = true
     return true
 end
 
@@ -307,7 +310,10 @@ end
 --- changelog offsets, then has the checkpoint (input and changelog
 --- offsets) replaced atomically: here, or by the supervisor.
 ---@return boolean|nil ok, string|nil err
-function Worker:commit()
+function Worker:commit(force)
+    if not self.changed and not force then
+        return true           -- nothing to commit: the checkpoint stands
+    end
     local st = self.state
     local ok, err = st:drain()
     if not ok then
@@ -345,6 +351,7 @@ function Worker:commit()
     end
     st:committed(cls)
     self.commit_requested = false
+    self.changed = false
     return true
 end
 
@@ -417,6 +424,7 @@ function Worker:finish(err)
         end
     end
     if not err then
+        self.changed = true
         for _, task in ipairs(self.order) do
             local ok, herr = task:call_hook("close")
             if not ok then
@@ -497,6 +505,7 @@ function Worker:run()
         end
         if got > 0 then
             dirty = true
+            self.changed = true
             local ok, err = self:publish()
             if not ok then
                 return self:finish(err)
@@ -533,6 +542,7 @@ function Worker:run()
 
         if next_window and now >= next_window then
             local ok, err = self:windows()
+            self.changed = true
             if not ok then
                 return self:finish(err)
             end
