@@ -2,13 +2,16 @@
 -- Reads:  profiles (JSON { name, country, plan }, key: user id) and
 --         pageviews (JSON { user, url, ua, ts }, key: user id); the two
 --         are co-partitioned by user, so a task sees both sides of a user.
+--         Profiles are a bootstrap input: a task reads them to their end
+--         before any page view, at every start, so a backlog of views is
+--         never joined against a table not read yet.
 -- Writes: pageviews-enriched (key: user id, value: the page view with a
 --         "profile" field, or profile = "unknown" when none was seen yet)
 -- Stores: profiles (user id -> latest profile; a nil profile deletes it)
 -- Config: none.
 return {
     name = "profile-join",
-    inputs = { "profiles", "pageviews" },
+    inputs = { { "profiles", bootstrap = true }, "pageviews" },
     outputs = { "pageviews-enriched" },
     stores = { profiles = {} },
     serde = "json",

@@ -41,8 +41,9 @@ function Link:send(msg)
     if ok == nil then
         -- The supervisor is gone: nothing to report to, and the kernel
         -- kills us anyway (PR_SET_PDEATHSIG).
-        io.stderr:write("tide worker: lost the supervisor: ", tostring(err),
-                        "\n")
+        io.stderr:write(str_format("tide worker %d: lost the supervisor (%s); "
+                                   .. "exiting\n", self.id or 0,
+                                   tostring(err)))
         real_exit(EXIT_FAILED)
     end
 end
@@ -63,8 +64,9 @@ function Link:recv(timeout)
                 return msg
             end
         elseif err then
-            io.stderr:write("tide worker: lost the supervisor: ",
-                            tostring(err), "\n")
+            io.stderr:write(str_format("tide worker %d: lost the supervisor "
+                                       .. "(%s); exiting\n", self.id or 0,
+                                       tostring(err)))
             real_exit(EXIT_FAILED)
         else
             local left = deadline - now_ms()
@@ -91,8 +93,9 @@ function Link:expect(seq, timeout)
                 self.queue[#self.queue + 1] = msg
             end
         elseif err then
-            io.stderr:write("tide worker: lost the supervisor: ",
-                            tostring(err), "\n")
+            io.stderr:write(str_format("tide worker %d: lost the supervisor "
+                                       .. "(%s); exiting\n", self.id or 0,
+                                       tostring(err)))
             real_exit(EXIT_FAILED)
         else
             local left = deadline - now_ms()
@@ -178,6 +181,7 @@ function _M.main()
         io.stderr:write("tide worker: no start message from the supervisor\n")
         return EXIT_FAILED
     end
+    link.id = init.id
     local log = log_to_stderr(str_format(" [worker %d]", init.id))
     init.overrides = wire.list(init.overrides)
     -- Job code never ends the process: os.exit raises from here on.
