@@ -320,12 +320,19 @@ function Sup:watchdog(now)
                     if s and s.in_call == 0 then
                         s = nil
                     end
+                    local where = ""
+                    if s then
+                        local part = s.input > 0
+                                     and self.topo:parts_of(s.task)[s.input]
+                        where = str_format(" in %s() of task %d%s",
+                                           KIND_NAMES[s.kind] or "job code",
+                                           s.task, part and str_format(
+                                               " on input '%s' offset %.0f",
+                                               part.key, s.offset) or "")
+                    end
                     self:kill_for(w, "memory", str_format(
                         "memory: worker %d uses %s, past max_memory (%s)%s",
-                        w.id, mib(rss), mib(self.max_memory),
-                        s and str_format(" in %s() of task %d",
-                                         KIND_NAMES[s.kind] or "job code",
-                                         s.task) or ""), s)
+                        w.id, mib(rss), mib(self.max_memory), where), s)
                 end
             end
         end
@@ -673,6 +680,7 @@ function Sup:rollback(bad, why, from)
     end
     self.bad[bad] = true
     self.job, self.version = self.prev.job, self.prev.version
+    self.max_process_ms = self.job.max_process_time_ms
     self.prev = nil
     self.rolled_back = self.rolled_back + 1
     self.log("warn", str_format("reload: version %s rolled back to %s: %s; "
@@ -794,6 +802,7 @@ function Sup:reload(trigger, quiet)
         return nil, str_format("version %s rolled back: %s", new_id, failed)
     end
     self.reloads = self.reloads + 1
+    self.max_process_ms = new.max_process_time_ms  -- applies at once
     local probation = new.reload_probation or 1000
     local msg = str_format("version %s -> %s, swapped into %d worker%s in "
                            .. "%.1f ms; on probation for %d messages per "

@@ -431,6 +431,48 @@ describe("hot reload", function()
                          { "reload_counter", "running" })
     end)
 
+    it("refuses, with the reason, a version that changes what needs a "
+       .. "restart; the old code goes on", function()
+      local job_file = setup_counter()
+      local tpl = assert(h.read_file(COUNTER_TPL))
+      local job = start(dir, work, { "run", job_file })
+      wait_count(job, "started", 1)
+      local edits = {
+        { tpl:gsub('commit_interval = "100ms"', 'commit_interval = "2s"'),
+          "restart needed: commit_interval changed" },
+        { tpl:gsub('    process = function',
+                   '    window = function(ctx) end,\n    process = function'),
+          "restart needed: window changed" },
+        { tpl:gsub('serde = "string",', 'serde = "string",\n    max_memory = "1GiB",'),
+          "restart needed: max_memory changed" },
+      }
+      for i, e in ipairs(edits) do
+        -- a tag of its own, so that each is a new version
+        h.write_file(job_file, (e[1]:gsub('"t01"', fmt('"r%02d"', i))))
+        local r = h.tide({ "reload", "reload_counter" }, { dir = dir })
+        assert.are.equal(1, r.code, r.out .. r.err)
+        assert.is_true(plain_find(r.out, e[2]), "'" .. e[2] .. "' not in: "
+                       .. r.out)
+        -- asked again: refused again, with the same reason
+        r = h.tide({ "reload", "reload_counter" }, { dir = dir })
+        assert.are.equal(1, r.code, r.out .. r.err)
+        assert.is_true(plain_find(r.out, e[2]), "again: " .. r.out)
+      end
+      -- the old code still runs: its tag on new outputs
+      local before = stream_len(dir, "tagged")
+      h.ok({ "produce", "events", "-K", ":" }, { dir = dir, stdin = "c:3\n" })
+      wait_stream_len(dir, "tagged", before + 1)
+      local outs = read_stream(dir, "tagged", PARTS)
+      for p = 0, PARTS - 1 do
+        for _, o in ipairs(outs[p]) do
+          assert.matches("^t01:", o[2])
+        end
+      end
+      signal(job, "TERM")
+      assert.are.equal(0, wait_exit(job), log_of(job))
+      assert.are.equal(0, count(log_of(job), "reloaded "), log_of(job))
+    end)
+
     it("against a job run by another user fails with a permission error",
        function()
       local setpriv = h.sh("command -v setpriv"):gsub("%s+$", "")
