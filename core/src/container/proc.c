@@ -509,6 +509,16 @@ tide_proc_worker_init(char *err, size_t errlen)
         return TIDE_EIO;
     }
     md = getenv("TIDE_WORKER_MAX_DATA");
+#if defined(__SANITIZE_ADDRESS__)
+    /* AddressSanitizer maps terabytes of shadow memory, which RLIMIT_DATA
+     * counts: in the sanitizer build only the supervisor's RSS checks
+     * enforce max_memory. */
+    md = NULL;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    md = NULL;
+#endif
+#endif
     if (md != NULL) {
         max = strtoll(md, &end, 10);
         if (max > 0) {
