@@ -367,11 +367,15 @@ local function hook_body(w, self, fn, arg)
     fn(self.ctx, arg)
     if self.stores then
         for j = 1, #self.stores do
+            if self.stores[j].pkeys[1] ~= nil then
+                w.changed = true
+            end
             state_mod.apply(self.stores[j])
         end
     end
     local pend = self.ctx._pending
     if pend.n > 0 then
+        w.changed = true
         push_pending(w, pend)
     end
 end

@@ -152,7 +152,8 @@ function Worker:assign(p, entry, give_up)
             part.watch_id = self.notify:add(part.stream, part.partition)
         end
     end
-    self.changed = true
+    -- A commit now would write the checkpoint as it was; init's writes
+    -- and sends, if any, mark the worker changed.
     local ok, herr = task:call_hook("init")
     if not ok then
         self:drop(task)
