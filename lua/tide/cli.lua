@@ -259,19 +259,28 @@ local function state_cmd(args)
                     .. "it never committed", job.name, data_dir)
     end
     -- The checkpoint must fit the job, as for tide run: its task count is
-    -- that of the first input when that stream is there.
-    local keys = {}
-    for i, inp in ipairs(job.inputs) do
-        keys[i] = inp.system .. ":" .. inp.name
+    -- that of the first input that is not broadcast, when that stream is
+    -- there; a broadcast input has an offset per partition.
+    local system = require("tide.system")
+    local keys, count = {}, nil
+    for _, inp in ipairs(job.inputs) do
+        local key = inp.system .. ":" .. inp.name
+        local s = system.open({ data_dir = data_dir }, inp.spec)
+        if inp.broadcast then
+            for q = 0, (s and s:count() or 1) - 1 do
+                keys[#keys + 1] = str_format("%s#%d", key, q)
+            end
+        else
+            keys[#keys + 1] = key
+            count = count or (s and s:count())
+        end
+        if s then
+            s:close()
+        end
     end
-    local s = require("tide.system").open({ data_dir = data_dir },
-                                          job.inputs[1].spec)
     local ok
-    ok, err = ckpt_mod.check(tasks, ckpt.path, job.name,
-                         s and s:count() or nparts, keys)
-    if s then
-        s:close()
-    end
+    ok, err = ckpt_mod.check(tasks, ckpt.path, job.name, count or nparts,
+                             keys)
     if not ok then
         lock:close()
         return fail("state", "%s", err)
