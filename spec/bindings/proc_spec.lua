@@ -165,6 +165,51 @@ describe("tide.proc", function()
             assert.has_error(function() p:pid() end)
         end)
 
+        it("stays fast in compiled code", function()
+            local p = spawn("tide: spec job worker 6", { shm_bytes = 4096 })
+            local slots = p:watch()
+            local chan = p.chan
+            local v = require("jit.v")
+            local logfile = os.tmpname()
+            jit.flush()
+            v.on(logfile)
+            local got = 0
+            for i = 1, 2000 do
+                slots[1].seq = slots[1].seq + 1
+                slots[1].offset = i
+                chan:send("ping")
+                local msg = chan:recv()
+                while not msg do
+                    chan:wait(1000)
+                    msg = chan:recv()
+                end
+                got = got + #msg
+            end
+            v.off()
+            local out = h.read_file(logfile)
+            os.remove(logfile)
+            assert.equals(8000, got)
+            assert.equals(2000, tonumber(slots[1].seq))
+            assert.matches("TRACE%s+%d+ [^\n]*proc_spec%.lua:%d+ loop", out)
+            assert.not_matches("NYI", out)
+            p:kill("KILL")
+            reap_wait(p)
+            p:close()
+        end)
+
+        it("frees dropped procs", function()
+            collectgarbage()
+            collectgarbage()
+            local before = h.open_fd_count()
+            for _ = 1, 50 do
+                assert(proc.spawn({ title = "tide: spec dropped",
+                                    path = "/bin/true", shm_bytes = 64 }))
+            end
+            collectgarbage()
+            collectgarbage()
+            assert.equals(before, h.open_fd_count())
+        end)
+
         it("is nil for a process that is no worker", function()
             local c, err = proc.worker_chan()
             assert.is_nil(c)
