@@ -22,19 +22,22 @@ mkdir -p "$TMP"
 
 # Sizes: records (log), messages (job), store hot ops / many keys /
 # restore records, state hot messages / many messages / many keys, saves
-# (reload). Each can be set from the environment, e.g. STATE_MANY=10000000
+# (reload), messages (workers), paced seconds per rate (latency), keys in
+# the moved task's store (move). Each can be set from the environment, e.g. STATE_MANY=10000000
 # for the many-keys size that docs/bench.md compares with.
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
     : "${LOG_RECS:=100000}" "${JOB_MSGS:=100000}"
     : "${STORE_HOT:=100000}" "${STORE_MANY:=100000}" "${STORE_RESTORE:=100000}"
     : "${STATE_HOT:=100000}" "${STATE_MANY:=600000}" "${STATE_KEYS:=200000}"
     : "${RELOADS:=5}"
+    : "${WORKERS_MSGS:=100000}" "${LAT_SECS:=1}" "${MOVE_KEYS:=100000}"
 else
     : "${LOG_RECS:=2000000}" "${JOB_MSGS:=2000000}"
     : "${STORE_HOT:=2000000}" "${STORE_MANY:=1000000}"
     : "${STORE_RESTORE:=1000000}"
     : "${STATE_HOT:=2000000}" "${STATE_MANY:=5000000}" "${STATE_KEYS:=1000000}"
     : "${RELOADS:=10}"
+    : "${WORKERS_MSGS:=2000000}" "${LAT_SECS:=5}" "${MOVE_KEYS:=1000000}"
 fi
 
 export TIDE_LIB="$BUILD/libtide.so"
@@ -81,6 +84,22 @@ luajit bench/bench_state.lua "$BUILD/tide" "$TMP" "$STATE_HOT" \
 # Hot reload: pause around a swap and save-to-live time, one per save.
 part reload
 luajit bench/bench_reload.lua "$BUILD/tide" "$TMP" "$RELOADS"
+
+# --workers 2 beside --workers 1 on pass-through, JSON and incr, 4
+# partitions. Not pinned: the second worker is meant to take the second
+# core.
+part workers
+luajit bench/bench_workers.lua "$BUILD/tide" "$TMP" "$WORKERS_MSGS"
+
+# End to end: paced writer -> pass-through job -> follower, p50/p99/max at
+# 10 K and 100 K msgs/s, beside the writer read directly.
+part latency
+"$BUILD/bench_latency" "$BUILD/tide" bench/jobs/lat.lua "$TMP" "$LAT_SECS"
+
+# tide move of a task with MOVE_KEYS keys, beside a start that restores
+# the same store from its changelog alone.
+part move
+luajit bench/bench_move.lua "$BUILD/tide" "$TMP" "$MOVE_KEYS"
 
 part done
 rmdir "$TMP" 2>/dev/null || true
