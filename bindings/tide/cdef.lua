@@ -513,7 +513,8 @@ int64_t tide_proc_rss(const tide_proc_t *p);
  * is still TIDE_PARENT_PID (it may have died before the request),
  * removes TIDE_WORKER, TIDE_PARENT_PID and TIDE_WORKER_MAX_DATA from the
  * environment (a grandchild is no worker), sets RLIMIT_DATA from
- * TIDE_WORKER_MAX_DATA, and makes fds 3 and 4 close-on-exec. Returns
+ * TIDE_WORKER_MAX_DATA (not in an AddressSanitizer build, whose shadow
+ * memory counts against it), and makes fds 3 and 4 close-on-exec. Returns
  * TIDE_OK (a worker: open the channel with tide_chan_open(3) and map the
  * region with tide_shm_map(4)), TIDE_ENOENT (not a worker: nothing
  * done), TIDE_EIO (the parent is gone, or fd 3 is not a socket: exit). On
