@@ -27,6 +27,7 @@ local TICK_MS = 100              -- watchdog period
 local RSS_EVERY_MS = 500
 local REQUEST_MS = 120000        -- longest wait for a worker's answer
 local START_MS = 60000           -- longest wait for a worker to start
+local RESTORE_MS = 6 * 3600000   -- longest wait for a task's restore
 local RESTART_MAX = 5            -- deaths of one worker slot...
 local RESTART_WINDOW_MS = 60000  -- ...within this time stop the job
 local SIGKILL, SIGTERM = 9, 15
@@ -527,11 +528,13 @@ function Sup:assign(p, w, why)
                                                 .. "message)") }
         self.give_up[p] = nil
     end
+    -- A restore of a large store may take long; it logs its progress.
     local reply, err = self:request(w, { op = "assign", task = p,
                                          entry = self.saved[p] or false,
                                          give_up = give_up or false,
                                          paused = self.paused[p]
-                                                  or self.starting or false })
+                                                  or self.starting or false },
+                                    RESTORE_MS)
     if not reply then
         return nil, str_format("assigning task %d to worker %d: %s", p,
                                w.id, err)
