@@ -125,10 +125,12 @@ function Sup:send(w, msg)
     if not alive(w) then
         return nil, str_format("worker %d is not running", w.id)
     end
+    -- false: part of it waits in the channel; pump() flushes it.
     local ok, err = w.proc.chan:send(wire.encode(msg), 10000)
     if ok == nil then
         return nil, str_format("worker %d: %s", w.id, tostring(err))
     end
+    w.queued = ok == false
     return true
 end
 
@@ -422,6 +424,9 @@ end
 function Sup:pump()
     for _, w in pairs(self.workers) do
         if alive(w) then
+            if w.queued and not w.chan_closed then
+                w.queued = w.proc.chan:flush(0) == false
+            end
             while not w.chan_closed do
                 local text, err = w.proc.chan:recv()
                 if not text then
