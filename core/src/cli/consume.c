@@ -22,7 +22,6 @@
 
 #define BATCH    512
 #define WAIT_MS  500
-#define RETRIES  50     /* of a damaged-looking read, 2 ms apart */
 
 static const char usage[] =
 "usage: tide consume STREAM [-f FMT] [-o beginning|end|N|-N] [-p N] [-e]\n"
@@ -176,7 +175,7 @@ cmd_consume(int argc, char **argv)
     int64_t          v, only = -1, limit = -1, seen = 0, start, end, off;
     int32_t          nparts, i, first, last;
     int              opt, exit_at_end = 0, rc, n, idle, sleep_ms = 1, ret = 0,
-                     id, retries = 0;
+                     id;
     struct timespec  ts;
 
     optind = 1;
@@ -281,27 +280,12 @@ cmd_consume(int argc, char **argv)
         idle = 1;
         for (i = first; i <= last; i++) {
             n = tide_reader_poll_batch(readers[i], recs, BATCH);
-            if (n == TIDE_ECORRUPT && !exit_at_end && retries < RETRIES) {
-                /* A segment that a writer has just created has no header
-                 * yet for an instant, and the reader reports it as
-                 * damaged; a follower woken by its creation reads it in
-                 * that instant. Real damage stays: it is reported after
-                 * the retries (the reader is left unchanged by the
-                 * failed open, so the retry opens the segment again). */
-                retries++;
-                ts.tv_sec = 0;
-                ts.tv_nsec = 2000000L;
-                nanosleep(&ts, NULL);
-                i--;
-                continue;
-            }
             if (n < 0) {
                 fflush(stdout);
                 ret = cli_fail(&c, "stream '%s': %s", stream,
                                tide_reader_errmsg(readers[i]));
                 goto out;
             }
-            retries = 0;
             if (n > 0) {
                 idle = 0;
             }

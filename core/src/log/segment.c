@@ -123,6 +123,39 @@ tide__seg_check_hdr(int fd, int64_t size)
     return TIDE_OK;
 }
 
+/* Makes segment file 'name' in 'dirfd' with its header, whole: written
+ * and synced under a temporary name first, then renamed, so that a
+ * follower in another process never opens a new segment before its
+ * header is there. (A crash between the two leaves a ".tmp" file, which
+ * no listing takes for a segment and the next creation overwrites.)
+ * Returns the file opened for writing, or -1 with errno set. */
+static int
+seg_new(int dirfd, const char *name)
+{
+    char  tmp[48], hdr[TIDE__SEG_HDR];
+    int   fd, e;
+
+    snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+    fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return -1;
+    }
+    memset(hdr, 0, sizeof(hdr));
+    memcpy(hdr, TIDE__SEG_MAGIC, 8);
+    tide__st32(hdr + 8, TIDE__SEG_VERSION);
+    if (pwrite(fd, hdr, sizeof(hdr), 0) != (ssize_t) sizeof(hdr) ||
+        fdatasync(fd) != 0 || renameat(dirfd, tmp, dirfd, name) != 0 ||
+        fsync(dirfd) != 0)
+    {
+        e = errno;
+        close(fd);
+        (void) unlinkat(dirfd, tmp, 0);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
 /* Opens (creating when missing) segment 'base' and its index for writing.
  * A segment shorter than its header (a crash during creation) gets its
  * header written again. The new files' folder entry is made durable.
@@ -137,11 +170,16 @@ tide__seg_create(int dirfd, int64_t base, int *logfd, int *idxfd)
     *logfd = -1;
     *idxfd = -1;
     tide__seg_name(name, sizeof(name), base, "log");
-    lfd = openat(dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (lfd < 0) {
+    lfd = openat(dirfd, name, O_RDWR | O_CLOEXEC);
+    if (lfd < 0 && errno == ENOENT) {
+        lfd = seg_new(dirfd, name);
+        if (lfd < 0) {
+            return TIDE_EIO;
+        }
+        st.st_size = TIDE__SEG_HDR;
+    } else if (lfd < 0) {
         return TIDE_EIO;
-    }
-    if (fstat(lfd, &st) != 0) {
+    } else if (fstat(lfd, &st) != 0) {
         close(lfd);
         return TIDE_EIO;
     }
