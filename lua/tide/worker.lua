@@ -575,6 +575,9 @@ function Worker:run()
             dirty = false
             self:progress(false)
         end
+        if self.on_round_end then
+            self.on_round_end(self)
+        end
         if stop or drained or self.stopping then
             break
         end

@@ -143,8 +143,10 @@ local function dispatch(link, w, init, msg)
     elseif op == "status" then
         reply({ op = "status", tasks = w:status(), processed = w.processed })
     elseif op == "probe" then
-        reply({ op = "probe", idle = w.idle == true,
-                processed = w.processed })
+        -- Answered at the end of this round (on_round_end), with what the
+        -- whole round saw: a probe that came in after the round read its
+        -- inputs must not be told "idle" on that round's word alone.
+        w.probes[#w.probes + 1] = rid
     elseif op == "swap" then
         local new, err = load_version(init, msg)
         if not new then
@@ -246,6 +248,7 @@ function _M.main()
         real_exit(EXIT_MEMORY)
     end
     local was_idle = false
+    w.probes = {}
     w.on_events = function(wk, ev)
         if bit_band(ev, loop_mod.INPUT) ~= 0 and notify then
             notify:drain()
@@ -257,11 +260,19 @@ function _M.main()
             end
             dispatch(link, wk, init, msg)
         end
+        return true
+    end
+    w.on_round_end = function(wk)
         if wk.hold_drain and wk.idle and not was_idle then
             link:send({ op = "idle", processed = wk.processed })
         end
         was_idle = wk.idle == true
-        return true
+        local probes = wk.probes
+        for i = 1, #probes do
+            link:send({ op = "probe", rid = probes[i], idle = was_idle,
+                        processed = wk.processed })
+            probes[i] = nil
+        end
     end
     link:send({ op = "ready" })
     local ok, rerr = w:run()
