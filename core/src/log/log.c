@@ -1097,9 +1097,18 @@ flush_part(tide_log_t *log, int32_t i, int durable)
                 goto undo;
             }
         } else {
-            /* Only a hint to start the I/O: fdatasync later does the rest. */
-            (void) sync_file_range(pt->segfd, pt->seg_end,
-                                   pos - pt->seg_end, SYNC_FILE_RANGE_WRITE);
+            /* Only a hint to start the I/O, once a flush's worth (1 MiB by
+             * default) is written: publishing after every small batch must
+             * not start a disk write each time. fdatasync does the rest. */
+            if (pt->wb_from > pt->seg_end) {
+                pt->wb_from = pt->seg_end;     /* a new segment */
+            }
+            if (pos - pt->wb_from >= log->params.flush_bytes) {
+                (void) sync_file_range(pt->segfd, pt->wb_from,
+                                       pos - pt->wb_from,
+                                       SYNC_FILE_RANGE_WRITE);
+                pt->wb_from = pos;
+            }
             pt->unsynced = 1;
         }
     }

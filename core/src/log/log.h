@@ -32,6 +32,8 @@ typedef struct tide__part_s {
     size_t       cap;
     int32_t      count;
     int          unsynced;    /* auto-flushed records not yet fdatasync'ed */
+    int64_t      wb_from;     /* active segment: write-back not started
+                               * from here on (a hint; see flush_part) */
     int          sync_err;    /* errno of a failed sync at a close, or 0 */
     int          damaged;     /* the active segment holds damage that is
                                * not a torn tail: appends are refused */
