@@ -250,7 +250,13 @@ function _M.main()
     local was_idle = false
     w.probes = {}
     w.on_events = function(wk, ev)
-        if bit_band(ev, loop_mod.INPUT) ~= 0 and notify then
+        -- Frames wait either in the socket (INPUT) or in the queue that a
+        -- commit's wait for its answer filled; a busy round with neither
+        -- makes no system call here.
+        if bit_band(ev, loop_mod.INPUT) == 0 and link.queue[1] == nil then
+            return true
+        end
+        if notify then
             notify:drain()
         end
         while true do
