@@ -276,6 +276,13 @@ end
 
 local function pid_alive(pid) return h.alive(pid) end
 
+-- Runs ps or pgrep as a user would, without the AddressSanitizer preload
+-- of the ASan build's spec environment (procps hangs in a futex under it),
+-- under a hang guard.
+local function procps(cmdline)
+  return h.sh("env -u LD_PRELOAD timeout 20 " .. cmdline)
+end
+
 -- The pids whose parent is `ppid` (from /proc).
 local function children(ppid)
   local out = h.sh("cat /proc/[0-9]*/stat 2>/dev/null")
@@ -299,10 +306,17 @@ describe("the container", function()
 
   after_each(function()
     if work then h.write_file(work .. "/STOP", "") end
-    h.kill_started(work)
+    -- wrappers and the writer first, so that none writes into a removed
+    -- folder; then what start_tide started
     for _, pid in ipairs(procs) do
-      os.execute("kill -9 " .. pid .. " 2>/dev/null")
+      -- only a process of this test (its command line names our scratch
+      -- dir): never a reused pid
+      local cmd = h.read_file("/proc/" .. pid .. "/cmdline")
+      if cmd and plain_find(cmd, work) then
+        os.execute("kill -9 " .. pid .. " 2>/dev/null")
+      end
     end
+    h.kill_started(work)
     h.sleep(0.2)
     procs = {}
     h.rmdir(work)
@@ -540,7 +554,7 @@ describe("the container", function()
   it("shows the supervisor as 'tide' and its workers as 'tide: JOB worker "
      .. "N'", function()
     local job = start_counting(2)
-    local comm = h.sh("ps -o comm= -p " .. job.pid):gsub("%s+$", "")
+    local comm = procps("ps -o comm= -p " .. job.pid):gsub("%s+$", "")
     assert.are.equal("tide", comm)
     local ws = workers(dir, "count-echo")
     for id = 1, 2 do
@@ -548,11 +562,11 @@ describe("the container", function()
       local cmdline = assert(h.read_file("/proc/" .. w.pid .. "/cmdline"))
       cmdline = cmdline:gsub("%z+$", "")
       assert.are.equal(fmt("tide: count-echo worker %d", id), cmdline)
-      local wcomm = h.sh("ps -o comm= -p " .. w.pid):gsub("%s+$", "")
+      local wcomm = procps("ps -o comm= -p " .. w.pid):gsub("%s+$", "")
       assert.are.equal("tide", wcomm)
     end
     -- pgrep finds them all under the name 'tide'
-    local found = h.sh("pgrep -x tide")
+    local found = procps("pgrep -x tide")
     for _, pid in ipairs({ job.pid, ws[1].pid, ws[2].pid }) do
       assert(found:find("%f[%d]" .. pid .. "%f[%D]"),
              "pgrep -x tide does not list " .. pid)
@@ -719,6 +733,15 @@ describe("the container", function()
       return log
     end
 
+    -- KNOWN FAILURE (runtime, issue 11), most runs since RLIMIT_DATA
+    -- makes the allocation fail at once: the restarted worker 1 gets
+    -- task 0, meets the "hog" message again and dies while the
+    -- supervisor still assigns it task 2; the job stops with "tide run:
+    -- assigning task 2 to worker 1: worker 1 memory: process() raised
+    -- not enough memory in task 0 ..." instead of giving the message up
+    -- after its second stop and going on. (Same cause as the two
+    -- backlog tests: a worker that dies during an assignment or the
+    -- start's resumes is fatal.)
     it("stops a process() that allocates without bound (max_memory "
        .. "256MiB) and the job goes on", function()
       produce(batch(1, 100))
