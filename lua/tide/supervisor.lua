@@ -120,6 +120,12 @@ local function reachable(w)
     return alive(w) and not w.chan_closed
 end
 
+-- True when worker `w` is dead or dying (killed, or its channel closed):
+-- a request to it that failed is then no error of the task's.
+local function going(w)
+    return not reachable(w) or w.kill_reason ~= nil
+end
+
 -- Sends `msg` to worker `w`. Returns true, or nil and an error.
 function Sup:send(w, msg)
     if not alive(w) then
@@ -181,6 +187,19 @@ local function death_text(status)
     return str_format("exited with code %d", status)
 end
 
+-- Task `p` waits for a worker (once in the list; `first`: at its head).
+function Sup:add_orphan(p, first)
+    if self.owner[p] then
+        return
+    end
+    for _, q in ipairs(self.orphans) do
+        if q == p then
+            return
+        end
+    end
+    table.insert(self.orphans, first and 1 or #self.orphans + 1, p)
+end
+
 -- A worker ended: its tasks wait for a new one.
 function Sup:worker_died(w, status)
     if w.dead then
@@ -196,7 +215,7 @@ function Sup:worker_died(w, status)
     for p in pairs(w.tasks) do
         list[#list + 1] = p
         self.owner[p] = nil
-        self.orphans[#self.orphans + 1] = p
+        self:add_orphan(p)
     end
     sort(list)
     if not self.stopping or w.kill_reason then
@@ -616,9 +635,9 @@ function Sup:heal()
         end
         local ok, err = self:assign(p, w, "restart")
         if not ok then
-            table.insert(self.orphans, 1, p)
-            if alive(w) then
-                self.fatal = err
+            self:add_orphan(p, true)
+            if not going(w) then
+                self.fatal = err      -- the task itself cannot be opened
             end
             return
         end
@@ -644,7 +663,7 @@ function Sup:move(p, id)
     local ams
     ok, ams = self:assign(p, to, "moved from worker " .. from.id)
     if not ok then
-        self.orphans[#self.orphans + 1] = p
+        self:add_orphan(p)
         return nil, ams
     end
     local total = now_ms() - t0
@@ -1030,12 +1049,15 @@ function Sup:run()
         local w = self.workers[p % self.nworkers + 1]
         ok, err = self:assign(p, w)
         if not ok then
-            self.orphans[#self.orphans + 1] = p
-            if alive(w) then
-                -- Nothing ran yet: stop without writing a checkpoint.
+            if not going(w) then
+                -- The task cannot be opened, and nothing ran yet: stop
+                -- without writing a checkpoint.
                 self:stop_all(true)
                 return nil, err
             end
+            -- Its worker died (stopped by a watchdog on another task):
+            -- heal() starts a new one and assigns its tasks.
+            self:add_orphan(p)
         end
     end
     self.starting = false
@@ -1044,10 +1066,12 @@ function Sup:run()
         if w and not self.paused[p] then
             local reply
             reply, err = self:request(w, { op = "resume", task = p })
-            if not reply then
+            if not reply and not going(w) then
                 self:stop_all()
                 return nil, err
             end
+            -- A worker that died meanwhile: its tasks are reassigned
+            -- (running) by heal().
         end
     end
     if self.opts.on_started then

@@ -648,12 +648,9 @@ describe("the container", function()
       assert.are.equal(200, n)
     end)
 
-    -- KNOWN FAILURE (runtime, issue 11): a worker that dies while the
-    -- supervisor still resumes the tasks at the start (here: stuck in
-    -- task 0, the first task resumed on worker 1, while the resume of
-    -- task 2 waits for it) fails the start: `tide run` ends with "tide
-    -- run: worker 1 timeout: process() of task 0 ran past
-    -- max_process_time" instead of restarting the worker and going on.
+    -- A worker that dies while the supervisor still resumes the tasks at
+    -- the start is restarted and the job goes on (it used to fail the
+    -- start).
     it("is stopped when its message is in the backlog at the start, and "
        .. "the job goes on (--drain)", function()
       -- a key of task 0, the first one resumed on worker 1
@@ -733,26 +730,17 @@ describe("the container", function()
       return log
     end
 
-    -- KNOWN FAILURE (runtime, issue 11), most runs since RLIMIT_DATA
-    -- makes the allocation fail at once: the restarted worker 1 gets
-    -- task 0, meets the "hog" message again and dies while the
-    -- supervisor still assigns it task 2; the job stops with "tide run:
-    -- assigning task 2 to worker 1: worker 1 memory: process() raised
-    -- not enough memory in task 0 ..." instead of giving the message up
-    -- after its second stop and going on. (Same cause as the two
-    -- backlog tests: a worker that dies during an assignment or the
-    -- start's resumes is fatal.)
+    -- The restarted worker meets the message again and dies while the
+    -- supervisor still assigns it tasks: it is restarted again, and the
+    -- message given up after its second stop.
     it("stops a process() that allocates without bound (max_memory "
        .. "256MiB) and the job goes on", function()
       produce(batch(1, 100))
       bloat("", batch(101, 150) .. "khog:hog\n" .. batch(151, 200), 200)
     end)
 
-    -- KNOWN FAILURE (runtime, issue 11): when the bloating message is
-    -- in the backlog, the worker dies before the supervisor's start
-    -- phase has resumed every task; the start fails and `tide run`
-    -- exits ("tide run: worker 1 memory: worker 1 uses 372 MiB, past
-    -- max_memory ...") instead of restarting the worker and going on.
+    -- With the message in the backlog the worker dies before the start
+    -- has resumed every task: it is restarted, and the job goes on.
     it("stops a process() that allocates without bound when its message "
        .. "is in the backlog at the start, and the job goes on", function()
       bloat(batch(1, 20) .. "khog:hog\n" .. batch(21, 200), "", 200)
