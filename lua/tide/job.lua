@@ -436,7 +436,10 @@ function guarded(limit_ms, fn, ...)
     return ok, res, expired
 end
 
-local function read_text(file)
+--- Returns the whole text of `file`, or nil when it cannot be read.
+---@param file string
+---@return string|nil
+function _M.read_text(file)
     local f = io.open(file, "rb")
     if not f then
         return nil
@@ -445,6 +448,7 @@ local function read_text(file)
     f:close()
     return text
 end
+local read_text = _M.read_text
 
 -- The environment job files run in: the standard globals, read-only, so
 -- that a job that forgets 'local' gets an error instead of a shared global.

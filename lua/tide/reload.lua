@@ -6,20 +6,11 @@ local partition = require("tide.partition")
 
 local ipairs, pairs, tostring, type = ipairs, pairs, tostring, type
 local str_format, concat, sort = string.format, table.concat, table.sort
-local io_open = io.open
 local bit = require("bit")
 
 local _M = {}
 
-local function read(path)
-    local f = io_open(path, "rb")
-    if not f then
-        return nil
-    end
-    local text = f:read("*a")
-    f:close()
-    return text
-end
+local read = job_mod.read_text
 
 local function hash(path, modules, get)
     local text = get(path)

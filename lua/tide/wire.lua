@@ -4,7 +4,7 @@
 --- cjson would keep 14).
 local cjson = require("cjson.safe")
 
-local type, pairs, tostring = type, pairs, tostring
+local type, pairs, tostring, tonumber = type, pairs, tostring, tonumber
 local str_format, concat = string.format, table.concat
 local huge = math.huge
 
@@ -70,8 +70,8 @@ function _M.decode(text)
     return msg
 end
 
---- Turns an object keyed by task numbers as strings back into one keyed
---- by numbers.
+--- Turns an object keyed by numbers written as strings ("0", "1", ...:
+--- task numbers, or the places of a list) back into one keyed by numbers.
 function _M.by_task(t)
     local out = {}
     for k, v in pairs(t or {}) do
@@ -81,12 +81,6 @@ function _M.by_task(t)
 end
 
 --- Turns an object keyed "1", "2", ... back into a list.
-function _M.list(t)
-    local out = {}
-    for k, v in pairs(t or {}) do
-        out[tonumber(k)] = v
-    end
-    return out
-end
+_M.list = _M.by_task
 
 return _M

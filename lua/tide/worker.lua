@@ -200,25 +200,24 @@ function Worker:revoke(p)
     return true, now_ms() - t0
 end
 
---- Pauses task `p`: its inputs are not read until resume; its offsets and
---- stores stay. Returns true, or nil and an error.
-function Worker:pause(p)
+local function set_paused(self, p, on)
     local task = self.tasks[p]
     if not task then
         return nil, str_format("task %s is not assigned here", tostring(p))
     end
-    task.paused = true
+    task.paused = on
     return true
+end
+
+--- Pauses task `p`: its inputs are not read until resume; its offsets and
+--- stores stay. Returns true, or nil and an error.
+function Worker:pause(p)
+    return set_paused(self, p, true)
 end
 
 --- Resumes task `p`. Returns true, or nil and an error.
 function Worker:resume(p)
-    local task = self.tasks[p]
-    if not task then
-        return nil, str_format("task %s is not assigned here", tostring(p))
-    end
-    task.paused = false
-    return true
+    return set_paused(self, p, false)
 end
 
 --- Returns the status of every task here: { [p] = { state, offsets,

@@ -41,69 +41,61 @@ function Link:send(msg)
     if ok == nil then
         -- The supervisor is gone: nothing to report to, and the kernel
         -- kills us anyway (PR_SET_PDEATHSIG).
-        io.stderr:write(str_format("tide worker %d: lost the supervisor (%s); "
-                                   .. "exiting\n", self.id or 0,
-                                   tostring(err)))
-        real_exit(EXIT_FAILED)
+        self:lost(err)
+    end
+end
+
+function Link:lost(err)
+    io.stderr:write(str_format("tide worker %d: lost the supervisor (%s); "
+                               .. "exiting\n", self.id or 0, tostring(err)))
+    real_exit(EXIT_FAILED)
+end
+
+-- Returns the next message from the channel, waiting until `deadline`;
+-- nil once it passed. Exits when the supervisor is gone.
+function Link:next_frame(deadline)
+    while true do
+        local text, err = self.chan:recv()
+        if text then
+            local msg = wire.decode(text)
+            if msg then
+                return msg
+            end
+        elseif err then
+            self:lost(err)
+        else
+            local left = deadline - now_ms()
+            if left <= 0 then
+                return nil
+            end
+            self.chan:wait(left)
+        end
     end
 end
 
 -- Returns the next message (queued first), waiting up to `timeout` ms;
--- nil on timeout. Exits when the supervisor is gone.
+-- nil on timeout.
 function Link:recv(timeout)
     local q = self.queue
     if q[1] then
         return table.remove(q, 1)
     end
-    local deadline = now_ms() + (timeout or 0)
-    while true do
-        local text, err = self.chan:recv()
-        if text then
-            local msg = wire.decode(text)
-            if msg then
-                return msg
-            end
-        elseif err then
-            io.stderr:write(str_format("tide worker %d: lost the supervisor "
-                                       .. "(%s); exiting\n", self.id or 0,
-                                       tostring(err)))
-            real_exit(EXIT_FAILED)
-        else
-            local left = deadline - now_ms()
-            if left <= 0 then
-                return nil
-            end
-            self.chan:wait(left)
-        end
-    end
+    return self:next_frame(now_ms() + (timeout or 0))
 end
 
--- Waits for the message `op` with field seq = `seq`, queueing others.
+-- Waits for the answer to commit `seq`, queueing other messages.
 function Link:expect(seq, timeout)
     local deadline = now_ms() + timeout
     while true do
-        local text, err = self.chan:recv()
-        if text then
-            local msg = wire.decode(text)
-            if msg and (msg.op == "committed" or msg.op == "commit_failed")
-                and msg.seq == seq then
-                return msg
-            end
-            if msg then
-                self.queue[#self.queue + 1] = msg
-            end
-        elseif err then
-            io.stderr:write(str_format("tide worker %d: lost the supervisor "
-                                       .. "(%s); exiting\n", self.id or 0,
-                                       tostring(err)))
-            real_exit(EXIT_FAILED)
-        else
-            local left = deadline - now_ms()
-            if left <= 0 then
-                return nil
-            end
-            self.chan:wait(left)
+        local msg = self:next_frame(deadline)
+        if not msg then
+            return nil
         end
+        if (msg.op == "committed" or msg.op == "commit_failed")
+            and msg.seq == seq then
+            return msg
+        end
+        self.queue[#self.queue + 1] = msg
     end
 end
 
