@@ -57,6 +57,9 @@ function Link:next_frame(deadline)
     while true do
         local text, err = self.chan:recv()
         if text then
+            -- More whole frames may wait in the channel's buffer, where
+            -- the loop cannot see them: on_events reads until none is left.
+            self.maybe_more = true
             local msg = wire.decode(text)
             if msg then
                 return msg
@@ -245,7 +248,8 @@ function _M.main()
         -- Frames wait either in the socket (INPUT) or in the queue that a
         -- commit's wait for its answer filled; a busy round with neither
         -- makes no system call here.
-        if bit_band(ev, loop_mod.INPUT) == 0 and link.queue[1] == nil then
+        if bit_band(ev, loop_mod.INPUT) == 0 and link.queue[1] == nil
+            and not link.maybe_more then
             return true
         end
         if notify then
@@ -258,6 +262,7 @@ function _M.main()
             end
             dispatch(link, wk, init, msg)
         end
+        link.maybe_more = false       -- read until the channel was empty
         return true
     end
     w.on_round_end = function(wk)
