@@ -10,7 +10,6 @@ local topology = require("tide.topology")
 local reload_mod = require("tide.reload")
 local proc = require("tide.proc")
 local wire = require("tide.wire")
-local task_mod = require("tide.task")
 
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local setmetatable = setmetatable
@@ -24,17 +23,12 @@ local mt = { __index = Sup }
 
 local SETTLE_MS = 50             -- quiet time after a file change
 local TICK_MS = 100              -- watchdog period
-local RSS_EVERY_MS = 500
 local REQUEST_MS = 120000        -- longest wait for a worker's answer
 local START_MS = 60000           -- longest wait for a worker to start
 local RESTORE_MS = 6 * 3600000   -- longest wait for a task's restore
 local RESTART_MAX = 5            -- deaths of one worker slot...
 local RESTART_WINDOW_MS = 60000  -- ...within this time stop the job
-local SIGKILL, SIGTERM = 9, 15
-local KIND_NAMES = {}
-for name, k in pairs(task_mod.KIND) do
-    KIND_NAMES[k] = name
-end
+local SIGKILL = 9
 
 local function mib(bytes)
     return str_format("%.0f MiB", bytes / 1048576)
@@ -125,6 +119,12 @@ end
 local function going(w)
     return not reachable(w) or w.kill_reason ~= nil
 end
+
+-- The supervisor's other concerns, one module each, add their methods.
+local util = { alive = alive, mib = mib }
+local RSS_EVERY_MS = require("tide.watchdog")(Sup, util)
+require("tide.versions")(Sup, util)
+require("tide.control")(Sup, util)
 
 -- Sends `msg` to worker `w`. Returns true, or nil and an error.
 function Sup:send(w, msg)
@@ -256,106 +256,6 @@ function Sup:reap()
             local status = w.proc:reap()
             if status then
                 self:worker_died(w, status)
-            end
-        end
-    end
-end
-
--- A worker stuck in job code or over max_memory: kill it, and remember
--- the message it was at, to retry once and then give it up.
-function Sup:kill_for(w, kind, why, slot)
-    w.kill_reason = why
-    if slot and slot.task >= 0 and slot.offset >= 0 and slot.input > 0 then
-        local parts = self.topo:parts_of(slot.task)
-        local part = parts[slot.input]
-        if part then
-            local g = self.give_up[slot.task]
-            if g and g.key == part.key and g.offset == slot.offset then
-                g.count = g.count + 1
-            else
-                g = { key = part.key, offset = slot.offset, count = 1 }
-                self.give_up[slot.task] = g
-            end
-            g.text = why
-            g.kind = kind
-        end
-    end
-    if slot and slot.probation and self.prev then
-        self:rollback(self.version, (why:gsub("^%a+: ", "")))
-    end
-    self.log("warn", why .. str_format("; stopping worker %d (pid %d) and "
-                                       .. "restarting its tasks", w.id,
-                                       w.pid or 0))
-    w.proc:kill(SIGKILL)
-end
-
--- Reads a watch slot consistently (seq unchanged around the read).
-local function read_slot(watch)
-    for _ = 1, 3 do
-        local seq = watch.seq
-        local s = {
-            seq = seq, in_call = watch.in_call, task = watch.task,
-            input = watch.input, offset = tonumber(watch.offset),
-            kind = watch.kind % 16, probation = watch.kind >= 16,
-        }
-        if watch.seq == seq then
-            return s
-        end
-    end
-    return nil
-end
-
-function Sup:watchdog(now)
-    for _, w in pairs(self.workers) do
-        if alive(w) and w.ready and w.watch ~= nil then
-            local s = read_slot(w.watch)
-            if s and s.in_call ~= 0 then
-                if s.seq ~= w.wd_seq then
-                    w.wd_seq, w.wd_since = s.seq, now
-                elseif now - w.wd_since > self.max_process_ms
-                    and not w.kill_reason then
-                    local what = KIND_NAMES[s.kind] or "job code"
-                    local where = ""
-                    if s.input > 0 then
-                        local part = self.topo:parts_of(s.task)[s.input]
-                        where = str_format(" on input '%s' offset %.0f",
-                                           part and part.key or "?",
-                                           s.offset)
-                    end
-                    self:kill_for(w, "timeout", str_format(
-                        "timeout: %s() of task %d ran past max_process_time "
-                        .. "(%g s)%s, version %s", what, s.task,
-                        self.max_process_ms / 1000, where, self.version), s)
-                end
-            else
-                w.wd_seq = nil
-            end
-        end
-    end
-    if now - (self.last_rss or 0) >= RSS_EVERY_MS then
-        self.last_rss = now
-        for _, w in pairs(self.workers) do
-            if alive(w) and not w.kill_reason then
-                local rss = w.proc:rss()
-                if rss and rss > self.max_memory then
-                    local s = w.watch ~= nil and read_slot(w.watch)
-                    if s and s.in_call == 0 then
-                        s = nil
-                    end
-                    local where = ""
-                    if s then
-                        local part = s.input > 0
-                                     and self.topo:parts_of(s.task)[s.input]
-                        where = str_format(" in %s() of task %d%s",
-                                           KIND_NAMES[s.kind] or "job code",
-                                           s.task, part and str_format(
-                                               " on input '%s' offset %.0f",
-                                               part.key, s.offset) or "")
-                    end
-                    self:kill_for(w, "memory", str_format(
-                        "memory: worker %d uses %s, past max_memory (%s)%s",
-                        w.id, mib(rss), mib(self.max_memory), where), s)
-                end
             end
         end
     end
@@ -695,267 +595,6 @@ function Sup:set_paused(p, on)
                             now_ms() - t0)
     self.log("info", line)
     return line
-end
-
--- ---- code versions -------------------------------------------------------------
-
---- Goes back to the code before the last reload in every worker (one
---- worker's failure rolls every worker back). `from` already did.
-function Sup:rollback(bad, why, from)
-    if not self.prev or self.version ~= bad then
-        return
-    end
-    self.bad[bad] = true
-    self.job, self.version = self.prev.job, self.prev.version
-    self.max_process_ms = self.job.max_process_time_ms
-    self.prev = nil
-    self.rolled_back = self.rolled_back + 1
-    self.log("warn", str_format("reload: version %s rolled back to %s: %s; "
-                                .. "every worker runs %s again; %s is not "
-                                .. "tried again until its files change", bad,
-                                self.version, why, self.version, bad))
-    for _, w in pairs(self.workers) do
-        if alive(w) and w ~= from then
-            self:send(w, { op = "rollback", version = bad, why = why })
-        end
-    end
-end
-
--- What a reload may not change while the job runs, beyond inputs,
--- outputs and stores (reload.prepare checks those).
-local function restart_needed(old, new)
-    local checks = {
-        { "commit_interval", old.commit_interval_ms, new.commit_interval_ms },
-        { "window", old.window and "a window()" or "no window()",
-          new.window and "a window()" or "no window()" },
-        { "window_interval", old.window_interval_ms, new.window_interval_ms },
-        { "max_memory", old.max_memory, new.max_memory },
-    }
-    for _, c in ipairs(checks) do
-        if c[2] ~= c[3] then
-            local function show(v)
-                if type(v) == "number" and c[1] ~= "max_memory" then
-                    return str_format("%g s", v / 1000)
-                end
-                return tostring(v or "default")
-            end
-            return str_format("restart needed: %s changed (running: %s; new: "
-                              .. "%s); stop the job and start it again to "
-                              .. "apply this version", c[1], show(c[2]),
-                              show(c[3]))
-        end
-    end
-    return nil
-end
-
---- Loads the job's files again and, when they are a new valid version
---- that may replace the running one, swaps it into every worker. Returns
---- true and a line, or nil and the reason.
-function Sup:reload(trigger, quiet)
-    local t0 = now_ms()
-    local job = self.job
-    local id = reload_mod.version(job.path, job.modules)
-    if id == nil then
-        local msg = str_format("cannot read %s", job.path)
-        self.log("warn", str_format("reload (%s): %s; still running version "
-                                    .. "%s", trigger, msg, self.version))
-        return nil, msg
-    end
-    if id == self.version then
-        if not quiet then
-            self.log("info", str_format("reload (%s): version %s is already "
-                                        .. "running", trigger, id))
-        end
-        return true, "version " .. id .. " is already running"
-    end
-    if self.bad[id] then
-        local msg = str_format("version %s failed before (%s); it is not "
-                               .. "tried again until its files change", id,
-                               self.bad[id] == true and "rolled back"
-                               or self.bad[id])
-        if not quiet then
-            self.log("warn", str_format("reload (%s): %s", trigger, msg))
-        end
-        return nil, msg
-    end
-    local new, why = reload_mod.prepare(job, self.opts.overrides,
-                                        self.opts.load_limit_ms)
-    if new then
-        why = restart_needed(job, new)
-        if why then
-            new = nil
-        end
-    end
-    if not new then
-        self.bad[id] = why
-        self.refused = self.refused + 1
-        local msg = str_format("version %s refused: %s", id, why)
-        self.log("warn", str_format("reload (%s) of %s: %s; still running "
-                                    .. "version %s", trigger, job.path, msg,
-                                    self.version))
-        return nil, msg
-    end
-    local new_id = reload_mod.version_of(new)
-    local old_id = self.version
-    self.prev = { job = job, version = old_id }
-    self.job, self.version = new, new_id
-    local names = {}
-    for name in pairs(new.modules or {}) do
-        if type(name) == "string" then
-            names[#names + 1] = name
-        end
-    end
-    local failed
-    self.swapping, self.late_rollback = true, nil
-    for id_ = 1, self.nworkers do
-        local w = self.workers[id_]
-        if alive(w) and not failed then
-            local reply, err = self:request(w, {
-                op = "swap", version = new_id, sources = new.sources,
-                modules = names })
-            if not reply then
-                failed = str_format("worker %d: %s", w.id, err)
-            end
-        end
-    end
-    self.swapping = false
-    local late = self.late_rollback
-    self.late_rollback = nil
-    if failed then
-        if self.version == new_id then
-            self:rollback(new_id, failed)
-        end
-        self.bad[new_id] = failed
-        return nil, str_format("version %s rolled back: %s", new_id, failed)
-    end
-    self.reloads = self.reloads + 1
-    self.max_process_ms = new.max_process_time_ms  -- applies at once
-    local probation = new.reload_probation or 1000
-    local msg = str_format("version %s -> %s, swapped into %d worker%s in "
-                           .. "%.1f ms; on probation for %d messages per "
-                           .. "task", old_id, new_id, self.nworkers,
-                           self.nworkers == 1 and "" or "s", now_ms() - t0,
-                           probation)
-    self.log("info", str_format("reloaded %s (%s): %s", job.path, trigger,
-                                msg))
-    if late then
-        -- A worker failed on probation while the others were swapping.
-        self:rollback(late[1], late[2], late[3])
-    end
-    if self.version ~= new_id then
-        return nil, str_format("version %s rolled back: it failed on "
-                               .. "probation (see the log)", new_id)
-    end
-    return true, msg
-end
-
--- ---- the control socket ----------------------------------------------------------
-
-function Sup:task_lines()
-    local lines = {}
-    local status = {}
-    for _, w in pairs(self.workers) do
-        if alive(w) then
-            local reply = self:request(w, { op = "status" }, 10000)
-            if reply then
-                for p, s in pairs(wire.by_task(reply.tasks)) do
-                    s.worker = w
-                    status[p] = s
-                end
-            end
-        end
-    end
-    for p = 0, self.nparts - 1 do
-        local s = status[p]
-        if s then
-            local offs = {}
-            for k, v in pairs(s.offsets or {}) do
-                offs[#offs + 1] = str_format("%s=%.0f", k, v)
-            end
-            sort(offs)
-            lines[#lines + 1] = str_format(
-                "task %d %s worker=%d pid=%d version=%s processed=%.0f "
-                .. "lag=%s offsets=%s", p, s.state, s.worker.id,
-                s.worker.pid or 0, s.version or self.version,
-                s.processed or 0, s.lag and str_format("%.0f", s.lag) or "?",
-                concat(offs, ","))
-        else
-            lines[#lines + 1] = str_format("task %d %s", p,
-                                           self.owner[p] and "BUSY"
-                                           or "UNASSIGNED")
-        end
-    end
-    return concat(lines, "\n")
-end
-
-local HELP = "commands: reload | tasks | workers | pause TASK | resume TASK "
-             .. "| move TASK WORKER"
-
-function Sup:command(line)
-    local words = {}
-    for w in line:gmatch("%S+") do
-        words[#words + 1] = w
-    end
-    local cmd = words[1] or ""
-    local function task_arg(i)
-        local p = tonumber(words[i])
-        if not p or p % 1 ~= 0 or p < 0 or p >= self.nparts then
-            return nil, str_format("bad task '%s': the job has tasks 0 to %d",
-                                   tostring(words[i]), self.nparts - 1)
-        end
-        return p
-    end
-    if cmd == "reload" then
-        return self:reload("tide reload")
-    elseif cmd == "tasks" or cmd == "status" then
-        return true, self:task_lines()
-    elseif cmd == "workers" then
-        local lines = {}
-        for id = 1, self.nworkers do
-            local w = self.workers[id]
-            local tasks = {}
-            for p in pairs(w and w.tasks or {}) do
-                tasks[#tasks + 1] = p
-            end
-            sort(tasks)
-            lines[#lines + 1] = str_format(
-                "worker %d pid=%d %s rss=%s tasks=%s", id,
-                w and w.pid or 0, alive(w) and "RUNNING" or "DOWN",
-                alive(w) and mib(w.proc:rss() or 0) or "-",
-                #tasks > 0 and concat(tasks, ",") or "none")
-        end
-        return true, concat(lines, "\n")
-    elseif cmd == "pause" or cmd == "resume" then
-        local p, err = task_arg(2)
-        if not p then
-            return nil, err
-        end
-        local line
-        line, err = self:set_paused(p, cmd == "pause")
-        return line and true, line or err
-    elseif cmd == "move" then
-        local p, err = task_arg(2)
-        if not p then
-            return nil, err
-        end
-        local id = tonumber(words[3])
-        local line
-        line, err = self:move(p, id)
-        return line and true, line or err
-    end
-    return nil, str_format("unknown command '%s' (%s)", cmd, HELP)
-end
-
-function Sup:serve_commands()
-    self.command_waiting = false
-    while true do
-        local cmd = self.loop:pop_command()
-        if not cmd then
-            break
-        end
-        local ok, text = self:command(cmd)
-        self.loop:reply((ok and "ok: " or "error: ") .. tostring(text) .. "\n")
-    end
 end
 
 -- ---- running -------------------------------------------------------------------
