@@ -435,7 +435,8 @@ typedef struct tide_chan_s  tide_chan_t;
 enum {
     TIDE_CHAN_FRAME_MAX = 16777216,
     TIDE_PROC_CHAN_FD   = 3,   /* the worker's channel descriptor */
-    TIDE_PROC_SHM_FD    = 4    /* the worker's shared memory descriptor */
+    TIDE_PROC_SHM_FD    = 4,   /* the worker's shared memory descriptor */
+    TIDE_PROC_KEEP_FD   = 5    /* the descriptor of opts.keep_fd */
 };
 
 typedef struct tide_proc_opts_s {
@@ -451,6 +452,11 @@ typedef struct tide_proc_opts_s {
     int64_t              max_data_bytes; /* RLIMIT_DATA of the worker,
                                             set by tide_proc_worker_init;
                                             0: unlimited */
+    int32_t              keep_fd;  /* > 2: a descriptor the worker gets
+                                      as fd 5 (TIDE_PROC_KEEP_FD), e.g.
+                                      the job's run lock, which it then
+                                      holds for as long as it lives;
+                                      0: none */
 } tide_proc_opts_t;
 
 /* Starts a worker: fork and exec of o->path (argv { o->title }) with our
@@ -637,6 +643,11 @@ int tide_lock_new(tide_lock_t **out, const char *path, char *err,
  * handle. The file itself stays: removing it would let two processes
  * lock different files of one name. NULL is a no-op. */
 void tide_lock_free(tide_lock_t *lk);
+
+/* Returns the lock's descriptor (owned by the lock). A process that
+ * inherits it (tide_proc_opts_t.keep_fd) holds the lock too, until it
+ * exits: the lock is released when the last holder is gone. */
+int tide_lock_fd(const tide_lock_t *lk);
 
 /* ------------------------------------------------------------------ */
 /* Stores: a task's local key-value state, RocksDB behind a write      */

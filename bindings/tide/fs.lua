@@ -62,6 +62,16 @@ function _M.lock(path)
                           path = path }, lock_mt)
 end
 
+--- Returns the lock's descriptor: a worker given it (proc.spawn's keep_fd)
+--- holds the lock too, until it exits.
+---@return integer
+function Lock:fd()
+    if not self.cdata then
+        error("lock is closed", 2)
+    end
+    return lib.tide_lock_fd(self.cdata)
+end
+
 --- Releases the lock. Safe to call twice.
 function Lock:close()
     if self.cdata then

@@ -203,7 +203,8 @@ end
 
 --- Starts a worker process: this program again (or `o.path`), with
 --- argv[0] `o.title` (what ps and pgrep -f show), our environment plus
---- `o.env` (a list of "K=V" strings or a table of K = V), a channel (the
+--- `o.env` (a list of "K=V" strings or a table of K = V), `o.keep_fd` (a
+--- descriptor > 2 the worker inherits as fd 5, e.g. a lock's), a channel (the
 --- `chan` field of the result) and, with `o.shm_bytes` > 0, a shared
 --- region (watch()). `o.max_data_bytes` > 0 caps the worker's data
 --- (RLIMIT_DATA). The worker gets SIGKILL when this process dies.
@@ -220,6 +221,10 @@ function _M.spawn(o)
         error("bad path: string expected", 2)
     end
     local shm, maxd = o.shm_bytes or 0, o.max_data_bytes or 0
+    local keep = o.keep_fd or 0
+    if not base.is_int(keep) or keep < 0 then
+        error("bad keep_fd: descriptor (integer >= 0) expected", 2)
+    end
     if not base.is_int(shm) or shm < 0 then
         error("bad shm_bytes: integer >= 0 expected", 2)
     end
@@ -252,6 +257,7 @@ function _M.spawn(o)
     opts.path = o.path
     opts.shm_bytes = shm
     opts.max_data_bytes = maxd
+    opts.keep_fd = keep
     local err, errlen = get_errbuf()
     local rc = lib.tide_proc_spawn(pproc, opts, err, errlen)
     opts.title, opts.env, opts.path = nil, nil, nil

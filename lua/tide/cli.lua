@@ -6,6 +6,10 @@ local supervisor = require("tide.supervisor")
 local loop_mod = require("tide.loop")
 local fs = require("tide.fs")
 
+local function base_busy()
+    return require("tide.base").EBUSY
+end
+
 local ipairs, pairs, tostring, type, select = ipairs, pairs, tostring, type, select
 local str_format, str_match, concat = string.format, string.match, table.concat
 local stderr = io.stderr
@@ -116,6 +120,36 @@ local function parse_args(cmd, args, usage, with_c, with_drain)
     return o
 end
 
+-- Takes the run lock of job `name`. Workers hold it too: after a
+-- supervisor was killed, its workers still hold it for the moment they
+-- take to die (the kernel kills them with their parent), so a lock held
+-- while the pid written in it has gone is waited for, a few seconds.
+local function take_lock(data_dir, name)
+    local path = str_format("%s/jobs/%s/run.lock", data_dir, name)
+    local deadline = loop_mod.now() + 5000
+    while true do
+        local lock, err, code = fs.lock(path)
+        if lock or code ~= base_busy() then
+            return lock, err
+        end
+        local f = io.open(path, "r")
+        local pid = f and tonumber((f:read("*a") or ""):match("%d+"))
+        if f then
+            f:close()
+        end
+        local st = pid and io.open("/proc/" .. pid .. "/stat", "r")
+        local state = st and (st:read("*a") or ""):match("^%d+ %b() (%a)")
+        if st then
+            st:close()
+        end
+        local holder_alive = state ~= nil and state ~= "Z" and state ~= "X"
+        if holder_alive or loop_mod.now() >= deadline then
+            return nil, err
+        end
+        os.execute("sleep 0.05")
+    end
+end
+
 local function run(args)
     local o, code = parse_args("run", args, RUN_USAGE, true, true)
     if not o then
@@ -138,8 +172,7 @@ local function run(args)
     if not job then
         return fail("run", "%s", err)
     end
-    local lock, lerr = fs.lock(str_format("%s/jobs/%s/run.lock", data_dir,
-                                          job.name))
+    local lock, lerr = take_lock(data_dir, job.name)
     if not lock then
         return fail("run", "job '%s' cannot start: %s", job.name, lerr)
     end
@@ -162,6 +195,7 @@ local function run(args)
                                      overrides = overrides,
                                      load_limit_ms = o.limit_ms,
                                      workers = o.workers,
+                                     lock_fd = lock:fd(),
                                      on_started = function(sp)
         local ins = {}
         for _, inp in ipairs(job.inputs) do
@@ -234,8 +268,7 @@ local function state_cmd(args)
                     job.name, pos[3], #names > 0 and concat(names, ", ")
                     or "none")
     end
-    local lock, lerr = fs.lock(str_format("%s/jobs/%s/run.lock", data_dir,
-                                          job.name))
+    local lock, lerr = take_lock(data_dir, job.name)
     if not lock then
         return fail("state", "job '%s' is running (%s); stop it first: "
                     .. "state dump reads a stopped job's committed state",

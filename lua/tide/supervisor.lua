@@ -142,7 +142,11 @@ end
 
 function Sup:spawn(id)
     local title = str_format("tide: %s worker %d", self.job.name, id)
+    -- The worker inherits the job's run lock: a new `tide run` (or `tide
+    -- state dump`) cannot start while a worker of this one still lives,
+    -- even after the supervisor was killed.
     local p, err = proc.spawn({ title = title, shm_bytes = 64,
+                                keep_fd = self.opts.lock_fd,
                                 max_data_bytes = self.max_memory
                                                  + 256 * 1048576 })
     if not p then

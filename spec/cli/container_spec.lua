@@ -564,6 +564,10 @@ describe("the container", function()
       assert.are.equal(fmt("tide: count-echo worker %d", id), cmdline)
       local wcomm = procps("ps -o comm= -p " .. w.pid):gsub("%s+$", "")
       assert.are.equal("tide", wcomm)
+      -- and holds the job's run lock, so that no new run (or state dump)
+      -- starts while it lives, even after the supervisor was killed
+      local lk = h.sh("readlink /proc/" .. w.pid .. "/fd/5"):gsub("%s+$", "")
+      assert.are.equal(dir .. "/jobs/count-echo/run.lock", lk)
     end
     -- pgrep finds them all under the name 'tide'
     local found = procps("pgrep -x tide")

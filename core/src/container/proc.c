@@ -150,10 +150,10 @@ close_from(int lo, int hi)
  * Never returns: execs, or writes errno to 'errfd' and exits with 127. */
 static void
 child_exec(const char *path, char *const argv[], char *const envp[],
-           int sockfd, int shmfd, int errfd, pid_t parent)
+           int sockfd, int shmfd, int keepfd, int errfd, pid_t parent)
 {
     sigset_t  none;
-    int       e, s, m = -1, ef, first;
+    int       e, s, m = -1, k, ef, first;
 
     /* Ask for SIGKILL when the parent goes, then check it has not gone
      * already (we would be the child of init or a subreaper then). */
@@ -170,6 +170,14 @@ child_exec(const char *path, char *const argv[], char *const envp[],
     if (ef >= 0) {
         errfd = ef;
     }
+    k = -1;
+    if (keepfd > 2) {
+        k = fcntl(keepfd, F_DUPFD_CLOEXEC, 10);
+        if (k < 0) {
+            e = errno;
+            goto fail;
+        }
+    }
     s = fcntl(sockfd, F_DUPFD_CLOEXEC, 10);
     if (s < 0 || dup2(s, TIDE_PROC_CHAN_FD) < 0) {
         e = errno;
@@ -181,11 +189,18 @@ child_exec(const char *path, char *const argv[], char *const envp[],
             e = errno;
             goto fail;
         }
+    } else if (keepfd > 2) {
+        (void) close(TIDE_PROC_SHM_FD);
+    }
+    if (k >= 0 && dup2(k, TIDE_PROC_KEEP_FD) < 0) {
+        e = errno;
+        goto fail;
     }
     /* Everything else the supervisor had open: descriptors a library
      * made without close-on-exec must not leak into the workers. Not the
      * error pipe, which close-on-exec closes at the exec. */
-    first = shmfd >= 0 ? TIDE_PROC_SHM_FD + 1 : TIDE_PROC_SHM_FD;
+    first = keepfd > 2 ? TIDE_PROC_KEEP_FD + 1
+            : shmfd >= 0 ? TIDE_PROC_SHM_FD + 1 : TIDE_PROC_SHM_FD;
     if (first < errfd) {
         close_from(first, errfd - 1);
     }
@@ -297,7 +312,8 @@ tide_proc_spawn(tide_proc_t **out, const tide_proc_opts_t *o, char *err,
         goto fail;
     }
     if (pid == 0) {
-        child_exec(path, argv, envp, sv[1], shmfd, pipefd[1], parent);
+        child_exec(path, argv, envp, sv[1], shmfd, o->keep_fd, pipefd[1],
+                   parent);
     }
     p->pid = pid;
     (void) close(pipefd[1]);
@@ -541,6 +557,8 @@ tide_proc_worker_init(char *err, size_t errlen)
         return TIDE_EIO;
     }
     (void) fcntl(TIDE_PROC_CHAN_FD, F_SETFD, FD_CLOEXEC);
+    /* The job's run lock, when given: held, but not passed on. */
+    (void) fcntl(TIDE_PROC_KEEP_FD, F_SETFD, FD_CLOEXEC);
     if (fcntl(TIDE_PROC_SHM_FD, F_GET_SEALS) >= 0) {
         (void) fcntl(TIDE_PROC_SHM_FD, F_SETFD, FD_CLOEXEC);
     }

@@ -381,3 +381,9 @@ tide__mkdir_p(const char *path)
     }
     return 0;
 }
+
+int
+tide_lock_fd(const tide_lock_t *lk)
+{
+    return lk != NULL ? lk->fd : -1;
+}
