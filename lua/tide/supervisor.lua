@@ -364,9 +364,12 @@ function Sup:pump()
                     end
                     break
                 end
-                local msg = wire.decode(text)
+                local msg, derr = wire.decode(text)
                 if msg then
                     self:handle(w, msg)
+                else
+                    self.log("error", str_format("worker %d: %s; ignored",
+                                                 w.id, derr))
                 end
             end
         end

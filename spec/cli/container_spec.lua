@@ -575,6 +575,26 @@ describe("the container", function()
       assert(found:find("%f[%d]" .. pid .. "%f[%D]"),
              "pgrep -x tide does not list " .. pid)
     end
+    -- bad task commands get one line on stderr, and change nothing
+    for _, c in ipairs({
+      { { "move", "count-echo", "0", "9" }, "no worker 9" },
+      { { "move", "count-echo", "x", "1" }, "bad task 'x'" },
+      { { "pause", "count-echo", "99" }, "bad task '99'" },
+      { { "pause", "count-echo", "-1" }, "unknown option '-1'" },
+      { { "resume", "count-echo", "0" }, "task 0 is running already" },
+      { { "move", "count-echo", "0" }, "expected" },
+    }) do
+      local r = h.tide(c[1], { dir = dir })
+      assert.are_not.equal(0, r.code, table.concat(c[1], " "))
+      assert.are.equal("", r.out)
+      local lines = h.lines(r.err)
+      assert.are.equal(1, #lines, r.err)
+      assert.is_true(lines[1]:find(c[2], 1, true) ~= nil,
+                     "'" .. c[2] .. "' not in: " .. lines[1])
+    end
+    local after = workers(dir, "count-echo")
+    assert.are.equal(ws[1].pid, after[1].pid)
+    assert.are.equal(ws[2].pid, after[2].pid)
     finish(job)
   end)
 

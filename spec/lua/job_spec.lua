@@ -53,6 +53,16 @@ describe("tide.job", function()
               "kafka" },
             { "a stream listed twice", [[return { name = "j", inputs = { "i", "local:i" }, process = function() end }]],
               "listed twice" },
+            { "a bad max_process_time", [[return { name = "j", inputs = { "i" }, max_process_time = -1, process = function() end }]],
+              "field 'max_process_time': bad duration" },
+            { "a max_memory too small", [[return { name = "j", inputs = { "i" }, max_memory = "1MiB", process = function() end }]],
+              "at least 16MiB" },
+            { "a max_memory in an unknown unit", [[return { name = "j", inputs = { "i" }, max_memory = "2 parsecs", process = function() end }]],
+              "bad size" },
+            { "an unknown input option", [[return { name = "j", inputs = { { "i", bootstrapp = true } }, process = function() end }]],
+              "unknown option 'bootstrapp' (known: serde, key_serde, bootstrap, priority, broadcast)" },
+            { "an input option on an output", [[return { name = "j", inputs = { "i" }, outputs = { { "o", priority = 2 } }, process = function() end }]],
+              "outputs[1]: unknown option 'priority'" },
         }
         for _, c in ipairs(cases) do
             it("rejects " .. c[1] .. " with one clear line naming the file", function()
