@@ -37,8 +37,6 @@ local ffi_string, ffi_copy, ffi_cast = ffi.string, ffi.copy, ffi.cast
 local str_format, str_rep = string.format, string.rep
 
 ffi.cdef [[
-struct bench_timespec { long tv_sec; long tv_nsec; };
-int clock_gettime(int clk, struct bench_timespec *ts);
 char *mkdtemp(char *template);
 void *malloc(size_t size);
 void free(void *p);
@@ -58,25 +56,15 @@ if not tide_bin or not base or not n or n < 1 or not nparts then
 end
 local jobs_dir = bench_dir .. "/jobs"
 
-local ts = ffi.new("struct bench_timespec")
-local function now()
-    ffi.C.clock_gettime(1, ts)                  -- CLOCK_MONOTONIC
-    return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) / 1e9
-end
+local util = require("util")
+local now, sh, quote = util.now, util.sh, util.quote
 
 local function die(fmt, ...)
     io.stderr:write("bench_job: ", str_format(fmt, ...), "\n")
     os.exit(1)
 end
 
-local function sh(cmd)
-    local ok = os.execute(cmd)
-    return ok == 0 or ok == true
-end
 
-local function quote(s)
-    return "'" .. s:gsub("'", "'\\''") .. "'"
-end
 
 local tmpl = ffi.new("char[?]", #base + 32)
 ffi_copy(tmpl, base .. "/tide-bench-job-XXXXXX")

@@ -35,8 +35,6 @@ local stats = require("stats")
 local str_format = string.format
 
 ffi.cdef [[
-struct bench_timespec { long tv_sec; long tv_nsec; };
-int clock_gettime(int clk, struct bench_timespec *ts);
 char *mkdtemp(char *template);
 int usleep(unsigned int usec);
 ]]
@@ -56,20 +54,10 @@ if not tide_bin or not base or not keys or keys < 1 then
 end
 local job_file = bench_dir .. "/jobs/incr.lua"
 
-local ts = ffi.new("struct bench_timespec")
-local function now()
-    ffi.C.clock_gettime(1, ts)                  -- CLOCK_MONOTONIC
-    return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) / 1e9
-end
+local util = require("util")
+local now, sh, quote = util.now, util.sh, util.quote
 
-local function quote(s)
-    return "'" .. s:gsub("'", "'\\''") .. "'"
-end
 
-local function sh(cmd)
-    local ok = os.execute(cmd)
-    return ok == 0 or ok == true
-end
 
 local function sh_out(cmd)
     local p = assert(io.popen(cmd, "r"))

@@ -54,8 +54,6 @@ local ffi_string, ffi_copy, ffi_cast = ffi.string, ffi.copy, ffi.cast
 local str_format = string.format
 
 ffi.cdef [[
-struct bench_timespec { long tv_sec; long tv_nsec; };
-int clock_gettime(int clk, struct bench_timespec *ts);
 char *mkdtemp(char *template);
 void *malloc(size_t size);
 void free(void *p);
@@ -127,21 +125,11 @@ local CHANGELOG = JOB .. "-" .. STORE .. "-changelog"
 
 local rdb = ffi.load("rocksdb")
 
-local ts = ffi.new("struct bench_timespec")
-local function now()
-    ffi.C.clock_gettime(1, ts)                  -- CLOCK_MONOTONIC
-    return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) / 1e9
-end
+local util = require("util")
+local now, sh, quote = util.now, util.sh, util.quote
 
 local dir
-local function sh(cmd)
-    local ok = os.execute(cmd)
-    return ok == 0 or ok == true
-end
 
-local function quote(s)
-    return "'" .. s:gsub("'", "'\\''") .. "'"
-end
 
 local function cleanup()
     if dir then

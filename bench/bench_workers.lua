@@ -29,8 +29,6 @@ local stats = require("stats")
 local str_format, str_rep = string.format, string.rep
 
 ffi.cdef [[
-struct bench_timespec { long tv_sec; long tv_nsec; };
-int clock_gettime(int clk, struct bench_timespec *ts);
 char *mkdtemp(char *template);
 ]]
 
@@ -48,20 +46,10 @@ if not tide_bin or not base or not n or n < 1 then
 end
 local jobs_dir = bench_dir .. "/jobs"
 
-local ts = ffi.new("struct bench_timespec")
-local function now()
-    ffi.C.clock_gettime(1, ts)                  -- CLOCK_MONOTONIC
-    return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) / 1e9
-end
+local util = require("util")
+local now, sh, quote = util.now, util.sh, util.quote
 
-local function sh(cmd)
-    local ok = os.execute(cmd)
-    return ok == 0 or ok == true
-end
 
-local function quote(s)
-    return "'" .. s:gsub("'", "'\\''") .. "'"
-end
 
 local tmpl = ffi.new("char[?]", #base + 32)
 ffi.copy(tmpl, base .. "/tide-bench-workers-XXXXXX")
