@@ -15,6 +15,7 @@ local setmetatable = setmetatable
 local str_format, sort = string.format, table.sort
 local bit_band = require("bit").band
 local now_ms = loop_mod.now
+local realtime = loop_mod.realtime
 
 local _M = {}
 local Worker = {}
@@ -459,6 +460,9 @@ end
 -- rolled back and the old code runs the window instead.
 function Worker:windows()
     for _, task in ipairs(self.order) do
+        if task.paused then
+            goto continue
+        end
         local ok, err, msg = task:call_hook("window")
         if not ok and task.probation > 0 and self.prev_job then
             self:rollback(str_format("window() of task %d raised: %s",
@@ -468,8 +472,18 @@ function Worker:windows()
         if not ok then
             return nil, err
         end
+        ::continue::
     end
     return true
+end
+
+-- Window ticks fall on wall-clock multiples of the interval, so that
+-- every worker of a job (and every job with the same interval) ticks at
+-- the same instants, as cron would. A tick missed while a batch ran is
+-- not made up: the next one is the next multiple after now. Returns the
+-- wall-clock time (ms) of the tick after rt.
+local function next_tick(rt, every)
+    return rt - rt % every + every
 end
 
 --- Runs until stopped (STOP from the loop, or self.stopping set by the
@@ -487,7 +501,7 @@ function Worker:run()
     local commit_every = job.commit_interval_ms
     local window_every = job.window_interval_ms
     local next_commit = self.started + commit_every
-    local next_window = window_every and self.started + window_every
+    local next_window = window_every and next_tick(realtime(), window_every)
     local stop, dirty = false, false
     local idle_ms = self.notify and IDLE_NOTIFIED_MS or IDLE_POLL_MS
     local unpublished, last_publish = false, 0
@@ -541,8 +555,8 @@ function Worker:run()
                 if next_commit - now < wait then
                     wait = next_commit - now
                 end
-                if next_window and next_window - now < wait then
-                    wait = next_window - now
+                if next_window and next_window - realtime() < wait then
+                    wait = next_window - realtime()
                 end
                 wait = wait > 0 and wait or 0
             end
@@ -561,13 +575,16 @@ function Worker:run()
             now = now_ms()
         end
 
-        if next_window and now >= next_window then
+        local rt = next_window and realtime()
+        if rt and next_window - rt > window_every then
+            next_window = next_tick(rt, window_every)   -- clock set back
+        elseif rt and rt >= next_window then
             local ok, err = self:windows()
             self.changed = true
             if not ok then
                 return self:finish(err)
             end
-            next_window = now + window_every
+            next_window = next_tick(rt, window_every)
             -- commit_interval may not change by reload; window_interval
             -- neither (refused), so the timers stay.
         end
