@@ -80,4 +80,54 @@ function Lock:close()
     end
 end
 
+-- ---- small file-system helpers (libc) --------------------------------------
+
+pcall(ffi.cdef, [[
+int symlink(const char *target, const char *linkpath);
+int access(const char *path, int mode);
+int mkdir(const char *path, unsigned int mode);
+int poll(void *fds, unsigned long nfds, int timeout);
+char *strerror(int errnum);
+]])
+local C = ffi.C
+
+local function errno_text()
+    return ffi.string(C.strerror(ffi.errno()))
+end
+
+--- Returns true when `path` exists (a broken link does not).
+---@param path string
+---@return boolean
+function _M.exists(path)
+    return C.access(path, 0) == 0
+end
+
+--- Makes folder `path` and its missing parents with `mode` (default
+--- 0700). Returns true, or nil and an error.
+function _M.mkdir_p(path, mode)
+    mode = mode or 448
+    local cur = path:sub(1, 1) == "/" and "" or "."
+    for part in path:gmatch("[^/]+") do
+        cur = cur .. "/" .. part
+        if C.mkdir(cur, mode) ~= 0 and ffi.errno() ~= 17 then   -- EEXIST
+            return nil, "cannot make folder " .. cur .. ": " .. errno_text()
+        end
+    end
+    return true
+end
+
+--- Makes a symbolic link at `link` to `target`. Returns true, or nil and
+--- an error.
+function _M.symlink(target, link)
+    if C.symlink(target, link) ~= 0 then
+        return nil, "cannot link " .. link .. ": " .. errno_text()
+    end
+    return true
+end
+
+--- Sleeps `ms` milliseconds.
+function _M.sleep_ms(ms)
+    C.poll(nil, 0, ms)
+end
+
 return _M

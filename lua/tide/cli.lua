@@ -53,12 +53,24 @@ end
 -- (or =DIR), -c KEY=VALUE (repeatable; where `with_c`), --drain and
 -- --load-timeout T (where `with_drain`), and positional words. Returns the options, or nil and
 -- the exit code after printing help or a usage error.
-local function parse_args(cmd, args, usage, with_c, with_drain)
+local function parse_args(cmd, args, usage, with_c, with_drain, extra)
     local o = { pos = {}, overrides = {} }
     local i = 1
     while i <= #args do
         local a = args[i]
-        if a == "--help" or a == "-h" then
+        local opt = extra and (extra[a] or extra[a:match("^(%-%-[%w-]+)=")
+                                                  or ""])
+        if opt then
+            local v = a:match("^[^=]*=(.*)$")
+            if v == nil then
+                v = args[i + 1]
+                i = i + 1
+            end
+            if v == nil then
+                return nil, usage_error(cmd, "%s needs a value", a)
+            end
+            o[opt] = v
+        elseif a == "--help" or a == "-h" then
             io.stdout:write(usage)
             return nil, 0
         elseif a == "--drain" and with_drain then
@@ -226,8 +238,18 @@ end
 
 local STATE_USAGE = [[
 usage: tide state dump JOB STORE [-c KEY=VALUE]... [--data-dir DIR]
-Prints key<TAB>value for every key of store STORE of the job in file JOB,
-over every task, as of the job's last checkpoint. The job must be stopped.
+       tide state get JOB STORE KEY [--data-dir DIR]
+       tide state scan JOB STORE [--from K] [--to K] [--limit N]
+Reads store STORE of the job in file JOB (a job file; get and scan also
+take the job's name when it runs).
+  dump  key<TAB>value of every key, over every task, as of the job's last
+        checkpoint. The job must be stopped.
+  get   the value of KEY. While the job runs, the task that holds the key
+        answers (stderr says which task, at which input offsets); when it
+        is stopped, the last checkpoint does. Exit 1 when the key is not
+        there.
+  scan  key<TAB>value of the keys in [--from, --to), in key order per task,
+        at most --limit (default 1000); live or from the checkpoint, as get.
 Values that are tables print as JSON. Give the same -c overrides as the
 job ran with (e.g. -c inputs.1=other-stream): the checkpoint is checked
 against the job as they make it.
@@ -240,22 +262,13 @@ local function show(v)
     return tostring(v)
 end
 
-local function state_cmd(args)
-    local o, code = parse_args("state", args, STATE_USAGE, true)
-    if not o then
-        return code
-    end
-    local pos, data_dir = o.pos, o.data_dir
-    if pos[1] ~= "dump" or #pos ~= 3 then
-        return usage_error("state", "expected: state dump JOB STORE")
-    end
-    local job, err = job_mod.load(pos[2], o.overrides)
-    if not job then
-        return fail("state", "%s", err)
-    end
+-- Opens store `store_name` of stopped job `job` in `data_dir` as of its
+-- last checkpoint. Returns the state, the task count and a close
+-- function, or nil and an error.
+local function open_committed(job, data_dir, store_name)
     local spec
     for _, s in ipairs(job.store_list) do
-        if s.name == pos[3] then
+        if s.name == store_name then
             spec = s
         end
     end
@@ -264,23 +277,22 @@ local function state_cmd(args)
         for _, s in ipairs(job.store_list) do
             names[#names + 1] = s.name
         end
-        return fail("state", "job '%s' has no store '%s' (stores: %s)",
-                    job.name, pos[3], #names > 0 and concat(names, ", ")
-                    or "none")
+        return nil, str_format("job '%s' has no store '%s' (stores: %s)",
+                               job.name, store_name, #names > 0
+                               and concat(names, ", ") or "none")
     end
     local lock, lerr = take_lock(data_dir, job.name)
     if not lock then
-        return fail("state", "job '%s' is running (%s); stop it first: "
-                    .. "state dump reads a stopped job's committed state",
-                    job.name, lerr)
+        return nil, str_format("job '%s' is running (%s); stop it first: "
+                               .. "state dump reads a stopped job's "
+                               .. "committed state", job.name, lerr)
     end
     local ckpt_mod = require("tide.checkpoint")
     local ckpt = ckpt_mod.new({ data_dir = data_dir }, job.name)
-    local tasks
-    tasks, err = ckpt:load()
+    local tasks, err = ckpt:load()
     if not tasks then
         lock:close()
-        return fail("state", "%s", err)
+        return nil, err
     end
     local nparts = 0
     for p in pairs(tasks) do
@@ -288,8 +300,8 @@ local function state_cmd(args)
     end
     if nparts == 0 then
         lock:close()
-        return fail("state", "job '%s' has no checkpoint in data dir '%s': "
-                    .. "it never committed", job.name, data_dir)
+        return nil, str_format("job '%s' has no checkpoint in data dir '%s': "
+                               .. "it never committed", job.name, data_dir)
     end
     -- The checkpoint must fit the job, as for tide run: its task count is
     -- that of the first input that is not broadcast, when that stream is
@@ -316,7 +328,7 @@ local function state_cmd(args)
                              keys)
     if not ok then
         lock:close()
-        return fail("state", "%s", err)
+        return nil, err
     end
     job.store_list = { spec }
     local st
@@ -324,19 +336,136 @@ local function state_cmd(args)
                                          nparts, tasks, function() end, true)
     if not st then
         lock:close()
-        return fail("state", "%s", err)
+        return nil, err
     end
-    local out = io.stdout
-    for p = 0, nparts - 1 do
-        for k, v in st:stores(p)[spec.name]:all() do
-            out:write(show(k), "\t", show(v), "\n")
+    return st, nparts, function()
+        st:close()
+        for _, cl in ipairs(st:changelogs()) do
+            cl:close()
+        end
+        lock:close()
+    end, tasks
+end
+
+-- tide state get|scan on a running job: asks its tasks through the
+-- control socket. Returns the exit code.
+local function state_live(c, o, verb, store, key)
+    local attach = require("tide.repl.attach")
+    local desc = require("tide.wire").decode(assert(c.call("describe")))
+    if verb == "get" then
+        for p = 0, desc.tasks - 1 do
+            local r, err = c.inspect("store", { task = p, store = store,
+                                                op = "get", key = key })
+            if not r then
+                return fail("state", "job '%s': %s", c.name, err)
+            end
+            if r.found then
+                local offs = {}
+                for k, v in pairs(r.offsets or {}) do
+                    offs[#offs + 1] = str_format("%s=%.0f", k, v)
+                end
+                table.sort(offs)
+                io.stdout:write(show(attach.value_of(r.value)), "\n")
+                stderr:write(str_format("task %d of running job '%s', "
+                                        .. "input offsets %s\n", p, c.name,
+                                        concat(offs, ",")))
+                return 0
+            end
+        end
+        return fail("state", "key '%s' is not in store '%s' of running job "
+                    .. "'%s' (asked its %d tasks)", key, store, c.name,
+                    desc.tasks)
+    end
+    local left = tonumber(o.limit) or 1000
+    for p = 0, desc.tasks - 1 do
+        local args = { task = p, store = store, op = "scan", from = o.from,
+                       to = o.to, limit = left }
+        while left > 0 do
+            local r, err = c.inspect("store", args)
+            if not r then
+                return fail("state", "job '%s': %s", c.name, err)
+            end
+            for _, e in ipairs(require("tide.wire").list(r.entries or {})) do
+                io.stdout:write(show(attach.value_of(e.k)), "\t",
+                                show(attach.value_of(e.v)), "\n")
+                left = left - 1
+            end
+            if r.done then
+                break
+            end
+            args = { task = p, store = store, op = "scan", scan = r.scan }
         end
     end
-    st:close()
-    for _, cl in ipairs(st:changelogs()) do
-        cl:close()
+    return 0
+end
+
+local function state_cmd(args)
+    local o, code = parse_args("state", args, STATE_USAGE, true, false,
+                               { ["--from"] = "from", ["--to"] = "to",
+                                 ["--limit"] = "limit" })
+    if not o then
+        return code
     end
-    lock:close()
+    local pos, data_dir = o.pos, o.data_dir
+    local verb = pos[1]
+    local want = { dump = 3, get = 4, scan = 3 }
+    if not want[verb] or #pos ~= want[verb] then
+        return usage_error("state", "expected: state dump JOB STORE, state "
+                           .. "get JOB STORE KEY or state scan JOB STORE")
+    end
+    if o.limit and (not tonumber(o.limit) or tonumber(o.limit) < 1
+                    or tonumber(o.limit) % 1 ~= 0) then
+        return usage_error("state", "--limit: a whole number from 1 "
+                           .. "expected, got '%s'", o.limit)
+    end
+    if verb ~= "dump" then
+        -- A running job answers itself.
+        local c = require("tide.repl.attach").client(data_dir, pos[2])
+        if c then
+            local text = c.call("describe", 5000)
+            if text then
+                return state_live(c, o, verb, pos[3], pos[4])
+            end
+        end
+    end
+    local job, err = job_mod.load(pos[2], o.overrides)
+    if not job then
+        return fail("state", "%s", err)
+    end
+    local st, nparts, close = open_committed(job, data_dir, pos[3])
+    if not st then
+        return fail("state", "%s", nparts)
+    end
+    local out = io.stdout
+    local found = false
+    local left = tonumber(o.limit) or 1000
+    for p = 0, nparts - 1 do
+        local store = st:stores(p)[pos[3]]
+        if verb == "get" then
+            local v = store:get(pos[4])
+            if v ~= nil then
+                out:write(show(v), "\n")
+                stderr:write(str_format("task %d, as of the last checkpoint "
+                                        .. "(job '%s' is stopped)\n", p,
+                                        job.name))
+                found = true
+                break
+            end
+        else
+            for k, v in store:range(o.from, o.to) do
+                if verb == "scan" and left <= 0 then
+                    break
+                end
+                out:write(show(k), "\t", show(v), "\n")
+                left = left - 1
+            end
+        end
+    end
+    close()
+    if verb == "get" and not found then
+        return fail("state", "key '%s' is not in store '%s' of job '%s' as of "
+                    .. "its last checkpoint", pos[4], pos[3], job.name)
+    end
     return 0
 end
 
@@ -467,6 +596,15 @@ function _M.main(cmd, args)
         return reload_cmd(args)
     elseif CTL_ARGS[cmd] then
         return ctl_cmd(cmd, args)
+    elseif cmd == "repl" then
+        local o, code = parse_args("repl", args, require("tide.repl").USAGE,
+                                   true, false,
+                                   { ["--attach"] = "attach",
+                                     ["--history"] = "history" })
+        if not o then
+            return code
+        end
+        return require("tide.repl").main(args, o)
     elseif cmd == "worker" then
         return require("tide.worker_proc").main()
     end

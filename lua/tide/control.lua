@@ -2,9 +2,12 @@
 --- resume|reload`), served on the job's control socket. Installs its
 --- methods on the supervisor's class.
 local wire = require("tide.wire")
+local cjson = require("cjson.safe")
 
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local str_format, concat, sort = string.format, table.concat, table.sort
+
+local INSPECT = { eval = true, store = true, trace = true, trace_poll = true }
 
 --- Adds task_lines, command and serve_commands to `Sup`; `util` holds the
 --- supervisor's helpers (alive, mib).
@@ -49,7 +52,78 @@ function Sup:task_lines()
 end
 
 local HELP = "commands: reload | tasks | workers | pause TASK | resume TASK "
-             .. "| move TASK WORKER"
+             .. "| move TASK WORKER | eval|store|trace|trace_poll JSON | "
+             .. "describe"
+
+-- How long the supervisor waits for a worker's answer to an inspection:
+-- an evaluation is stopped by the worker after its own limit (5 s), or
+-- by the watchdog after max_process_time.
+local INSPECT_WAIT_MS = 10000
+
+-- Forwards inspection `op` (tide.inspect) with arguments `args` (JSON
+-- text) to the worker of task args.task; returns the JSON of its answer.
+function Sup:inspect(op, json)
+    local args = cjson.decode(json or "")
+    if type(args) ~= "table" then
+        return nil, str_format("%s: a JSON object expected after the command",
+                               op)
+    end
+    local p = tonumber(args.task)
+    if not p or p % 1 ~= 0 or p < 0 or p >= self.nparts then
+        return nil, str_format("bad task '%s': the job has tasks 0 to %d",
+                               tostring(args.task), self.nparts - 1)
+    end
+    local w = self.owner[p]
+    if not w then
+        return nil, str_format("task %d is not assigned now; try again", p)
+    end
+    args.op, args.task = op, p
+    local wait = INSPECT_WAIT_MS
+    if op == "eval" then
+        wait = wait + self.max_process_ms
+    end
+    local reply, err, full = self:request(w, args, wait)
+    if not reply and not full then
+        return nil, err
+    end
+    reply = reply or full          -- an answer with its error, and output
+    reply.rid, reply.op = nil, nil
+    reply.worker = w.id
+    return true, wire.encode(reply)
+end
+
+-- The job as the REPL's describe() shows it: inputs, outputs, stores,
+-- serdes, tasks and workers.
+function Sup:describe()
+    local job = self.job
+    local function streams(list)
+        local out = {}
+        for i, s in ipairs(list) do
+            out[i] = { name = s.name, spec = s.spec, serde = s.serde.name,
+                       key_serde = s.key_serde.name,
+                       bootstrap = s.bootstrap or nil,
+                       priority = s.priority, broadcast = s.broadcast or nil }
+        end
+        return out
+    end
+    local stores = {}
+    for i, s in ipairs(job.store_list or {}) do
+        stores[i] = { name = s.name, engine = s.engine,
+                      changelog = s.changelog or false,
+                      serde = s.serde and s.serde.name,
+                      key_serde = s.key_serde and s.key_serde.name }
+    end
+    local owners = {}
+    for p = 0, self.nparts - 1 do
+        owners[p + 1] = self.owner[p] and self.owner[p].id or 0
+    end
+    return true, wire.encode({
+        name = job.name, version = self.version, tasks = self.nparts,
+        workers = self.nworkers, owners = owners,
+        inputs = streams(job.inputs), outputs = streams(job.outputs),
+        stores = stores, path = job.path,
+    })
+end
 
 function Sup:command(line)
     local words = {}
@@ -93,6 +167,10 @@ function Sup:command(line)
         local line
         line, err = self:set_paused(p, cmd == "pause")
         return line and true, line or err
+    elseif INSPECT[cmd] then
+        return self:inspect(cmd, line:match("^%S+%s+(.*)$"))
+    elseif cmd == "describe" then
+        return self:describe()
     elseif cmd == "move" then
         local p, err = task_arg(2)
         if not p then

@@ -435,6 +435,7 @@ function guarded(limit_ms, fn, ...)
     os.exit = exit
     return ok, res, expired
 end
+_M.guarded = guarded
 
 --- Returns the whole text of `file`, or nil when it cannot be read.
 ---@param file string

@@ -6,9 +6,10 @@ local headers = require("tide.headers")
 local job_mod = require("tide.job")
 local ctx_mod = require("tide.ctx")
 local chooser_mod = require("tide.chooser")
+local pretty = require("tide.repl.pretty")
 
 local type, ipairs, tostring = type, ipairs, tostring
-local setmetatable, xpcall, error = setmetatable, xpcall, error
+local setmetatable, xpcall, error, pcall = setmetatable, xpcall, error, pcall
 local str_format = string.format
 local traceback = debug.traceback
 
@@ -19,7 +20,8 @@ local mt = { __index = Task }
 _M.BATCH = 256
 
 -- What job code was running, in the watch slot the supervisor reads.
-_M.KIND = { process = 1, window = 2, init = 3, on_reload = 4, close = 5 }
+_M.KIND = { process = 1, window = 2, init = 3, on_reload = 4, close = 5,
+           eval = 6 }
 local KIND_PROCESS = 1
 
 -- A failure of the system itself (a disk error): never skipped.
@@ -175,6 +177,44 @@ local function caught(e)
 end
 _M.caught = caught
 
+-- One line of a value, for a trace.
+local function one_line(v)
+    return pretty.format(v, { width = 1e9, max_lines = 1 })
+end
+
+-- Records message m of a trace (tide.inspect): the message, what it
+-- sent and the state writes it made, before they are applied.
+local function trace_record(self, part, m, pend, stores)
+    local tr = self.trace
+    if tr.left <= 0 then
+        return
+    end
+    if tr.filter then
+        local ok, keep = pcall(tr.filter, m)
+        if not ok or not keep then
+            return
+        end
+    end
+    tr.left = tr.left - 1
+    local e = { input = part.spec, partition = part.partition,
+                offset = m.offset, key = one_line(m.key),
+                value = one_line(m.value), sends = {}, writes = {} }
+    for j = 1, pend.n, 4 do
+        e.sends[#e.sends + 1] = { stream = pend[j].spec,
+                                  key = one_line(pend[j + 1]),
+                                  value = one_line(pend[j + 2]) }
+    end
+    for _, st in ipairs(stores or {}) do
+        for _, k in ipairs(st.pkeys) do
+            local v = st.pending[k]
+            e.writes[#e.writes + 1] = {
+                store = st.name, key = one_line(st.kdec(k)),
+                value = v and one_line(st.vdec(v)) or "(deleted)" }
+        end
+    end
+    tr.got[#tr.got + 1] = e
+end
+
 -- Processes msgs[from..n] of one input partition of the task. Runs under
 -- xpcall; w.cur says which message was being processed when it raised.
 local function batch_body(w, self, part, msgs, from, n)
@@ -219,6 +259,9 @@ local function batch_body(w, self, part, msgs, from, n)
         w.in_code = false
         if wt ~= nil then
             wt.in_call = 0
+        end
+        if self.trace ~= nil then
+            trace_record(self, part, m, pend, stores)
         end
         if stores then
             for j = 1, #stores do
@@ -345,7 +388,18 @@ end
 --- number of messages read (0: none now), or nil and the line to stop
 --- the job with.
 function Task:step(msgs)
-    local part, n, err, failed = self.chooser:poll(msgs, _M.BATCH)
+    local max, budget = _M.BATCH, self.w.budget
+    if budget ~= nil then
+        -- A bounded run (the REPL's run(job, { count = N })): no more
+        -- than N messages in all.
+        if budget <= 0 then
+            return 0
+        end
+        if budget < max then
+            max = budget
+        end
+    end
+    local part, n, err, failed = self.chooser:poll(msgs, max)
     if err then
         return nil, str_format("reading '%s' partition %d: %s", failed.spec,
                                failed.partition, err)
@@ -356,6 +410,9 @@ function Task:step(msgs)
     local ok, perr = self:process_batch(part, msgs, n)
     if not ok then
         return nil, perr
+    end
+    if budget ~= nil then
+        self.w.budget = self.w.budget - n
     end
     return n
 end

@@ -7,6 +7,7 @@ local loop_mod = require("tide.loop")
 local worker_mod = require("tide.worker")
 local task_mod = require("tide.task")
 local wire = require("tide.wire")
+local inspect = require("tide.inspect")
 local proc = require("tide.proc")
 local notify_mod = require("tide.notify")
 
@@ -108,6 +109,9 @@ local function load_version(init, msg)
         reload_modules = msg.modules and wire.list(msg.modules) or nil })
 end
 
+local INSPECT_OPS = { eval = true, store = true, trace = true,
+                      trace_poll = true }
+
 -- Handles one message of the supervisor between batches.
 local function dispatch(link, w, init, msg)
     local op, rid = msg.op, msg.rid
@@ -156,6 +160,12 @@ local function dispatch(link, w, init, msg)
             w:rollback(msg.why or "another worker failed")
             w.quiet_rollback = false
         end
+    elseif INSPECT_OPS[op] then
+        -- tide repl --attach, tide state get|scan: served between batches.
+        w.inspector = w.inspector or inspect.new(w)
+        local r = w.inspector[op](w.inspector, msg)
+        r.op = op
+        reply(r)
     elseif op == "stop" then
         w.stopping = true
     elseif op == "abort" then

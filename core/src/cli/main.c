@@ -52,6 +52,11 @@ static const char usage[] =
 "  pause JOB TASK, resume JOB TASK   stop / resume reading a task's inputs\n"
 "  state dump JOB STORE              key<TAB>value of a store, every task\n"
 "                                    (the job must be stopped)\n"
+"  state get JOB STORE KEY           one key: the running job answers, or\n"
+"                                    the last checkpoint when it is stopped\n"
+"  state scan JOB STORE [--from K] [--to K] [--limit N]   keys in order\n"
+"  repl [JOB] [--attach JOB]         a LuaJIT prompt: prototype jobs, or\n"
+"                                    look inside a running job\n"
 "\n"
 "Every command takes --data-dir DIR (default: $TIDE_DATA_DIR, else\n"
 "./tide-data) and --help.\n";
@@ -136,7 +141,7 @@ cmd_version(int argc, char **argv)
 /* Commands implemented by the Lua runtime's tide.cli. */
 static const char *const lua_cmds[] = { "run", "state", "reload", "tasks",
                                          "workers", "pause", "resume",
-                                         "move", NULL };
+                                         "move", "repl", NULL };
 
 typedef struct lua_cmd_s {
     const char  *cmd;

@@ -1,0 +1,358 @@
+--- `tide repl [JOB] [--attach JOB]`: an interactive LuaJIT prompt for
+--- prototyping pipelines and for looking inside a running job
+--- (docs/repl.md). This module reads chunks (a line, or several while a
+--- chunk is incomplete), evaluates them and prints their values; the
+--- helpers come from tide.repl.proto (prototyping) and tide.repl.attach
+--- (a running job).
+local pretty = require("tide.repl.pretty")
+local ffi = require("ffi")
+
+local type, pairs, ipairs, tostring, select = type, pairs, ipairs, tostring, select
+local setmetatable, setfenv, loadstring = setmetatable, setfenv, loadstring
+local xpcall, traceback = xpcall, debug.traceback
+local str_format, str_match, str_sub, str_find = string.format, string.match, string.sub, string.find
+local concat = table.concat
+
+pcall(ffi.cdef, "int isatty(int fd);")
+
+local _M = {}
+
+local USAGE = [[
+usage: tide repl [JOB] [--attach JOB] [-c KEY=VALUE]... [--data-dir DIR]
+                 [--history FILE]
+A LuaJIT prompt with tide's helpers (type help() at the prompt).
+  JOB           load the job file JOB, ready to run over its real inputs
+                in a scratch copy (its checkpoint and stores are never
+                touched): run(job), describe(job), tail(...)
+  --attach JOB  connect to the running job JOB (a file or a name) through
+                its control socket: tasks(), store(task, name), pause(t),
+                resume(t), reload(), tap(stream, n), trace(task, n, filter);
+                any other line is evaluated inside the job, in the worker
+                of the current task (task(N) picks it), with ctx
+  --history FILE  where the history is kept (default ~/.tide_history)
+When stdin is not a terminal, lines are evaluated as they come, with no
+prompt; the exit code is 1 if a line failed.
+]]
+
+-- ---- chunks ---------------------------------------------------------------------
+
+-- True when `err` (from loadstring) says the chunk only ended too soon.
+local function incomplete(err)
+    return str_find(err, "<eof>", 1, true) ~= nil
+end
+
+--- Compiles `text` for the prompt: `=expr` and a bare expression print
+--- their value. Returns the function, or nil and the error, and whether
+--- the chunk is only incomplete.
+function _M.compile(text, name)
+    if str_sub(text, 1, 1) == "=" then
+        text = "return " .. str_sub(text, 2)
+    end
+    local fn = loadstring("return " .. text, name)
+    if fn then
+        return fn
+    end
+    local err
+    fn, err = loadstring(text, name)
+    if fn then
+        return fn
+    end
+    return nil, err, incomplete(err)
+end
+
+local function pack(...)
+    return { n = select("#", ...), ... }
+end
+
+-- Shortens a traceback to the lines of the evaluated code.
+local function on_error(e)
+    if type(e) ~= "string" then
+        local ok, s = pcall(pretty.format, e, { width = 1e9, max_lines = 1 })
+        e = ok and s or tostring(e)
+    end
+    return e
+end
+
+--- A session: the environment chunks run in, the chunks kept for
+--- save(), and where output goes.
+local Session = {}
+Session.__index = Session
+
+function _M.session(opts)
+    opts = opts or {}
+    local self = setmetatable({
+        out = opts.out or io.stdout, err = opts.err or io.stderr,
+        chunks = {}, assigned = {}, current = nil, failed = 0,
+        interactive = opts.interactive,
+    }, Session)
+    local helpers = {}
+    self.helpers = helpers
+    local env = {}
+    self.env = setmetatable(env, {
+        __index = function(_, k)
+            local v = helpers[k]
+            if v ~= nil then
+                return v
+            end
+            return _G[k]
+        end,
+        -- Remember which chunk last set each global, for save().
+        __newindex = function(t, k, v)
+            if self.current then
+                self.assigned[k] = self.current
+            end
+            rawset(t, k, v)
+        end,
+    })
+    return self
+end
+
+--- Prints the values of a chunk.
+function Session:show(res)
+    for i = 1, res.n do
+        local ok, text = pcall(pretty.show, res[i])
+        self.out:write(ok and text or ("<cannot print: " .. tostring(text)
+                                       .. ">"), "\n")
+    end
+    self.out:flush()
+end
+
+--- Evaluates one complete chunk `text` (already compiled as `fn`).
+--- Returns true, or nil after printing the error.
+function Session:eval(text, fn)
+    local idx = #self.chunks + 1
+    self.chunks[idx] = { text = text }
+    self.current = idx
+    setfenv(fn, self.env)
+    local res = pack(xpcall(fn, on_error))
+    self.current = nil
+    if not res[1] then
+        self.chunks[idx].failed = true
+        self:error(res[2])
+        return nil
+    end
+    local vals = { n = res.n - 1 }
+    for i = 2, res.n do
+        vals[i - 1] = res[i]
+    end
+    self:show(vals)
+    return true
+end
+
+--- Prints one error line (and counts it, for the exit code).
+function Session:error(msg)
+    self.failed = self.failed + 1
+    msg = tostring(msg):gsub("^%[string \"[^\"]*\"%]:", "stdin:")
+    self.err:write("error: ", msg, "\n")
+    self.err:flush()
+end
+
+--- Feeds one line; returns "more" when the chunk goes on, else "done".
+function Session:feed(line)
+    local pending = self.pending
+    local text = pending and (pending .. "\n" .. line) or line
+    if not pending and str_match(text, "^%s*$") then
+        return "done"
+    end
+    local fn, err, more = _M.compile(text, "=stdin")
+    if not fn then
+        if more then
+            self.pending = text
+            return "more"
+        end
+        self.pending = nil
+        self:error(err)
+        return "done"
+    end
+    self.pending = nil
+    -- Attached: lines that call no helper of the REPL run in the job.
+    if self.route and self:route(text) then
+        return "done"
+    end
+    self:eval(text, fn)
+    return "done"
+end
+
+-- ---- completion -------------------------------------------------------------------
+
+-- The names a table offers: its own keys and those of its __index chain.
+local function names_of(t, out, depth)
+    if depth > 4 then
+        return
+    end
+    if type(t) == "table" then
+        for k in pairs(t) do
+            if type(k) == "string" then
+                out[k] = true
+            end
+        end
+    end
+    local mt = getmetatable(t)
+    if type(mt) == "table" and type(mt.__index) == "table" then
+        names_of(mt.__index, out, depth + 1)
+    end
+end
+
+--- Completions of the last word of `text` in the session: globals,
+--- fields after '.', methods after ':'.
+function Session:complete(text)
+    local head, path, sep, last = str_match(text,
+        "^(.-)([%a_][%w_%.:]*)([%.:])([%a_]*)$")
+    local base, prefix
+    if path then
+        local ok, v = pcall(function()
+            local cur = self.env
+            for part in path:gmatch("[^%.:]+") do
+                cur = cur[part]
+            end
+            return cur
+        end)
+        if not ok or v == nil then
+            return {}
+        end
+        base, prefix = v, head .. path .. sep
+    else
+        head, last = str_match(text, "^(.-)([%a_]*)$")
+        base, prefix = nil, head
+        sep = nil
+    end
+    local cands = {}
+    if base == nil then
+        names_of(self.env, cands, 0)
+        names_of(self.helpers, cands, 0)
+        names_of(_G, cands, 0)
+        for _, kw in ipairs({ "and", "break", "do", "else", "elseif", "end",
+                              "false", "for", "function", "if", "in",
+                              "local", "nil", "not", "or", "repeat",
+                              "return", "then", "true", "until", "while" }) do
+            cands[kw] = true
+        end
+    else
+        names_of(base, cands, 0)
+    end
+    local out = {}
+    for name in pairs(cands) do
+        if str_sub(name, 1, #last) == last then
+            local ok, v = pcall(function() return base and base[name] end)
+            local suffix = ""
+            if ok and sep == ":" and type(v) ~= "function" then
+                suffix = nil
+            end
+            if suffix then
+                out[#out + 1] = prefix .. name
+            end
+        end
+    end
+    table.sort(out)
+    return out
+end
+
+-- ---- the loop ---------------------------------------------------------------------
+
+local function isatty(fd)
+    local ok, r = pcall(function() return ffi.C.isatty(fd) end)
+    return ok and r == 1
+end
+
+-- Reads and evaluates until EOF. Returns the exit code.
+local function loop(self, history)
+    local tty = isatty(0) and isatty(1)
+    local ed
+    if tty then
+        local ok, lineedit = pcall(require, "tide.lineedit")
+        if ok and lineedit.available() then
+            ed = lineedit.new({
+                history = history,
+                complete = function(text)
+                    return self:complete(text)
+                end,
+            })
+        end
+    end
+    self.interactive = tty
+    if tty then
+        self.out:write(self.banner or "tide repl: help() lists the helpers; "
+                       .. "Ctrl-D leaves\n")
+    end
+    while true do
+        local prompt = self.pending and ">> " or (self.prompt or "tide> ")
+        local line
+        if ed then
+            line = ed:read(prompt)
+        else
+            if tty then
+                self.out:write(prompt)
+                self.out:flush()
+            end
+            line = io.stdin:read("*l")
+        end
+        if line == nil then
+            break
+        end
+        self:feed(line)
+    end
+    if ed then
+        ed:close()
+    end
+    if self.pending then
+        self:error("the input ended inside a chunk: " ..
+                   (self.pending:match("^[^\n]*") or ""))
+        self.pending = nil
+    end
+    if tty then
+        self.out:write("\n")
+    end
+    return (not tty and self.failed > 0) and 1 or 0
+end
+_M.loop = loop
+
+--- `tide repl` with its arguments; returns the exit code.
+function _M.main(args, common)
+    local o = common
+    local attach, history
+    local pos = {}
+    local i = 1
+    while i <= #o.pos do
+        pos[#pos + 1] = o.pos[i]
+        i = i + 1
+    end
+    for k = 1, #args do
+        local a = args[k]
+        if a == "--help" or a == "-h" then
+            io.stdout:write(USAGE)
+            return 0
+        end
+    end
+    attach = o.attach
+    history = o.history or ((os.getenv("HOME") or ".") .. "/.tide_history")
+    if #pos > 1 then
+        io.stderr:write("tide repl: one JOB at most (see 'tide repl --help')\n")
+        return 2
+    end
+    local self = _M.session()
+    local proto = require("tide.repl.proto")
+    local ok, err = proto.install(self, { data_dir = o.data_dir,
+                                          job = pos[1],
+                                          overrides = o.overrides,
+                                          scratch = o.scratch })
+    if not ok then
+        io.stderr:write("tide repl: ", err, "\n")
+        return 1
+    end
+    if attach then
+        ok, err = require("tide.repl.attach").install(self, {
+            data_dir = o.data_dir, target = attach })
+        if not ok then
+            io.stderr:write("tide repl: ", err, "\n")
+            return 1
+        end
+    end
+    local code = loop(self, history)
+    if self.close then
+        self:close()
+    end
+    return code
+end
+
+_M.USAGE = USAGE
+return _M
