@@ -355,7 +355,7 @@ local function state_live(c, o, verb, store, key)
     if verb == "get" then
         for p = 0, desc.tasks - 1 do
             local r, err = c.inspect("store", { task = p, store = store,
-                                                op = "get", key = key })
+                                                read = "get", key = key })
             if not r then
                 return fail("state", "job '%s': %s", c.name, err)
             end
@@ -378,7 +378,7 @@ local function state_live(c, o, verb, store, key)
     end
     local left = tonumber(o.limit) or 1000
     for p = 0, desc.tasks - 1 do
-        local args = { task = p, store = store, op = "scan", from = o.from,
+        local args = { task = p, store = store, read = "scan", from = o.from,
                        to = o.to, limit = left }
         while left > 0 do
             local r, err = c.inspect("store", args)
@@ -393,7 +393,7 @@ local function state_live(c, o, verb, store, key)
             if r.done then
                 break
             end
-            args = { task = p, store = store, op = "scan", scan = r.scan }
+            args = { task = p, store = store, read = "scan", scan = r.scan }
         end
     end
     return 0

@@ -148,7 +148,10 @@ function Inspect:eval(msg)
                                     where), text = concat(s.out, "\n") }
     end
     if not gok then
-        return { error = job_mod.errtext(val), text = concat(s.out, "\n") }
+        -- error() in a bare expression is a tail call: its place is lost
+        -- and would name this file.
+        local e = job_mod.errtext(val):gsub("^[^\n]-inspect%.lua:%d+: ", "")
+        return { error = e, text = concat(s.out, "\n") }
     end
     local out = s.out
     for i = 1, val.n do
@@ -202,7 +205,7 @@ local function expire_scans(self, now)
     end
 end
 
---- A read of a store: msg = { task, store, op = "get" | "scan" |
+--- A read of a store: msg = { task, store, read = "get" | "scan" |
 --- "count", key, from, to, limit, scan }. "get" answers { found, value,
 --- task, offsets }. "scan" and "count" go a page at a time: the first
 --- request opens a view of the store as it is then (later writes are not
@@ -216,7 +219,7 @@ function Inspect:store(msg)
     end
     local now = self.w.now()
     expire_scans(self, now)
-    if msg.op == "get" then
+    if msg.read == "get" then
         local ok, v = pcall(st.get, st, msg.key)
         if not ok then
             return { error = tostring(v) }
@@ -258,7 +261,7 @@ function Inspect:store(msg)
     end
     sc.used = now
     local entries, bytes, n = {}, 0, 0
-    local step = msg.op == "count" and COUNT_STEP or PAGE_ENTRIES
+    local step = msg.read == "count" and COUNT_STEP or PAGE_ENTRIES
     local done = false
     while n < step and bytes < PAGE_BYTES do
         if sc.left and sc.left <= 0 then
@@ -274,7 +277,7 @@ function Inspect:store(msg)
         if sc.left then
             sc.left = sc.left - 1
         end
-        if msg.op ~= "count" then
+        if msg.read ~= "count" then
             entries[#entries + 1] = { k = portable(sc.st.kdec(k)),
                                       v = portable(sc.st.vdec(v)) }
             bytes = bytes + #k + #v
@@ -282,7 +285,7 @@ function Inspect:store(msg)
     end
     sc.count = sc.count + n
     local r = where_of(task)
-    if msg.op == "count" then
+    if msg.read == "count" then
         r.count = sc.count
     else
         r.entries = entries

@@ -208,7 +208,11 @@ function _M.install(S, o)
     end
 
     function H.remote_describe()
-        return wire.decode(check(c.call("describe", 10000)))
+        local d = wire.decode(check(c.call("describe", 10000)))
+        for _, k in ipairs({ "inputs", "outputs", "stores", "owners" }) do
+            d[k] = wire.list(d[k])
+        end
+        return d
     end
 
     -- A task's store, read through the job.
@@ -221,13 +225,13 @@ function _M.install(S, o)
     end
     function Store:get(key)
         local r = check(c.inspect("store", { task = self.task,
-                                             store = self.name, op = "get",
+                                             store = self.name, read = "get",
                                              key = key }))
         return value_of(r.value)
     end
     -- Pages through a scan; each page is one turn of the task's worker.
     local function scan(self, op, from, to, limit)
-        local args = { task = self.task, store = self.name, op = op,
+        local args = { task = self.task, store = self.name, read = op,
                        from = from, to = to, limit = limit }
         local out, count = {}, 0
         while true do
@@ -239,7 +243,7 @@ function _M.install(S, o)
             if r.done then
                 break
             end
-            args = { task = self.task, store = self.name, op = op,
+            args = { task = self.task, store = self.name, read = op,
                      scan = r.scan }
         end
         return out, count
