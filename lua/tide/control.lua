@@ -7,7 +7,8 @@ local cjson = require("cjson.safe")
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local str_format, concat, sort = string.format, table.concat, table.sort
 
-local INSPECT = { eval = true, store = true, trace = true, trace_poll = true }
+local INSPECT = { eval = true, store = true, trace = true, trace_poll = true,
+                  complete = true }
 
 --- Adds task_lines, command and serve_commands to `Sup`; `util` holds the
 --- supervisor's helpers (alive, mib).

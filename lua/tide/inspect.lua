@@ -6,6 +6,7 @@
 --- of the worker's loop and never holds a task for more than that.
 local job_mod = require("tide.job")
 local pretty = require("tide.repl.pretty")
+local complete = require("tide.repl.complete")
 local cjson = require("cjson.safe")
 
 local type, pairs, ipairs, tostring, select = type, pairs, ipairs, tostring, select
@@ -158,6 +159,17 @@ function Inspect:eval(msg)
         out[#out + 1] = pretty.show(val[i])
     end
     return { text = concat(out, "\n") }
+end
+
+--- Completions of msg.text in session msg.session of task msg.task:
+--- { list = { ... } }.
+function Inspect:complete(msg)
+    local task, err = task_of(self, msg.task)
+    if not task then
+        return { error = err }
+    end
+    local s = session_env(self, tostring(msg.session or ""), task)
+    return { list = complete.candidates(tostring(msg.text or ""), s.vars) }
 end
 
 -- The store `name` of task `p`, or nil and an error.

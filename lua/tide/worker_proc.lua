@@ -110,7 +110,7 @@ local function load_version(init, msg)
 end
 
 local INSPECT_OPS = { eval = true, store = true, trace = true,
-                      trace_poll = true }
+                      trace_poll = true, complete = true }
 
 -- Handles one message of the supervisor between batches.
 local function dispatch(link, w, init, msg)

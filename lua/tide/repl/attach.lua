@@ -380,6 +380,13 @@ function _M.install(S, o)
         return true
     end
 
+    S.calls_local = calls_local
+    function S.complete_remote(text)
+        local r = c.inspect("complete", { task = current, text = text,
+                                          session = session })
+        return r and wire.list(r.list or {}) or nil
+    end
+
     S.prompt = str_format("%s@%d> ", c.name, current)
     S.banner = str_format("tide repl: attached to job '%s' (%d tasks, %d "
                           .. "workers, version %s). Lines run inside the "

@@ -5,6 +5,7 @@
 --- helpers come from tide.repl.proto (prototyping) and tide.repl.attach
 --- (a running job).
 local pretty = require("tide.repl.pretty")
+local complete = require("tide.repl.complete")
 local ffi = require("ffi")
 
 local type, pairs, ipairs, tostring, select = type, pairs, ipairs, tostring, select
@@ -175,76 +176,17 @@ end
 
 -- ---- completion -------------------------------------------------------------------
 
--- The names a table offers: its own keys and those of its __index chain.
-local function names_of(t, out, depth)
-    if depth > 4 then
-        return
-    end
-    if type(t) == "table" then
-        for k in pairs(t) do
-            if type(k) == "string" then
-                out[k] = true
-            end
-        end
-    end
-    local mt = getmetatable(t)
-    if type(mt) == "table" and type(mt.__index) == "table" then
-        names_of(mt.__index, out, depth + 1)
-    end
-end
-
 --- Completions of the last word of `text` in the session: globals,
---- fields after '.', methods after ':'.
+--- fields after '.', methods after ':' (tide.repl.complete). Attached,
+--- a line that would run in the job is completed there.
 function Session:complete(text)
-    local head, path, sep, last = str_match(text,
-        "^(.-)([%a_][%w_%.:]*)([%.:])([%a_]*)$")
-    local base, prefix
-    if path then
-        local ok, v = pcall(function()
-            local cur = self.env
-            for part in path:gmatch("[^%.:]+") do
-                cur = cur[part]
-            end
-            return cur
-        end)
-        if not ok or v == nil then
-            return {}
-        end
-        base, prefix = v, head .. path .. sep
-    else
-        head, last = str_match(text, "^(.-)([%a_]*)$")
-        base, prefix = nil, head
-        sep = nil
-    end
-    local cands = {}
-    if base == nil then
-        names_of(self.env, cands, 0)
-        names_of(self.helpers, cands, 0)
-        names_of(_G, cands, 0)
-        for _, kw in ipairs({ "and", "break", "do", "else", "elseif", "end",
-                              "false", "for", "function", "if", "in",
-                              "local", "nil", "not", "or", "repeat",
-                              "return", "then", "true", "until", "while" }) do
-            cands[kw] = true
-        end
-    else
-        names_of(base, cands, 0)
-    end
-    local out = {}
-    for name in pairs(cands) do
-        if str_sub(name, 1, #last) == last then
-            local ok, v = pcall(function() return base and base[name] end)
-            local suffix = ""
-            if ok and sep == ":" and type(v) ~= "function" then
-                suffix = nil
-            end
-            if suffix then
-                out[#out + 1] = prefix .. name
-            end
+    if self.complete_remote and not self.calls_local(text) then
+        local list = self.complete_remote(text)
+        if list then
+            return list
         end
     end
-    table.sort(out)
-    return out
+    return complete.candidates(text, self.env, { self.helpers, _G })
 end
 
 -- ---- the loop ---------------------------------------------------------------------
