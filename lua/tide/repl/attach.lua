@@ -312,6 +312,9 @@ function _M.install(S, o)
                 end
             end
             if got == 0 then
+                if S:interrupted() then
+                    break
+                end
                 fs.sleep_ms(20)
             end
         end
@@ -332,7 +335,7 @@ function _M.install(S, o)
         local deadline = now_ms() + TRACE_WAIT_MS
         local shown = 0
         while true do
-            local stop = now_ms() >= deadline
+            local stop = now_ms() >= deadline or S:interrupted()
             local r = check(c.inspect("trace_poll", { task = t,
                                                       stop = stop or nil }))
             for _, e in ipairs(wire.list(r.entries or {})) do

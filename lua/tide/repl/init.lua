@@ -7,6 +7,7 @@
 local pretty = require("tide.repl.pretty")
 local complete = require("tide.repl.complete")
 local ffi = require("ffi")
+local bit = require("bit")
 
 local type, pairs, ipairs, tostring, select = type, pairs, ipairs, tostring, select
 local setmetatable, setfenv, loadstring = setmetatable, setfenv, loadstring
@@ -140,6 +141,17 @@ function Session:eval(text, fn)
     return true
 end
 
+--- True once after Ctrl-C was pressed (interactive only): long helpers
+--- (tail with follow, tap, trace) stop then.
+function Session:interrupted()
+    local lp = self.sigloop
+    if not lp then
+        return false
+    end
+    local ev = lp:poll(0)
+    return bit.band(ev, require("tide.loop").STOP) ~= 0
+end
+
 --- Prints one error line (and counts it, for the exit code).
 function Session:error(msg)
     self.failed = self.failed + 1
@@ -213,6 +225,12 @@ local function loop(self, history)
     end
     self.interactive = tty
     if tty then
+        -- Ctrl-C stops a tail, tap or trace (Session:interrupted) instead
+        -- of the REPL; Ctrl-D leaves.
+        local lp = require("tide.loop").new()
+        if lp then
+            self.sigloop = lp
+        end
         self.out:write(self.banner or "tide repl: help() lists the helpers; "
                        .. "Ctrl-D leaves\n")
     end

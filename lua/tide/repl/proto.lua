@@ -281,7 +281,8 @@ function _M.install(S, o)
                 end
             end
             if got == 0 then
-                if not deadline or now_ms() >= deadline then
+                if not deadline or now_ms() >= deadline
+                    or S:interrupted() then
                     break
                 end
                 fs.sleep_ms(20)
