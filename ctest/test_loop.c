@@ -741,12 +741,14 @@ test_control_send_errors(void)
     ASSERT_EQ(tide_control_send(path, "x", reply, &len, -1, err,
                                 sizeof(err)), TIDE_EINVAL);
     {
-        static char  huge[5000];
+        /* One byte over the longest command. */
+        static char  huge[TIDE_CONTROL_LINE_MAX + 2];
 
         memset(huge, 'x', sizeof(huge) - 1);
         len = sizeof(reply);
         ASSERT_EQ(tide_control_send(path, huge, reply, &len, 10, err,
                                     sizeof(err)), TIDE_EINVAL);
+        ASSERT(strstr(err, "at most 1048576 bytes") != NULL);
     }
 
     /* A live job that does not answer in time: this process never runs
@@ -821,6 +823,72 @@ test_control_send_truncates(void)
     tmp_remove();
 }
 
+/* A client of another uid is refused at accept, root or not: the mode
+ * of the socket is opened up so that only the uid check keeps it out. It
+ * gets one line, and nothing it sends is queued. Needs root, to become
+ * 'nobody' (CI runs as root). */
+static void
+test_control_refuses_other_uid(void)
+{
+    static const char  want[] = "error: permission denied: this job runs "
+                                "as uid 0 (root); connect as that user\n";
+    tide_loop_t       *l;
+    char               path[128], err[256], reply[256], buf[64];
+    size_t             len;
+    pid_t              child;
+    int                status, i;
+
+    if (geteuid() != 0) {
+        printf("# skip test_control_refuses_other_uid: needs root\n");
+        return;
+    }
+    tmp_make();
+    ASSERT_OK(chmod(tmpdir, 0755));
+    snprintf(path, sizeof(path), "%s/control.sock", tmpdir);
+    l = control_open(path);
+    ASSERT_OK(chmod(path, 0666));
+    fflush(stdout);
+    fflush(stderr);
+    child = fork();
+    ASSERT(child >= 0);
+    if (child == 0) {
+        if (setgid(65534) != 0 || setuid(65534) != 0) {
+            _exit(3);
+        }
+        len = sizeof(reply);
+        if (tide_control_send(path, "reload", reply, &len, 10000, err,
+                              sizeof(err)) != TIDE_OK) {
+            fprintf(stderr, "child: %s\n", err);
+            _exit(1);
+        }
+        if (len != strlen(want) || memcmp(reply, want, len) != 0) {
+            fprintf(stderr, "child: reply '%.*s'\n", (int) len, reply);
+            _exit(2);
+        }
+        _exit(0);
+    }
+    /* Run the loop until the child is done, then a little more. */
+    while (waitpid(child, &status, WNOHANG) == 0) {
+        ASSERT_EQ(tide_loop_poll(l, 20) & TIDE_LOOP_COMMAND, 0);
+    }
+    ASSERT(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+    for (i = 0; i < 5; i++) {
+        ASSERT_EQ(tide_loop_poll(l, 20) & TIDE_LOOP_COMMAND, 0);
+    }
+    len = sizeof(buf);
+    ASSERT_EQ(tide_loop_pop_command(l, buf, &len), TIDE_EAGAIN);
+
+    /* Our own user is still served. */
+    child = client_fork(path, "reload", "ok\n");
+    ASSERT_EQ(poll_for(l, TIDE_LOOP_COMMAND), TIDE_LOOP_COMMAND);
+    command_pop(l, "reload");
+    ASSERT_OK(tide_loop_push_reply(l, "ok\n", 3));
+    child_wait(child);
+    tide_loop_free(l);
+    tmp_remove();
+}
+
 /* ---- Control clients that never finish a line ---------------------- */
 
 /* Runs loop 'l' until client 'fd' sees end-of-file (hang guard: 30 s),
@@ -858,6 +926,223 @@ client_waiting(int fd)
     ssize_t  n = recv(fd, &c, 1, MSG_DONTWAIT);
 
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* Waits for raw client 'fd''s command "reload", answers "ok\n", checks
+ * that the client reads just that, and closes 'fd'. */
+static void
+reload_answer(tide_loop_t *l, int fd)
+{
+    char  buf[64];
+
+    ASSERT_EQ(poll_for(l, TIDE_LOOP_COMMAND), TIDE_LOOP_COMMAND);
+    command_pop(l, "reload");
+    ASSERT_OK(tide_loop_push_reply(l, "ok\n", 3));
+    ASSERT_EQ(client_read_to_eof(l, fd, buf, sizeof(buf)), 3);
+    ASSERT_OK(strcmp(buf, "ok\n"));
+    ASSERT_OK(close(fd));
+}
+
+/* ---- Long commands and replies --------------------------------------- */
+
+/* A command of 900 KiB arrives whole, through tide_control_send, and a
+ * reply of 3 MiB goes back whole: the reply's write goes on as long as
+ * the client reads. */
+static void
+test_control_long_command_and_reply(void)
+{
+    static const size_t  cmd_len = 900 * 1024, reply_len = 3 * 1024 * 1024;
+    tide_loop_t         *l;
+    char                 path[128], err[256], *cmd, *buf, *reply;
+    size_t               len, i;
+    pid_t                child;
+    int                  status;
+
+    cmd = malloc(cmd_len + 1);
+    reply = malloc(reply_len);
+    buf = malloc(cmd_len);
+    ASSERT(cmd != NULL && reply != NULL && buf != NULL);
+    for (i = 0; i < cmd_len; i++) {
+        cmd[i] = (char) ('a' + i % 26);
+    }
+    cmd[cmd_len] = '\0';
+    for (i = 0; i < reply_len; i++) {
+        reply[i] = (char) (i % 251);
+    }
+    tmp_make();
+    snprintf(path, sizeof(path), "%s/control.sock", tmpdir);
+    l = control_open(path);
+    fflush(stdout);
+    fflush(stderr);
+    child = fork();
+    ASSERT(child >= 0);
+    if (child == 0) {
+        /* One byte more than the reply: a cut would show. */
+        char  *got = malloc(reply_len + 1);
+
+        len = reply_len + 1;
+        if (got == NULL || tide_control_send(path, cmd, got, &len, 30000,
+                                             err, sizeof(err)) != TIDE_OK) {
+            fprintf(stderr, "child: %s\n", err);
+            _exit(1);
+        }
+        _exit(len == reply_len && memcmp(got, reply, len) == 0 ? 0 : 2);
+    }
+    ASSERT_EQ(poll_for(l, TIDE_LOOP_COMMAND), TIDE_LOOP_COMMAND);
+    len = 4096;
+    ASSERT_EQ(tide_loop_pop_command(l, buf, &len), TIDE_ENOBUFS);
+    ASSERT_EQ(len, cmd_len);
+    ASSERT_OK(tide_loop_pop_command(l, buf, &len));
+    ASSERT_EQ(len, cmd_len);
+    ASSERT_OK(memcmp(buf, cmd, cmd_len));
+    ASSERT_OK(tide_loop_push_reply(l, reply, reply_len));
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+
+    /* A client that reads slowly, 64 KiB every 20 ms, gets it whole too:
+     * only a client that reads nothing for a second is cut. */
+    child = fork();
+    ASSERT(child >= 0);
+    if (child == 0) {
+        struct timespec  pause = { 0, 20 * 1000000 };
+        char             chunk[65536];
+        size_t           got = 0;
+        ssize_t          n;
+        int              fd = client_connect(path);
+
+        (void) fcntl(fd, F_SETFL, 0);           /* blocking reads */
+        if (send(fd, "slow\n", 5, MSG_NOSIGNAL) != 5) {
+            _exit(1);
+        }
+        for (;;) {
+            nanosleep(&pause, NULL);
+            n = recv(fd, chunk, sizeof(chunk), 0);
+            if (n <= 0) {
+                break;
+            }
+            if (memcmp(chunk, reply + got, (size_t) n) != 0) {
+                _exit(2);
+            }
+            got += (size_t) n;
+        }
+        _exit(n == 0 && got == reply_len ? 0 : 3);
+    }
+    ASSERT_EQ(poll_for(l, TIDE_LOOP_COMMAND), TIDE_LOOP_COMMAND);
+    command_pop(l, "slow");
+    ASSERT_OK(tide_loop_push_reply(l, reply, reply_len));
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+    tide_loop_free(l);
+    tmp_remove();
+    free(cmd);
+    free(reply);
+    free(buf);
+}
+
+/* Sends 'len' bytes on non-blocking client 'fd' while running loop 'l'
+ * (which reads them); stops early when the loop closes the client. */
+static void
+client_send_all(tide_loop_t *l, int fd, const char *data, size_t len)
+{
+    int64_t  deadline = mono() + 30000;
+    ssize_t  n;
+
+    while (len > 0) {
+        n = send(fd, data, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            data += n;
+            len -= (size_t) n;
+            continue;
+        }
+        if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+            return;
+        }
+        ASSERT(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+        ASSERT(tide_loop_poll(l, 1) >= 0);
+        ASSERT(mono() < deadline);
+    }
+}
+
+/* A command of TIDE_CONTROL_LINE_MAX bytes is taken; one byte more gets
+ * one error line, and nothing is queued. */
+static void
+test_control_line_max(void)
+{
+    static const char  want[] = "error: command longer than 1048576 bytes\n";
+    tide_loop_t       *l;
+    char               path[128], *line, *buf, got[256];
+    size_t             len;
+    int                fd;
+
+    line = malloc(TIDE_CONTROL_LINE_MAX + 2);
+    buf = malloc(TIDE_CONTROL_LINE_MAX);
+    ASSERT(line != NULL && buf != NULL);
+    memset(line, 'x', TIDE_CONTROL_LINE_MAX + 1);
+    tmp_make();
+    snprintf(path, sizeof(path), "%s/control.sock", tmpdir);
+    l = control_open(path);
+
+    /* The longest: taken whole. */
+    line[TIDE_CONTROL_LINE_MAX] = '\n';
+    fd = client_connect(path);
+    client_send_all(l, fd, line, TIDE_CONTROL_LINE_MAX + 1);
+    ASSERT_EQ(poll_for(l, TIDE_LOOP_COMMAND), TIDE_LOOP_COMMAND);
+    len = TIDE_CONTROL_LINE_MAX;
+    ASSERT_OK(tide_loop_pop_command(l, buf, &len));
+    ASSERT_EQ(len, TIDE_CONTROL_LINE_MAX);
+    ASSERT_OK(memcmp(buf, line, len));
+    ASSERT_OK(tide_loop_push_reply(l, "ok\n", 3));
+    ASSERT_EQ(client_read_to_eof(l, fd, got, sizeof(got)), 3);
+    ASSERT_OK(close(fd));
+
+    /* One byte more. */
+    line[TIDE_CONTROL_LINE_MAX] = 'x';
+    line[TIDE_CONTROL_LINE_MAX + 1] = '\n';
+    fd = client_connect(path);
+    client_send_all(l, fd, line, TIDE_CONTROL_LINE_MAX + 2);
+    client_read_to_eof(l, fd, got, sizeof(got));
+    ASSERT_OK(strcmp(got, want));
+    ASSERT_OK(close(fd));
+    len = TIDE_CONTROL_LINE_MAX;
+    ASSERT_EQ(tide_loop_pop_command(l, buf, &len), TIDE_EAGAIN);
+
+    tide_loop_free(l);
+    tmp_remove();
+    free(line);
+    free(buf);
+}
+
+/* A client that sends its line slowly, in parts less than 5 s apart but
+ * more than 5 s in all, is not cut: each byte restarts its deadline. */
+static void
+test_control_slow_line(void)
+{
+    static const char  *parts[] = { "rel", "oa", "d\n" };
+    tide_loop_t        *l;
+    char                path[128];
+    int64_t             until;
+    int                 fd, i;
+
+    tmp_make();
+    snprintf(path, sizeof(path), "%s/control.sock", tmpdir);
+    l = control_open(path);
+    fd = client_connect(path);
+    for (i = 0; i < 3; i++) {
+        if (i > 0) {
+            until = mono() + 3000;
+            while (mono() < until) {
+                ASSERT_EQ(tide_loop_poll(l, 50), 0);
+            }
+            ASSERT(client_waiting(fd));
+        }
+        ASSERT_EQ(send(fd, parts[i], strlen(parts[i]), MSG_NOSIGNAL),
+                  strlen(parts[i]));
+    }
+    reload_answer(l, fd);
+    tide_loop_free(l);
+    tmp_remove();
 }
 
 /* Beyond 16 open clients, a new one gets one line and is closed; the 16
@@ -963,7 +1248,7 @@ test_control_survives_emfile(void)
 {
     struct rlimit   saved, low;
     tide_loop_t    *l;
-    char            path[128], logpath[128], buf[256];
+    char            path[128], logpath[128];
     static int      fill[1024];
     int             fd, errfd, saved_err, nfill = 0, i;
 
@@ -1014,11 +1299,7 @@ test_control_survives_emfile(void)
     ASSERT_OK(close(saved_err));
     ASSERT_EQ(file_count(logpath, "Too many open files"), 1);
 
-    ASSERT_EQ(poll_for(l, TIDE_LOOP_COMMAND), TIDE_LOOP_COMMAND);
-    command_pop(l, "reload");
-    ASSERT_OK(tide_loop_push_reply(l, "ok\n", 3));
-    ASSERT_EQ(client_read_to_eof(l, fd, buf, sizeof(buf)), 3);
-    ASSERT_OK(close(fd));
+    reload_answer(l, fd);
     tide_loop_free(l);
     tmp_remove();
 }
@@ -1086,8 +1367,12 @@ main(void)
     RUN(test_control_drops_early_clients);
     RUN(test_control_send_errors);
     RUN(test_control_send_truncates);
+    RUN(test_control_refuses_other_uid);
     RUN(test_control_caps_clients);
     RUN(test_control_times_out_idle_clients);
+    RUN(test_control_long_command_and_reply);
+    RUN(test_control_line_max);
+    RUN(test_control_slow_line);
     RUN(test_control_survives_emfile);
     RUN(test_many_loops_with_control);
     RUN(test_clocks);

@@ -341,15 +341,33 @@ int tide_loop_poll(tide_loop_t *l, int timeout_ms);
  * (no permission, out of inotify watches, ...). */
 int tide_loop_set_watch(tide_loop_t *l, const char *dir);
 
+/* The longest control command, in bytes, without its '\n' (1 MiB: a
+ * REPL sends code chunks and saved jobs as one JSON line). */
+enum {
+    TIDE_CONTROL_LINE_MAX = 1048576
+};
+
 /* Serves control clients on a Unix stream socket made at 'path', mode
- * 0600, so that only this user (and root) can connect. A socket file
+ * 0600. Only this process's user (its effective uid) may send commands:
+ * each client's uid is checked at accept (SO_PEERCRED), root included,
+ * in case the file's mode was changed. A client of another user gets one
+ * line, "error: permission denied: this job runs as uid N (NAME);
+ * connect as that user" (without " (NAME)" when the name is unknown), is
+ * closed once its line ends (or after 5 s), nothing it sends is queued,
+ * and one warning naming its uid and pid goes to stderr. A socket file
  * already at 'path' is removed first only when nothing answers on it;
  * when a live process answers the call fails with TIDE_EBUSY and 'err'
  * "another process serves PATH". A client sends one command line of at
- * most 4095 bytes ending in '\n'; each complete line queues the client
- * and raises TIDE_LOOP_COMMAND (one bit may stand for several commands:
- * pop until TIDE_EAGAIN). A client that disconnects, or sends 4 KiB
- * without a '\n', before its line is complete is dropped silently.
+ * most TIDE_CONTROL_LINE_MAX bytes ending in '\n'; each complete line
+ * queues the client and raises TIDE_LOOP_COMMAND (one bit may stand for
+ * several commands: pop until TIDE_EAGAIN). The loop owns each client's
+ * line buffer: it starts at 4 KiB and grows as the line arrives. A
+ * longer line gets "error: command longer than 1048576 bytes" and the
+ * client is closed once its line ends (or after 5 s). A client that disconnects before its line is
+ * complete is dropped silently; one that sends nothing for 5 s before
+ * its line is complete gets a line starting "timeout: " and is closed
+ * (every byte that arrives restarts the 5 s). At most 16 clients are
+ * open at once; one more gets "busy: too many control clients".
  * 'path' is borrowed for the call; 'err' (may be NULL) receives a
  * message on failure and "" on success. A loop serves one socket:
  * tide_loop_free closes it and removes the file it made (unless another
@@ -362,39 +380,48 @@ int tide_loop_set_control(tide_loop_t *l, const char *path, char *err,
 
 /* Takes the oldest queued command, copies it without its '\n' into 'buf'
  * and makes its client the current one, to be answered by
- * tide_loop_push_reply. On entry *len is the capacity of 'buf'. Returns
- * TIDE_OK with *len set to the command's size; TIDE_EAGAIN when no
- * command is queued (*len set to 0); TIDE_ENOBUFS with *len set to the
- * size needed, the command staying queued; TIDE_EINVAL when 'l' or 'len'
- * is NULL, or 'buf' is NULL with *len > 0. A current client that has not
- * been answered yet is disconnected without a reply when the next
- * command is taken. Does not keep 'buf'. */
+ * tide_loop_push_reply. On entry *len is the capacity of 'buf' (a
+ * command is at most TIDE_CONTROL_LINE_MAX bytes). Returns TIDE_OK with
+ * *len set to the command's size; TIDE_EAGAIN when no command is queued
+ * (*len set to 0); TIDE_ENOBUFS with *len set to the size needed, the
+ * command staying queued; TIDE_EINVAL when 'l' or 'len' is NULL, or
+ * 'buf' is NULL with *len > 0. A current client that has not been
+ * answered yet is disconnected without a reply when the next command is
+ * taken. Does not keep 'buf'. */
 int tide_loop_pop_command(tide_loop_t *l, char *buf, size_t *len);
 
 /* Writes 'len' bytes of 'text' to the current client, then disconnects
- * it; the client sees the reply followed by end-of-file. The write waits
- * at most about a second for a client that does not read; a client that
- * has gone away is dropped silently (still TIDE_OK). 'text' is borrowed
- * for the call and may be NULL when 'len' is 0. Returns TIDE_OK, or
- * TIDE_EINVAL when 'l' is NULL, 'text' is NULL with len > 0, or there is
- * no current client (nothing popped, or already answered). */
+ * it; the client sees the reply followed by end-of-file. The call
+ * returns once the whole reply is written (a long one takes as long as
+ * the client takes to read it) or the client has read nothing for about
+ * a second (the reply is cut); a client that has gone away is dropped
+ * silently (still TIDE_OK). 'text' is borrowed for the call and may be
+ * NULL when 'len' is 0. Returns TIDE_OK, or TIDE_EINVAL when 'l' is
+ * NULL, 'text' is NULL with len > 0, or there is no current client
+ * (nothing popped, or already answered). */
 int tide_loop_push_reply(tide_loop_t *l, const char *text, size_t len);
 
 /* The client side: connects to the control socket at 'path', sends 'cmd'
  * followed by '\n', and reads the reply until the job disconnects. The
- * whole exchange takes at most 'timeout_ms' milliseconds. On entry *len
- * is the capacity of 'reply'; on return it holds the number of bytes
- * stored (0 on failure). A longer reply is cut to the capacity: the
- * command has run, so it cannot be asked for again. 'path' and 'cmd' are
- * borrowed; 'err' (may be NULL) receives a message on failure and "" on
+ * whole exchange (connect, send, reply) takes at most 'timeout_ms'
+ * milliseconds. On entry *len is the capacity of 'reply' (the caller
+ * owns it; it is written up to that many bytes); on return *len holds
+ * the number of bytes stored (0 on failure). A longer reply is read to
+ * its end and cut to the capacity, and *len is the capacity: the command
+ * has run, so it cannot be asked for again; a caller that must know
+ * passes one byte more than it wants. 'path' and 'cmd' are borrowed for
+ * the call; 'err' (may be NULL) receives a message on failure and "" on
  * success. Returns TIDE_OK; TIDE_ENOENT when the socket file is missing
  * or nothing answers on it, with 'err' "no job is listening on PATH (is
  * it running?)"; TIDE_EAGAIN when no complete reply came within
- * 'timeout_ms'; TIDE_EIO with 'err' "permission denied on PATH: the job
- * runs as another user" when the socket is not ours, or for another
- * failure; TIDE_EINVAL ('path' NULL, empty or longer than 107 bytes;
- * 'cmd' NULL, longer than 4095 bytes or holding a '\n'; 'len' NULL;
- * 'reply' NULL with *len > 0; 'timeout_ms' negative). */
+ * 'timeout_ms'; TIDE_EIO with 'err' "permission denied on control socket
+ * PATH: the job runs as another user; run this as the job's user" when
+ * connect() fails with EACCES or EPERM (the socket is not ours), or for
+ * another failure; TIDE_EINVAL ('path' NULL, empty or longer than 107
+ * bytes; 'cmd' NULL, longer than TIDE_CONTROL_LINE_MAX bytes or holding
+ * a '\n'; 'len' NULL; 'reply' NULL with *len > 0; 'timeout_ms'
+ * negative). A job that refuses this user (SO_PEERCRED) answers with a
+ * line starting "error: permission denied: ", returned as the reply. */
 int tide_control_send(const char *path, const char *cmd, char *reply,
                       size_t *len, int timeout_ms, char *err, size_t errlen);
 

@@ -33,8 +33,12 @@ local ploop = ffi_new("tide_loop_t *[1]")     -- reused out-param
 local pid   = ffi_new("int[1]")
 local TIME_MONO, TIME_REAL = lib.TIDE_TIME_MONO, lib.TIDE_TIME_REAL
 local MAX_TIMEOUT = 2147483647
-local MAX_COMMAND = 4095                      -- bytes, without the '\n'
-local REPLY_MAX = 65536                       -- longer replies are cut
+local MAX_COMMAND = tonumber(lib.TIDE_CONTROL_LINE_MAX) -- without the '\n'
+local REPLY_MAX = 4 * 1024 * 1024             -- send()'s default reply limit
+-- send()'s reply buffer: owned here, grown to the largest limit asked for
+-- (plus one byte, to tell a reply of exactly the limit from a longer one)
+-- and kept for the next call. Each reply is copied out with ffi.string.
+local reply_buf, reply_cap = nil, 0
 
 --- Returns a monotonic time in milliseconds (from an arbitrary point), for
 --- intervals and deadlines.
@@ -107,13 +111,18 @@ end
 
 --- Serves control clients on a Unix socket made at `path` (mode 0600).
 --- A stale socket file there is replaced; one a live process serves is
---- not (code EBUSY). Each line a client sends raises COMMAND; take it
---- with pop_command() and answer with reply(). The file is removed when
---- the loop is closed. A loop serves one socket. At most 16 clients are
---- open at once (one more gets "busy: too many control clients" and is
---- closed); a client without a complete line after 5 s gets "timeout: ..."
---- and is closed; a failed accept (say EMFILE) is logged once to stderr
---- and retried every second, while the job goes on.
+--- not (code EBUSY). Each line a client sends (at most 1 MiB) raises
+--- COMMAND; take it with pop_command() and answer with reply(). The file
+--- is removed when the loop is closed. A loop serves one socket. Only
+--- this process's user may send commands (checked by uid, root included):
+--- another gets "error: permission denied: this job runs as uid N
+--- (NAME); connect as that user" and a warning goes to stderr. At most 16
+--- clients are open at once (one more gets "busy: too many control
+--- clients" and is closed); a longer line gets "error: command longer
+--- than 1048576 bytes"; a client that sends nothing for 5 s before its
+--- line ends gets "timeout: ..." and is closed; a failed accept (say
+--- EMFILE) is logged once to stderr and retried every second, while the
+--- job goes on.
 ---@param path string
 ---@return true|nil ok, string|nil err, integer|nil code
 function Loop:control(path)
@@ -146,7 +155,7 @@ function Loop:pop_command()
     local len = get_size_ptr()
     len[0] = cap
     local rc = lib.tide_loop_pop_command(cdata, buf, len)
-    if rc == ENOBUFS then                     -- cannot happen below 4 KiB
+    if rc == ENOBUFS then                     -- a long one (up to 1 MiB)
         buf = get_string_buf(tonumber(len[0]))
         rc = lib.tide_loop_pop_command(cdata, buf, len)
     end
@@ -178,22 +187,30 @@ function Loop:reply(text)
     return true
 end
 
---- Sends command line `cmd` to the job serving the control socket at
---- `path` and returns its reply (cut at 64 KiB). Fails with code ENOENT
---- when no job listens there, EAGAIN when no reply came within
---- `timeout_ms` (default 5000), EIO when the socket belongs to another
---- user or the exchange failed.
+--- Sends command line `cmd` (at most 1 MiB, no newline) to the job
+--- serving the control socket at `path` and returns its whole reply. The
+--- exchange (connect, send, reply) takes at most `timeout_ms` (default
+--- 5000; an evaluation the job stops after its own time limit needs more,
+--- say 35000). Fails with code ENOENT when no job listens there, EAGAIN
+--- when no reply came within `timeout_ms`, ENOBUFS when the reply is
+--- longer than `max_reply` bytes (default 4 MiB; the command has run),
+--- EIO when the socket belongs to another user ("permission denied on
+--- control socket PATH: ...") or the exchange failed. A job that refuses
+--- this user by its uid answers "error: permission denied: ...", which
+--- is returned as the reply. `cmd` is not kept; the reply is a copy.
 ---@param path string
 ---@param cmd string
 ---@param timeout_ms integer|nil
+---@param max_reply integer|nil
 ---@return string|nil reply, string|nil err, integer|nil code
-function _M.send(path, cmd, timeout_ms)
+function _M.send(path, cmd, timeout_ms, max_reply)
     if type(path) ~= "string" then
         error("bad socket path: string expected", 2)
     end
     if type(cmd) ~= "string" or #cmd > MAX_COMMAND or cmd:find("\n", 1, true)
        or cmd:find("\0", 1, true) then
-        error("bad command: one line of at most 4095 bytes expected", 2)
+        error("bad command: one line of at most " .. MAX_COMMAND
+              .. " bytes expected", 2)
     end
     if timeout_ms == nil then
         timeout_ms = 5000
@@ -201,16 +218,30 @@ function _M.send(path, cmd, timeout_ms)
            or timeout_ms > MAX_TIMEOUT then
         error("bad timeout: milliseconds >= 0 expected", 2)
     end
-    local buf = get_string_buf(REPLY_MAX)
+    if max_reply == nil then
+        max_reply = REPLY_MAX
+    elseif not base.is_int(max_reply) or max_reply < 0
+           or max_reply > 1073741824 then
+        error("bad reply limit: bytes from 0 to 1 GiB expected", 2)
+    end
+    if reply_cap < max_reply + 1 then
+        reply_buf = nil                        -- let the old one go first
+        reply_buf = ffi_new("char[?]", max_reply + 1)
+        reply_cap = max_reply + 1
+    end
     local len = get_size_ptr()
-    len[0] = REPLY_MAX
+    len[0] = max_reply + 1
     local err, errlen = get_errbuf()
-    local rc = lib.tide_control_send(path, cmd, buf, len, math_ceil(timeout_ms),
-                                     err, errlen)
+    local rc = lib.tide_control_send(path, cmd, reply_buf, len,
+                                     math_ceil(timeout_ms), err, errlen)
     if rc ~= OK then
         return nil, errbuf_msg(rc), rc
     end
-    return ffi_string(buf, len[0])
+    if tonumber(len[0]) > max_reply then
+        return nil, "the reply from " .. path .. " is longer than "
+                    .. max_reply .. " bytes", ENOBUFS
+    end
+    return ffi_string(reply_buf, len[0])
 end
 
 --- Watches descriptor `fd` (the caller keeps it open and owns it): while

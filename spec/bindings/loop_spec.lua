@@ -478,6 +478,50 @@ return tostring(code) .. " " .. tostring(err)]], dir .. "/closed/inner"))
             l:close()
         end)
 
+        it("returns a reply of 3 MiB whole, to a command of 900 KiB",
+           function()
+            local l = assert(loop.new())
+            assert.is_true(l:control(path))
+            local cmd = string.rep("0123456789", 92160)   -- 900 KiB
+            local t = {}
+            for i = 1, 3 * 1024 do
+                t[i] = string.char(i % 256):rep(1023) .. "\0"
+            end
+            local reply = table.concat(t)                 -- 3 MiB
+            local wait = spawn(string.format([[
+local r, err, code = loop.send(%q, string.rep("0123456789", 92160), 30000)
+return r and ("OK " .. r) or ("ERR " .. code .. " " .. err)]], path))
+            assert.equals(loop.COMMAND, poll_for(l, loop.COMMAND))
+            assert.equals(cmd, l:pop_command())
+            assert.is_true(l:reply(reply))
+            local got = wait()
+            assert.equals(#reply + 3, #got)
+            assert.is_true("OK " .. reply == got)
+            l:close()
+        end)
+
+        it("returns ENOBUFS for a reply longer than max_reply", function()
+            local l = assert(loop.new())
+            assert.is_true(l:control(path))
+            local wait = spawn(string.format([[
+local r, err, code = loop.send(%q, "big", 15000, 10)
+return r and ("OK " .. r) or ("ERR " .. code .. " " .. err)]], path))
+            assert.equals(loop.COMMAND, poll_for(l, loop.COMMAND))
+            assert.equals("big", l:pop_command())
+            assert.is_true(l:reply("0123456789A"))
+            assert.equals("ERR " .. base.ENOBUFS .. " the reply from " .. path
+                          .. " is longer than 10 bytes", wait())
+            -- Exactly the limit is whole.
+            wait = spawn(string.format([[
+local r, err, code = loop.send(%q, "big", 15000, 10)
+return r and ("OK " .. r) or ("ERR " .. code .. " " .. err)]], path))
+            assert.equals(loop.COMMAND, poll_for(l, loop.COMMAND))
+            assert.equals("big", l:pop_command())
+            assert.is_true(l:reply("0123456789"))
+            assert.equals("OK 0123456789", wait())
+            l:close()
+        end)
+
         it("returns EIO for another user's socket", function()
             local l = assert(loop.new())
             assert.is_true(l:control(path))
@@ -491,7 +535,9 @@ ffi.cdef("int setuid(unsigned int uid); unsigned int geteuid(void);")
 if %s then assert(ffi.C.setuid(65534) == 0) end
 ]], tostring(as_root)) .. send_body(path, "reload"))
             assert.equals("ERR " .. base.EIO .. " permission denied on "
-                          .. path .. ": the job runs as another user", wait())
+                          .. "control socket " .. path .. ": the job runs as "
+                          .. "another user; run this as the job's user",
+                          wait())
             l:close()
         end)
 
@@ -500,7 +546,11 @@ if %s then assert(ffi.C.setuid(65534) == 0) end
                              "bad socket path: string expected")
             assert.has_error(function() loop.send(path, "a\nb") end)
             assert.has_error(function() loop.send(path, "a\0b") end)
-            assert.has_error(function() loop.send(path, ("x"):rep(4096)) end)
+            assert.has_error(function()
+                loop.send(path, ("x"):rep(1048577))
+            end, "bad command: one line of at most 1048576 bytes expected")
+            assert.has_error(function() loop.send(path, "x", 10, -1) end,
+                             "bad reply limit: bytes from 0 to 1 GiB expected")
             assert.has_error(function() loop.send(path, "x", -1) end,
                              "bad timeout: milliseconds >= 0 expected")
         end)

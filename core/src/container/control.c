@@ -18,9 +18,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The longest command line, its '\n' included (as in loop.c). */
-#define LINE_MAX_BYTES 4096
-
 static int64_t
 now_ms(void)
 {
@@ -73,8 +70,9 @@ connect_error(int e, const char *path, char *err, size_t errlen)
         return TIDE_ENOENT;
     case EACCES:
     case EPERM:
-        tide__set_err(err, errlen, 0, "permission denied on %s: the job runs "
-                      "as another user", path);
+        tide__set_err(err, errlen, 0, "permission denied on control socket "
+                      "%s: the job runs as another user; run this as the "
+                      "job's user", path);
         return TIDE_EIO;
     default:
         tide__set_err(err, errlen, 0, "cannot connect to %s: %s", path,
@@ -88,12 +86,11 @@ tide_control_send(const char *path, const char *cmd, char *reply,
                   size_t *len, int timeout_ms, char *err, size_t errlen)
 {
     struct sockaddr_un  sa;
-    char                line[LINE_MAX_BYTES];
     size_t              cap, got = 0, n, sent;
     ssize_t             r;
     int64_t             deadline;
     char                sink[512];
-    int                 fd, rc, e, ready;
+    int                 fd, rc, e, ready, send_err = 0;
 
     tide__set_err(err, errlen, 0, "%s", "");
     if (len == NULL) {
@@ -111,10 +108,10 @@ tide_control_send(const char *path, const char *cmd, char *reply,
         return TIDE_EINVAL;
     }
     if (cmd == NULL || strchr(cmd, '\n') != NULL
-        || strlen(cmd) >= sizeof(line))
+        || strlen(cmd) > (size_t) TIDE_CONTROL_LINE_MAX)
     {
         tide__set_err(err, errlen, 0, "bad command: one line of at most %d "
-                      "bytes expected", LINE_MAX_BYTES - 1);
+                      "bytes expected", (int) TIDE_CONTROL_LINE_MAX);
         return TIDE_EINVAL;
     }
     if ((reply == NULL && cap > 0) || timeout_ms < 0) {
@@ -126,9 +123,7 @@ tide_control_send(const char *path, const char *cmd, char *reply,
     memset(&sa, 0, sizeof(sa));
     sa.sun_family = AF_UNIX;
     memcpy(sa.sun_path, path, strlen(path) + 1);
-    n = strlen(cmd);
-    memcpy(line, cmd, n);
-    line[n++] = '\n';
+    n = strlen(cmd) + 1;        /* 'cmd', then its '\n' */
 
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
@@ -162,8 +157,14 @@ tide_control_send(const char *path, const char *cmd, char *reply,
         return connect_error(e, path, err, errlen);
     }
 
+    /* The command goes straight from 'cmd' (up to 1 MiB, not copied);
+     * its '\n' goes last, on its own. */
     for (sent = 0; sent < n; ) {
-        r = send(fd, line + sent, n - sent, MSG_NOSIGNAL);
+        if (sent < n - 1) {
+            r = send(fd, cmd + sent, n - 1 - sent, MSG_NOSIGNAL);
+        } else {
+            r = send(fd, "\n", 1, MSG_NOSIGNAL);
+        }
         if (r >= 0) {
             sent += (size_t) r;
             continue;
@@ -184,6 +185,12 @@ tide_control_send(const char *path, const char *cmd, char *reply,
             }
         }
         e = errno;
+        if (e == EPIPE || e == ECONNRESET) {
+            /* The job closed before taking the whole line: it may have
+             * said why first ("busy: ...", "error: ..."); read that. */
+            send_err = e;
+            break;
+        }
         close(fd);
         tide__set_err(err, errlen, 0, "cannot send to %s: %s", path,
                       strerror(e));
@@ -223,12 +230,23 @@ tide_control_send(const char *path, const char *cmd, char *reply,
             }
         }
         e = errno;
+        if (e == ECONNRESET && got > 0) {
+            break;      /* closed after its answer, with our bytes unread */
+        }
         close(fd);
-        tide__set_err(err, errlen, 0, "cannot read the reply from %s: %s",
-                      path, strerror(e));
+        if (send_err != 0) {
+            e = send_err;
+        }
+        tide__set_err(err, errlen, 0, "cannot %s %s: %s", send_err != 0
+                      ? "send to" : "read the reply from", path, strerror(e));
         return TIDE_EIO;
     }
     close(fd);
+    if (send_err != 0 && got == 0) {
+        tide__set_err(err, errlen, 0, "cannot send to %s: %s", path,
+                      strerror(send_err));
+        return TIDE_EIO;
+    }
     *len = got;
     return TIDE_OK;
 }

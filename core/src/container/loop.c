@@ -9,10 +9,17 @@
  *
  * The control socket must never hurt processing (issue 10, D9): at most
  * CLIENTS_MAX clients are open at once (one more is told "busy" and
- * closed), a client that has not sent its line within IDLE_MS is told so
- * and closed, and a failed accept (EMFILE, ENFILE ...) is reported once
- * with the system's words, then retried after BACKOFF_MS while the job
- * goes on. 300 idle clients once took every descriptor of a job.
+ * closed), a client that sends nothing for IDLE_MS before its line is
+ * complete is told so and closed, and a failed accept (EMFILE, ENFILE
+ * ...) is reported once with the system's words, then retried after
+ * BACKOFF_MS while the job goes on. 300 idle clients once took every
+ * descriptor of a job.
+ *
+ * Only the job's own user may send commands (issue 12): the socket file
+ * is mode 0600, and each client's uid is checked with SO_PEERCRED at
+ * accept, in case the file's mode or its folder let someone else in.
+ * Root is not exempt. A refused client gets one line and nothing it
+ * sends is queued.
  */
 #include "tide.h"
 #include "log/log.h"
@@ -20,6 +27,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -32,14 +40,19 @@
 
 #include <uv.h>
 
-/* The longest command line, its '\n' included. */
-#define LINE_MAX_BYTES 4096
+/* A client's line buffer starts this big and doubles on demand up to
+ * TIDE_CONTROL_LINE_MAX + 1 bytes (room to see the '\n' of the longest
+ * command). */
+#define LINE_START_BYTES 4096
 
 /* Control clients open at once: a person or two, and scripts. Each holds
  * one descriptor and a line buffer. */
 #define CLIENTS_MAX 16
 
-/* How long a client may take to send its line, from its accept. */
+/* How long a client may send nothing before its line is complete: the
+ * deadline restarts whenever bytes arrive, so that a long line over a
+ * slow pipe is not cut. A client that was told it is refused or its line
+ * is too long gets IDLE_MS in all to end its line or leave. */
 #define IDLE_MS 5000
 
 /* The pause before accepting again after a failed accept. */
@@ -58,8 +71,8 @@ enum {
 
 /* A connected control client. It is on the loop's list of clients from
  * accept until its handle is closed, and on the queue of commands between
- * its complete line and tide_loop_pop_command. The loop owns it; the
- * close callback frees it. */
+ * its complete line and tide_loop_pop_command. The loop owns it and its
+ * line buffer; the close callback frees both. */
 typedef struct client_s  client_t;
 
 struct client_s {
@@ -67,10 +80,14 @@ struct client_s {
     tide_loop_t  *l;
     client_t     *prev, *next;   /* the loop's list of open clients */
     client_t     *qnext;         /* the queue of complete commands */
-    uint64_t      deadline;      /* uv_now() by which the line must end */
+    uint64_t      deadline;      /* uv_now() by which it must send more */
+    char         *line;          /* malloc'ed, 'cap' bytes, or NULL */
+    size_t        cap;
     size_t        len;           /* bytes in 'line' */
     int           done;          /* the line is complete; reading stopped */
-    char          line[LINE_MAX_BYTES];
+    int           told;          /* answered already (refused, too long):
+                                    its bytes are dropped until its '\n',
+                                    then it is closed */
 };
 
 /* A descriptor of tide_loop_watch_fd. The poll handle comes first: the
@@ -105,6 +122,9 @@ struct tide_loop_s {
     client_t        *qhead;      /* the oldest queued command */
     client_t        *qtail;
     client_t        *current;    /* popped, waiting for its reply */
+    char            *refusal;    /* the line for a client of another uid
+                                    (malloc'ed with ctl_path) */
+    char             sink[4096]; /* where told clients' bytes are read */
     fdwatch_t       *fds;        /* tide_loop_watch_fd's watches */
     int              fd_ids;     /* the last id given */
     uv_signal_t     *child;      /* the SIGCHLD watch, or NULL */
@@ -167,6 +187,7 @@ on_client_close(uv_handle_t *h)
     tide_loop_t  *l = c->l;
 
     l->nopen--;
+    free(c->line);
     free(c);
 }
 
@@ -197,12 +218,55 @@ client_close(client_t *c)
 static void
 on_client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    client_t  *c = h->data;
+    client_t     *c = h->data;
+    tide_loop_t  *l = c->l;
+    size_t        cap;
+    char         *line;
 
     (void) suggested;
-    /* Read straight into the line: nothing past its end can arrive. */
-    *buf = uv_buf_init(c->line + c->len,
-                       (unsigned int) (sizeof(c->line) - c->len));
+    if (c->told) {
+        /* Dropped: read into the loop's sink, which libuv hands straight
+         * to on_client_read before it asks again. */
+        *buf = uv_buf_init(l->sink, sizeof(l->sink));
+        return;
+    }
+    if (c->len == c->cap) {
+        /* Grow: a line may hold TIDE_CONTROL_LINE_MAX bytes and its
+         * '\n'. Nothing past that is read into it (on_client_read tells
+         * the client its line is too long once it is full). */
+        cap = c->cap == 0 ? LINE_START_BYTES : c->cap * 2;
+        if (cap > (size_t) TIDE_CONTROL_LINE_MAX + 1) {
+            cap = (size_t) TIDE_CONTROL_LINE_MAX + 1;
+        }
+        line = realloc(c->line, cap);
+        if (line == NULL) {
+            *buf = uv_buf_init(NULL, 0);    /* libuv reports UV_ENOBUFS */
+            return;
+        }
+        c->line = line;
+        c->cap = cap;
+    }
+    *buf = uv_buf_init(c->line + c->len, (unsigned int) (c->cap - c->len));
+}
+
+/* Sends 'text' to client 'c' (that gets nothing else), and from now on
+ * drops what it sends until its line ends; then it is closed. It has
+ * IDLE_MS from now to end its line or leave. Reading on past the line
+ * (rather than closing at once) spares the client an EPIPE on the rest of
+ * its line, or an ECONNRESET instead of our text. */
+static void
+client_tell_drop(client_t *c, const char *text)
+{
+    uv_os_fd_t  fd;
+
+    if (uv_fileno((uv_handle_t *) &c->pipe, &fd) == 0) {
+        (void) send(fd, text, strlen(text), MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    c->told = 1;
+    free(c->line);
+    c->line = NULL;
+    c->cap = c->len = 0;
+    c->deadline = uv_now(&c->l->uv) + IDLE_MS;
 }
 
 static void
@@ -210,21 +274,29 @@ on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     client_t     *c = s->data;
     tide_loop_t  *l = c->l;
-    char         *nl;
+    char         *nl, text[64];
 
-    (void) buf;
     if (nread == 0) {
         return;                 /* EAGAIN; libuv calls again */
     }
     if (nread < 0) {
-        client_close(c);        /* gone before its line was complete */
+        client_close(c);        /* gone, or out of memory for its line */
         return;
     }
+    if (c->told) {
+        if (memchr(buf->base, '\n', (size_t) nread) != NULL) {
+            client_close(c);    /* its line has ended: it has our answer */
+        }
+        return;
+    }
+    c->deadline = uv_now(&l->uv) + IDLE_MS;
     nl = memchr(c->line + c->len, '\n', (size_t) nread);
     c->len += (size_t) nread;
     if (nl == NULL) {
-        if (c->len == sizeof(c->line)) {
-            client_close(c);    /* a line too long: not a control client */
+        if (c->len > (size_t) TIDE_CONTROL_LINE_MAX) {
+            snprintf(text, sizeof(text), "error: command longer than %d "
+                     "bytes\n", (int) TIDE_CONTROL_LINE_MAX);
+            client_tell_drop(c, text);
         }
         return;
     }
@@ -267,9 +339,12 @@ on_idle(uv_timer_t *h)
             continue;           /* queued: Lua answers it between batches */
         }
         if (c->deadline <= now) {
-            if (uv_fileno((uv_handle_t *) &c->pipe, &fd) == 0) {
-                snprintf(text, sizeof(text), "timeout: no command line "
-                         "within %d s\n", IDLE_MS / 1000);
+            if (!c->told
+                && uv_fileno((uv_handle_t *) &c->pipe, &fd) == 0)
+            {
+                snprintf(text, sizeof(text), "timeout: nothing received for "
+                         "%d s and no complete command line\n",
+                         IDLE_MS / 1000);
                 client_tell(fd, text);
             }
             client_close(c);
@@ -280,6 +355,30 @@ on_idle(uv_timer_t *h)
     if (first != 0) {
         (void) uv_timer_start(&l->idle, on_idle, first - now, 0);
     }
+}
+
+/* Whether the peer of connection 'fd' runs as this process's user; when
+ * not, logs it. A peer whose credentials cannot be read is refused. */
+static int
+peer_allowed(tide_loop_t *l, int fd)
+{
+    struct ucred  cred;
+    socklen_t     n = sizeof(cred);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &n) != 0
+        || n != sizeof(cred))
+    {
+        tide__warn("control socket %s: refused a client whose user cannot "
+                   "be told: %s", l->ctl_path, strerror(errno));
+        return 0;
+    }
+    if (cred.uid == geteuid()) {
+        return 1;
+    }
+    tide__warn("control socket %s: refused a client of uid %u (pid %ld): "
+               "only uid %u may send commands", l->ctl_path,
+               (unsigned) cred.uid, (long) cred.pid, (unsigned) geteuid());
+    return 0;
 }
 
 /* Takes connection 'fd' as a client, or tells it the job is busy. */
@@ -326,6 +425,9 @@ client_add(tide_loop_t *l, int fd)
     {
         client_close(c);
         return;
+    }
+    if (!peer_allowed(l, fd)) {
+        client_tell_drop(c, l->refusal);
     }
     if (!uv_is_active((uv_handle_t *) &l->idle)) {
         (void) uv_timer_start(&l->idle, on_idle, IDLE_MS, 0);
@@ -463,6 +565,37 @@ control_path_clear(const char *path, const struct sockaddr_un *sa,
     return 0;
 }
 
+/* Returns the line told to a client of another user (malloc'ed; the
+ * caller owns it), or NULL when out of memory. The user's name is looked
+ * up here, once, rather than at each refusal: a name service may be
+ * slow, and the loop must not wait on it. */
+static char *
+refusal_make(void)
+{
+    struct passwd   pw, *found = NULL;
+    uid_t           uid = geteuid();
+    char            names[1024], *text;
+    size_t          n;
+
+    if (getpwuid_r(uid, &pw, names, sizeof(names), &found) != 0) {
+        found = NULL;
+    }
+    n = 128 + (found != NULL ? strlen(found->pw_name) : 0);
+    text = malloc(n);
+    if (text == NULL) {
+        return NULL;
+    }
+    if (found != NULL) {
+        snprintf(text, n, "error: permission denied: this job runs as uid "
+                 "%u (%s); connect as that user\n", (unsigned) uid,
+                 found->pw_name);
+    } else {
+        snprintf(text, n, "error: permission denied: this job runs as uid "
+                 "%u; connect as that user\n", (unsigned) uid);
+    }
+    return text;
+}
+
 int
 tide_loop_set_control(tide_loop_t *l, const char *path, char *err,
                       size_t errlen)
@@ -472,7 +605,7 @@ tide_loop_set_control(tide_loop_t *l, const char *path, char *err,
     uv_poll_t          *server = NULL;
     mode_t              mask;
     size_t              n;
-    char               *copy = NULL;
+    char               *copy = NULL, *refusal = NULL;
     int                 fd = -1, rc, bound = 0;
 
     tide__set_err(err, errlen, 0, "%s", "");
@@ -502,10 +635,12 @@ tide_loop_set_control(tide_loop_t *l, const char *path, char *err,
         return rc;
     }
     copy = strdup(path);
+    refusal = refusal_make();
     server = malloc(sizeof(*server));
-    if (copy == NULL || server == NULL) {
+    if (copy == NULL || refusal == NULL || server == NULL) {
         tide__set_err(err, errlen, 0, "out of memory");
         free(copy);
+        free(refusal);
         free(server);
         return TIDE_ENOMEM;
     }
@@ -529,6 +664,7 @@ tide_loop_set_control(tide_loop_t *l, const char *path, char *err,
             tide__set_err(err, errlen, 0, "another process serves %s", path);
             close(fd);
             free(copy);
+            free(refusal);
             free(server);
             return TIDE_EBUSY;
         }
@@ -571,6 +707,7 @@ tide_loop_set_control(tide_loop_t *l, const char *path, char *err,
     l->server = server;
     l->server_fd = fd;
     l->ctl_path = copy;
+    l->refusal = refusal;
     l->ctl_dev = st.st_dev;
     l->ctl_ino = st.st_ino;
     return TIDE_OK;
@@ -583,6 +720,7 @@ fail:
         (void) unlink(path);
     }
     free(copy);
+    free(refusal);
     free(server);
     return TIDE_EIO;
 }
@@ -611,6 +749,10 @@ tide_loop_pop_command(tide_loop_t *l, char *buf, size_t *len)
         memcpy(buf, c->line, c->len);
     }
     *len = c->len;
+    /* The line is Lua's now: up to 1 MiB need not wait for the reply. */
+    free(c->line);
+    c->line = NULL;
+    c->cap = c->len = 0;
     l->qhead = c->qnext;
     if (l->qhead == NULL) {
         l->qtail = NULL;
@@ -636,21 +778,24 @@ tide_loop_push_reply(tide_loop_t *l, const char *text, size_t len)
     }
     /* A plain write on the client's (non-blocking) descriptor: replies
      * are short and usually fit the socket buffer at once, and this way
-     * the client is answered and closed within the call. MSG_NOSIGNAL:
-     * a client that left must not kill the job with SIGPIPE. */
+     * the client is answered and closed within the call. A long reply (a
+     * REPL's, up to a few MiB) goes on as long as the client reads; one
+     * that reads nothing for about a second is cut. MSG_NOSIGNAL: a
+     * client that left must not kill the job with SIGPIPE. */
     if (uv_fileno((uv_handle_t *) &l->current->pipe, &fd) == 0) {
         while (len > 0) {
             n = send(fd, text, len, MSG_NOSIGNAL | MSG_DONTWAIT);
             if (n >= 0) {
                 text += n;
                 len -= (size_t) n;
+                waits = 0;      /* it reads: a long reply goes on */
                 continue;
             }
             if (errno == EINTR) {
                 continue;
             }
             if ((errno != EAGAIN && errno != EWOULDBLOCK) || waits >= 10) {
-                break;          /* gone, or not reading for a second */
+                break;          /* gone, or nothing read for a second */
             }
             pfd.fd = fd;
             pfd.events = POLLOUT;
@@ -860,6 +1005,8 @@ loop_close(tide_loop_t *l)
         }
         free(l->ctl_path);
         l->ctl_path = NULL;
+        free(l->refusal);
+        l->refusal = NULL;
     }
     while (l->nopen > 0) {
         uv_run(&l->uv, UV_RUN_NOWAIT);
