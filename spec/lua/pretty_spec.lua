@@ -348,6 +348,13 @@ describe("tide.repl.pretty", function()
                 local v = { { 1, 2 }, { 3, 4 } }
                 assert.equals(lines("{", E .. " 9 more lines " .. NOTE),
                               fmt(v, { max_lines = 1, width = 5 }))
+                -- "  abc = { 1 }," is 14 columns: one line at width 14,
+                -- three at 13, keys included.
+                local k = { a = 1, abc = { 1 }, z = 1 }
+                assert.equals(lines("{", E .. " 4 more lines " .. NOTE),
+                              fmt(k, { max_lines = 1, width = 14 }))
+                assert.equals(lines("{", E .. " 6 more lines " .. NOTE),
+                              fmt(k, { max_lines = 1, width = 13 }))
             end)
 
             it("returns the first 40 lines of a 1e6-element table",

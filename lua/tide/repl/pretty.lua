@@ -18,7 +18,8 @@
 ---   brackets (`["x y"] = 1`, `[10] = 1`). A table whose one-line form
 ---   `{ a = 1, b = 2 }` fits in opts.width columns prints on one line;
 ---   otherwise one field per line, indented 2 spaces, each ending with ",".
----   Tables deeper than opts.max_depth print as `{…}`.
+---   Non-empty tables deeper than opts.max_depth (and than 100 levels,
+---   whatever max_depth says) print as `{…}`.
 --- - A table referenced again gets a number at its first occurrence,
 ---   `<table 1> {`; later references print `<table 1>`, and a reference
 ---   from inside the table itself `<cycle: table 1>`. Tables referenced
@@ -33,9 +34,17 @@
 ---   follows the output, plus one pass over the keys of each table
 ---   printed (needed to sort them; only the first keys are fully sorted).
 ---
---- records(list, opts) prints a list of records (an array of plain
---- tables with string keys, most keys shared) as an aligned text table;
---- show(v, opts) is records() when it applies, else format().
+--- records(list, opts) prints a list of records as an aligned text
+--- table, or returns nil when `list` is not one: a non-empty array (no
+--- other keys) of plain tables (no __pretty/__tostring) with string keys,
+--- at most 16 distinct, filling at least half of the grid. Columns: key,
+--- value, partition, offset, timestamp first when present, then the
+--- others sorted. A header row, a row of dashes, one row per record;
+--- columns two spaces apart, numbers right-aligned, strings unquoted
+--- (control bytes escaped), tables in their one-line form, missing
+--- fields blank; cells cut at opts.max_cell columns with "…". After
+--- opts.max_rows rows: `… N more rows`. show(v, opts) is records() when
+--- it applies, else format(): what the REPL prints for a result.
 ---
 --- Options (0 means no limit for all but width): max_lines 40, max_depth
 --- 6, width 80, max_string 200, max_rows 20, max_cell 40 (display
@@ -706,21 +715,19 @@ local function block(st, v, depth, indent, head, headw, tail)
     for j = 1, m + n do
         local k = j <= m and j or keys[j - m]
         local x = rawget(v, k)
-        if not st.full then
-            local kh, kw = EMPTY, 0
-            if j > m then
-                kh, kw = key_head(st, k, depth + 1)
-            end
-            block(st, x, depth + 1, inner, kh, kw, ",")
-        elseif type(x) ~= "table" then
+        if st.full and type(x) ~= "table" then
             st.more = st.more + 1       -- a scalar takes one line
-        elseif st.work <= 0 then
+        elseif st.full and st.work <= 0 then
             st.more = st.more + (m + n - j + 1) + 1
             st.inexact = true
             st.path[v] = nil
             return
         else
-            block(st, x, depth + 1, inner, EMPTY, 0, ",")
+            local kh, kw = EMPTY, 0
+            if j > m then
+                kh, kw = key_head(st, k, depth + 1)
+            end
+            block(st, x, depth + 1, inner, kh, kw, ",")
         end
     end
     st.path[v] = nil
