@@ -5,7 +5,7 @@
 # build the fuzz targets.
 DEPS := cmake pkg-config gcc make luajit libluajit-5.1-dev librdkafka-dev \
         librocksdb-dev libuv1-dev lua-cjson lua-busted luarocks \
-        clang libclang-rt-14-dev
+        clang libclang-rt-14-dev libedit2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS ?= 2
 # Seconds each fuzz target runs: in 'make test', and in 'make fuzz'.
