@@ -8,10 +8,11 @@
 ---
 --- libedit keeps one global state, so one editor is open at a time. The
 --- history file is kept here rather than by libedit's read_history and
---- append_history: libedit 3.1's append_history writes its "_HiStOrY_V2_"
---- header on every call, and read_history then loads those headers as
---- entries. Here the file is one entry per line, appended as each line is
---- read (so it survives a crash or a kill), mode 0600.
+--- append_history: libedit 3.1-20221030's append_history(1, file) does
+--- not append just the newest entry (add "one" and "two", appending after
+--- each, and the file reads back as one, one, two). Here the file is one
+--- entry per line, appended as each line is read (so it survives a crash
+--- or a kill), mode 0600.
 ---
 --- Caller bugs (wrong argument types) raise errors; runtime failures
 --- return nil and a message.
