@@ -308,6 +308,104 @@ describe("tide repl with piped stdin", function()
     assert.are.same({ "k1\t1", "u1\t2" }, sorted(h.lines(dump)))
   end)
 
+  -- Types `lines` at the prompt (they make stream "words" and job j, which
+  -- sends to "loud"), runs j and saves it; then runs the saved file with
+  -- tide run --drain in the same data dir. Returns the REPL run's outputs
+  -- and the file's, each as a sorted list of "key=value".
+  local function prompt_and_file(lines)
+    local file = work .. "/saved.lua"
+    local all = { 's = stream("words", { serde = "string" })',
+                  'send(s, "a", "apple")', 'send(s, "b", "banana")' }
+    for _, l in ipairs(lines) do all[#all + 1] = l end
+    for _, l in ipairs({
+      "r = run(j, { reset = true })",
+      "for _, o in ipairs(r.outputs.loud) do print('OUT', o.key, o.value) end",
+      fmt("save(j, %q)", file),
+    }) do all[#all + 1] = l end
+    local out = repl_ok(dir, script(all), nil, tmp)
+    local at_prompt = {}
+    for i, o in ipairs(tagged(out, "OUT")) do at_prompt[i] = o[1] .. "=" .. o[2] end
+    local r = h.tide({ "run", file, "--drain" }, { dir = dir })
+    assert.are.equal(0, r.code, r.err)
+    local got = h.ok({ "consume", "loud", "-e", "-f", "%k=%s\\n" },
+                     { dir = dir })
+    return sorted(at_prompt), sorted(h.lines(got)), h.read_file(file)
+  end
+
+  local JOB_LINE = "j = job { name = 'shout', inputs = { 'words' }, "
+    .. "serde = 'string', outputs = { 'loud' }, process = function(msg, ctx) "
+    .. "ctx:send('loud', msg.key, shout(msg.value)) end }"
+
+  it("saves the last definition of a function redefined at the prompt",
+     function()
+    -- PRODUCT BUG (save-first-definition): the REPL notes which chunk set
+    -- a global only when the global is new (__newindex), so save() writes
+    -- the first definition of shout, and the file sends "apple!" where the
+    -- prompt's run sent "APPLE".
+    local at_prompt, from_file, text = prompt_and_file({
+      'function shout(x) return x .. "!" end',
+      "function shout(x) return x:upper() end",
+      JOB_LINE,
+    })
+    assert.are.same({ "a=APPLE", "b=BANANA" }, at_prompt)
+    assert.are.same(at_prompt, from_file, text)
+  end)
+
+  it("saves a helper redefined after the job was made, as the prompt's run "
+     .. "used it", function()
+    -- PRODUCT BUG (save-first-definition, and save() keeps only the chunks
+    -- before the job's): the prompt's run calls the newest shout, the file
+    -- the one from before the job.
+    local at_prompt, from_file, text = prompt_and_file({
+      'function shout(x) return x .. "!" end',
+      JOB_LINE,
+      "function shout(x) return x:upper() end",
+    })
+    assert.are.same({ "a=APPLE", "b=BANANA" }, at_prompt)
+    assert.are.same(at_prompt, from_file, text)
+  end)
+
+  it("collects a run's outputs and dead letters, from data dir streams and "
+     .. "from mem: streams", function()
+    -- PRODUCT BUG (mem-dead-letters): with mem: inputs the job dead-letters
+    -- to mem:div-dead-letters, but run() reads its dead letters from the
+    -- scratch dir's local div-dead-letters: r.dead_letters is empty.
+    for _, prefix in ipairs({ "", "mem:" }) do
+      -- (a dead letter is also a warning on stderr)
+      local r = repl(dir, script({
+        fmt('m = stream("%sin%d", { partitions = 2 })', prefix, #prefix),
+        'send(m, "a", { n = 1 })',
+        'send(m, "b", { n = 0 })',
+        'send(m, "a", { n = 2 })',
+        fmt("j = job { name = 'div', inputs = { { '%sin%d', serde = 'json' } },",
+            prefix, #prefix),
+        fmt("          outputs = { '%sout' }, on_error = 'dead_letter',",
+            prefix),
+        "          process = function(msg, ctx)",
+        "            if msg.value.n == 0 then error('zero!') end",
+        fmt("            ctx:send('%sout', msg.key, tostring(10 / msg.value.n))",
+            prefix),
+        "          end }",
+        "r = run(j)",
+        "for _, o in ipairs(r.outputs.out) do print('OUT', o.key, o.value) end",
+        "for _, d in ipairs(r.dead_letters) do",
+        "  print('DEAD', d.key, d.value, d.error)",
+        "end",
+      }), nil, tmp)
+      assert.are.equal(0, r.code, r.err)
+      local out = r.out
+      local outs = {}
+      for i, o in ipairs(tagged(out, "OUT")) do outs[i] = o[1] .. "=" .. o[2] end
+      assert.are.same({ "a=10", "a=5" }, sorted(outs))
+      local dead = tagged(out, "DEAD")
+      assert.are.equal(1, #dead, prefix .. " streams: no dead letter in\n"
+                                 .. out)
+      assert.are.equal("b", dead[1][1])
+      assert.are.equal('{"n":0}', dead[1][2])
+      assert.matches("zero!", dead[1][3])
+    end
+  end)
+
   it("runs bounded by a count, goes on from where it stopped, and starts "
      .. "again with reset = true", function()
     local out = repl_ok(dir, script({
