@@ -598,6 +598,54 @@ describe("tide repl --attach and tide state on a running job", function()
     end
   end)
 
+  it("keeps the globals a line sets for the next lines of the same REPL "
+     .. "only", function()
+    -- PRODUCT BUG (attach-session-id): the session id is os.time() and
+    -- math.random(), which LuaJIT does not seed: two REPLs attached in the
+    -- same second share one session, and the second sees the first's
+    -- globals.
+    local job = start_counting(false)
+    local out = attach_ok(dir, { "mine = 41", "mine + 1" })
+    assert.are.equal("42\n", out)
+    -- two REPLs one after the other, within one second (tried until a pair
+    -- is, at most 10 times)
+    local same
+    for i = 1, 10 do
+      local t0 = os.time()
+      attach_ok(dir, { fmt("secret = %d", i) })
+      local seen = attach_ok(dir, { "secret" })
+      if os.time() == t0 then
+        same = seen
+        break
+      end
+    end
+    assert(same, "no two REPLs ran within one second in 10 tries")
+    assert.are.equal("nil\n", same)
+    stop(job)
+  end)
+
+  it("keeps a REPL's globals when it moves to a task of another worker",
+     function()
+    -- PRODUCT BUG (attach-globals-per-worker): docs/repl.md says "Globals
+    -- a line sets stay for the next lines of this REPL", but they live in
+    -- the worker that evaluated them: after task(N) moves to a task of
+    -- the other worker, they are nil.
+    local job = start_counting(false)
+    local w = {}
+    for line in h.ok({ "tasks", NAME }, { dir = dir }):gmatch("[^\n]+") do
+      w[tonumber(line:match("^task (%d+)"))] = line:match("worker=(%d+)")
+    end
+    local other
+    for p = 1, PARTS - 1 do
+      if w[p] ~= w[0] then other = other or p end
+    end
+    assert(other, "every task is on the worker of task 0")
+    local out = attach_ok(dir, { "kept = 7", "kept", fmt("task(%d)", other),
+                                 "kept" })
+    assert.are.equal("7\n7\n", out)
+    stop(job)
+  end)
+
   -- 7 -----------------------------------------------------------------------
 
   -- As user nobody, with the data dir open to others.
