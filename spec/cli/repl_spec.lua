@@ -575,6 +575,43 @@ describe("tide repl with piped stdin", function()
 
   -- 4 -----------------------------------------------------------------------
 
+  it("answers bad options to the helpers with one clear error line each, "
+     .. "naming no place in tide's own source, and goes on", function()
+    -- PRODUCT BUG (helper-options): tail's from = "middle" and limit = "x"
+    -- and stream's serde = "nope" fail with errors that name tide's own
+    -- files (".../lua/tide/system/local.lua:140: bad offset ...",
+    -- ".../lua/tide/repl/proto.lua:265: attempt to compare number with
+    -- string"); stream's partitions = 0 makes a stream of 1 partition and
+    -- run's unknown option counts = 2 (for count) runs everything, both
+    -- without a word.
+    local r = repl(dir, script({
+      's = stream("ev", { partitions = 2, serde = "string" })',
+      'for i = 1, 5 do send(s, "k" .. i, "v" .. i) end',
+      "j = job { name = 'x', inputs = { 'ev' }, outputs = { 'o' },",
+      "          process = function(msg, ctx) end }",
+      'tail("ev", { from = "middle" })',
+      'print("1")',
+      'tail("ev", { limit = "x" })',
+      'print("2")',
+      'stream("zz", { serde = "nope" })',
+      'print("3")',
+      'stream("zero", { partitions = 0 })',
+      'print("4")',
+      "run(j, { counts = 2 })",
+      'print("5")',
+    }))
+    local errs = failed(r, "1\n2\n3\n4\n5\n", 5)
+    for _, l in ipairs(errs) do
+      assert.is_nil(l:find("lua/tide/", 1, true), l)
+      assert.is_nil(l:find("attempt to", 1, true), l)
+    end
+    assert.matches("from", errs[1])
+    assert.matches("limit", errs[2])
+    assert.matches("nope", errs[3])
+    assert.matches("partitions", errs[4])
+    assert.matches("counts", errs[5])
+  end)
+
   it("answers bad input with one error line each and goes on", function()
     h.write_file(work .. "/afile", "not a folder\n")
     local r = repl(dir, script({
