@@ -646,6 +646,22 @@ describe("tide repl --attach and tide state on a running job", function()
     stop(job)
   end)
 
+  it("prints job values with print() inside the job", function()
+    -- PRODUCT BUG (attach-print-local): attach runs every line that calls
+    -- print( in the REPL itself (print is in attach.lua's LOCAL list), so
+    -- print(stores.counts:get("k0")) says "attempt to index global
+    -- 'stores' (a nil value)".
+    local job = start_counting(false)
+    wait_caught_up(dir, job)
+    local p = h.partition_of("k0", PARTS)
+    local out = attach_ok(dir, { fmt("task(%d)", p),
+                                 'stores.counts:get("k0")',
+                                 'print(stores.counts:get("k0"))',
+                                 "print(ctx ~= nil, task)" })
+    assert.are.equal(fmt('"1"\n1\ntrue\t%d\n', p), out)
+    stop(job)
+  end)
+
   -- 7 -----------------------------------------------------------------------
 
   -- As user nobody, with the data dir open to others.
