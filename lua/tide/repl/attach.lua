@@ -361,9 +361,24 @@ function _M.install(S, o)
         return shown
     end
 
-    -- Lines that call none of the helpers above run in the job.
-    function S.route(self, chunk)
+    -- A line runs here when it calls a helper above or names a global
+    -- that a line run here set (s = store(1, "counts"); s:get("k")).
+    local function runs_here(chunk)
         if calls_local(chunk) then
+            return true
+        end
+        for at, name in chunk:gmatch("()%f[%w_]([%a_][%w_]*)") do
+            local prev = chunk:sub(at - 1, at - 1)
+            if prev ~= "." and prev ~= ":" and rawget(S.env, name) ~= nil then
+                return true
+            end
+        end
+        return false
+    end
+
+    -- Every other line runs in the job.
+    function S.route(self, chunk)
+        if runs_here(chunk) then
             return false
         end
         local r, rerr, full = c.inspect("eval", { task = current,
@@ -383,7 +398,7 @@ function _M.install(S, o)
         return true
     end
 
-    S.calls_local = calls_local
+    S.calls_local = runs_here
     function S.complete_remote(text)
         local r = c.inspect("complete", { task = current, text = text,
                                           session = session })
