@@ -522,7 +522,7 @@ describe("tide repl --attach and tide state on a running job", function()
       assert(v and task and off, "state get " .. key .. ": " .. tostring(err))
       assert.matches("running job 'repl%-count'", err)
       answers[i] = { key = key, v = v, task = task, off = off }
-      h.sleep(0.1)
+      h.sleep(0.3)
     end
     local log = finish(job)
     assert(log ~= "")
