@@ -2,10 +2,12 @@
 # on a fresh Debian machine: 'deps' installs the packages that are missing.
 
 # clang and libclang-rt-14-dev (its sanitizer and libFuzzer runtimes)
-# build the fuzz targets.
+# build the fuzz targets. A JDK, Maven and kcat run the real Kafka broker
+# of the Kafka specs and 'make kafka'.
 DEPS := cmake pkg-config gcc make luajit libluajit-5.1-dev librdkafka-dev \
         librocksdb-dev libuv1-dev lua-cjson lua-busted luarocks \
-        clang libclang-rt-14-dev libedit2
+        clang libclang-rt-14-dev libedit2 \
+        openjdk-17-jdk-headless maven kcat
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS ?= 2
 # Seconds each fuzz target runs: in 'make test', and in 'make fuzz'.
@@ -79,6 +81,18 @@ CRASH_KILLS ?= 1000000
 crash-loop: build
 	TIDE_BIN=build/tide luajit scripts/crash_loop.lua \
 	  --minutes $(CRASH_MINUTES) --kills $(CRASH_KILLS)
+
+# Apache Kafka (KRaft) for the Kafka specs and for development:
+# 'kafka-deps' fetches its jars once (kafka/pom.xml, through Maven) into
+# ${TIDE_CACHE:-~/.cache/tide}/kafka-VERSION; 'kafka' starts a single-node
+# broker on loopback in the foreground and prints its bootstrap address
+# (Ctrl-C stops it). Tools: luajit scripts/kafka.lua kafka-topics ...
+.PHONY: kafka kafka-deps
+kafka-deps: deps
+	@luajit scripts/kafka.lua deps
+
+kafka: kafka-deps
+	@luajit scripts/kafka.lua run
 
 cdef: build
 	@cmake --build build --target cdef
