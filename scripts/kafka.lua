@@ -37,7 +37,8 @@ _M.TOOLS = {
     ["kafka-topics"] = "org.apache.kafka.tools.TopicCommand",
     ["kafka-consumer-groups"] =
         "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
-    ["kafka-console-consumer"] = "org.apache.kafka.tools.consumer.ConsoleConsumer",
+    ["kafka-console-consumer"] =
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
     ["kafka-console-producer"] = "org.apache.kafka.tools.ConsoleProducer",
     ["kafka-storage"] = "kafka.tools.StorageTool",
 }
@@ -45,7 +46,8 @@ _M.TOOLS = {
 local BROKER_CLASS = "kafka.Kafka"
 local BROKER_JVM = "-Xms128m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 "
                    .. "-XX:InitiatingHeapOccupancyPercent=35 "
-                   .. "-XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true"
+                   .. "-XX:+ExplicitGCInvokesConcurrent "
+                   .. "-Djava.awt.headless=true"
 -- The tools are short-lived: the C1 compiler and the serial GC start
 -- them in about half the time.
 local TOOL_JVM = "-Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 "
@@ -60,7 +62,7 @@ struct tide_kafka_sockaddr_in {
     uint16_t family; uint8_t port[2]; uint8_t addr[4]; uint8_t zero[8];
 };]])
 
--- ---- shell -------------------------------------------------------------------
+-- ---- shell ------------------------------------------------------------------
 
 -- Quotes one word for sh.
 local function q(s)
@@ -150,7 +152,7 @@ local ENV = "env -u LD_PRELOAD "
 local function java() return os.getenv("JAVA") or "java" end
 local function kcat_bin() return os.getenv("KCAT") or "kcat" end
 
--- ---- the jars ----------------------------------------------------------------
+-- ---- the jars ---------------------------------------------------------------
 
 --- Returns the folder holding this version's jars and configs.
 ---@return string
@@ -185,24 +187,32 @@ local function check_java()
     return true
 end
 
+local fetched = false
+
+-- Marks the jars as there, with the time they were fetched (archive()).
+local function have_jars()
+    fetched = true
+    _M.libs_time = sh_out("stat -c %Y " .. q(libs() .. "/.complete"))
+                   :gsub("%s+", "")
+    return true
+end
+
 --- Fetches the Kafka jars through Maven into home()/libs unless they are
 --- there already (a '.complete' stamp). Safe to run from several
 --- processes at once. Returns true, or nil and one line saying what failed.
 ---@return boolean|nil ok
 ---@return string|nil err
-local fetched = false
-
 function _M.fetch()
     if fetched then return true end
     local ok, err = check_java()
     if not ok then return nil, err end
     if exists(libs() .. "/.complete") then
-        fetched = true
-        return true
+        return have_jars()
     end
     local home = _M.home()
     os.execute("mkdir -p " .. q(home))
-    if run("command -v " .. (os.getenv("MVN") or "mvn")).code ~= 0 then
+    local mvn = os.getenv("MVN") or "mvn"
+    if run("command -v " .. mvn:match("^%S+")).code ~= 0 then
         return nil, "kafka: Maven (mvn) is missing, and the Kafka jars are "
                     .. "not in " .. libs() .. ": install maven (make deps)"
     end
@@ -212,20 +222,21 @@ function _M.fetch()
     local script = fmt([[
 test -f %s/.complete && exit 0
 rm -rf %s
-%s%s -q -B -f %s dependency:copy-dependencies -DoutputDirectory=%s || exit 1
+%s%s -q -B -Dstyle.color=never -f %s \
+  dependency:copy-dependencies -DoutputDirectory=%s || exit 1
 touch %s/.complete && rm -rf %s && mv %s %s]],
-        q(libs()), q(tmp), ENV, os.getenv("MVN") or "mvn", q(pom), q(tmp),
+        q(libs()), q(tmp), ENV, mvn, q(pom), q(tmp),
         q(tmp), q(libs()), q(tmp), q(libs()))
     local r = run(fmt("flock %s sh -c %s", q(home .. "/.fetch.lock"),
                       q(script)))
     if r.code ~= 0 or not exists(libs() .. "/.complete") then
-        local why = (r.out .. r.err):gsub("%s+$", "")
+        local why = (r.out .. r.err):gsub("\27%[[%d;]*m", "")  -- colours
+                                    :gsub("%s+$", "")
         why = why:match("([^\n]*ERROR[^\n]*)") or why:match("([^\n]+)$") or ""
         return nil, fmt("kafka: fetching Kafka %s with Maven (%s) failed: %s",
                         _M.VERSION, pom, why)
     end
-    fetched = true
-    return true
+    return have_jars()
 end
 
 -- Fetches or raises the one line of fetch().
@@ -259,11 +270,15 @@ local function random_id()
 end
 
 -- The class data sharing archive of `what` ("broker", "tools") for this
--- cache and JDK.
+-- JDK and these jars: a JVM cannot use an archive made from other ones
+-- (it warns on standard output, hence CDS_QUIET, and starts slowly).
 local function archive(what)
     local v = (_M.java_version or "unknown"):gsub("[^%w.]", "_")
-    return fmt("%s/%s-java%s.jsa", _M.home(), what, v)
+    return fmt("%s/%s-java%s-%s.jsa", _M.home(), what, v,
+               _M.libs_time or "0")
 end
+local CDS_QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"
+
 
 local TOOLS_LOG4J = [[
 status = error
@@ -294,13 +309,14 @@ function _M.class_cmd(class)
     -- faster. The dump goes to a temp name and is renamed when complete.
     local jsa = archive("tools")
     if exists(jsa) then
-        return fmt("%s -XX:SharedArchiveFile=%s %s", cmd, q(jsa), class)
+        return fmt("%s %s -XX:SharedArchiveFile=%s %s", cmd, CDS_QUIET,
+                   q(jsa), class)
     end
     local tmp = fmt("%s.tmp%d.%s", jsa, ffi.C.getpid(), random_id())
-    local script = fmt('%s -XX:ArchiveClassesAtExit=%s %s "$@"; rc=$?; '
+    local script = fmt('%s %s -XX:ArchiveClassesAtExit=%s %s "$@"; rc=$?; '
                        .. '[ $rc = 0 ] && [ -s %s ] && mv %s %s; rm -f %s; '
-                       .. 'exit $rc', cmd, q(tmp), class, q(tmp), q(tmp),
-                       q(jsa), q(tmp))
+                       .. 'exit $rc', cmd, CDS_QUIET, q(tmp), class,
+                       q(tmp), q(tmp), q(jsa), q(tmp))
     return "sh -c " .. q(script) .. " sh"
 end
 
@@ -332,7 +348,7 @@ function _M.kcat_cmd()
     return ENV .. kcat_bin()
 end
 
--- ---- ports, ids --------------------------------------------------------------
+-- ---- ports, ids -------------------------------------------------------------
 
 -- A random cluster id: 16 random bytes in URL-safe base64, no padding,
 -- never starting with '-', which the tools would take for an option (as
@@ -382,7 +398,7 @@ local function free_ports(n)
     return ports
 end
 
--- ---- clusters ----------------------------------------------------------------
+-- ---- clusters ---------------------------------------------------------------
 
 local BROKER_LOG4J = [[
 status = error
@@ -489,10 +505,11 @@ local function launch(c, node)
     -- differs gets its own archive.
     local jsa, cds = archive("broker"), ""
     if exists(jsa) then
-        cds = " -XX:SharedArchiveFile=" .. q(jsa)
+        cds = " " .. CDS_QUIET .. " -XX:SharedArchiveFile=" .. q(jsa)
     elseif not c.dumper or c.dumper == node then
         c.dumper = node
-        cds = " -XX:ArchiveClassesAtExit=" .. q(node.dir .. "/broker.jsa")
+        cds = " " .. CDS_QUIET .. " -XX:ArchiveClassesAtExit="
+              .. q(node.dir .. "/broker.jsa")
     end
     local cmd = fmt("echo $$ >%s; exec %s%s %s%s -Dlog4j2.configurationFile=%s "
                     .. "-Dtide.kafka.log=%s -cp %s %s %s",
@@ -692,7 +709,7 @@ stop = function(c)
     end
 end
 
--- ---- command line ------------------------------------------------------------
+-- ---- command line -----------------------------------------------------------
 
 local USAGE = [[
 usage: luajit scripts/kafka.lua deps

@@ -106,7 +106,8 @@ describe("kafka test broker", function()
             local g = c.groups_cmd({ "--describe", "--group", "grp" })
             assert.equal(0, g.code, g.err)
             local total = 0
-            for off, lag in g.out:gmatch("grp%s+in%s+%d+%s+(%d+)%s+%d+%s+(%d+)") do
+            local row = "grp%s+in%s+%d+%s+(%d+)%s+%d+%s+(%d+)"
+            for off, lag in g.out:gmatch(row) do
                 total = total + tonumber(off)
                 assert.equal("0", lag)
             end
