@@ -6,7 +6,7 @@
 # of the Kafka specs and 'make kafka'.
 DEPS := cmake pkg-config gcc make luajit libluajit-5.1-dev librdkafka-dev \
         librocksdb-dev libuv1-dev lua-cjson lua-busted luarocks \
-        clang libclang-rt-14-dev libedit2 \
+        clang libclang-rt-14-dev libedit2 tmux util-linux \
         openjdk-17-jdk-headless maven kcat
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS ?= 2

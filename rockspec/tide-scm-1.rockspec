@@ -82,6 +82,13 @@ build = {
          ["tide.versions"]          = "lua/tide/versions.lua",
          ["tide.watchdog"]          = "lua/tide/watchdog.lua",
          ["tide.worker_proc"]       = "lua/tide/worker_proc.lua",
+         ["tide.inspect"]           = "lua/tide/inspect.lua",
+         ["tide.lineedit"]          = "bindings/tide/lineedit.lua",
+         ["tide.repl"]              = "lua/tide/repl.lua",
+         ["tide.repl.attach"]       = "lua/tide/repl/attach.lua",
+         ["tide.repl.complete"]     = "lua/tide/repl/complete.lua",
+         ["tide.repl.pretty"]       = "lua/tide/repl/pretty.lua",
+         ["tide.repl.proto"]        = "lua/tide/repl/proto.lua",
       },
    },
 }

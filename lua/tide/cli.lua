@@ -248,8 +248,9 @@ take the job's name when it runs).
         answers (stderr says which task, at which input offsets); when it
         is stopped, the last checkpoint does. Exit 1 when the key is not
         there.
-  scan  key<TAB>value of the keys in [--from, --to), in key order per task,
-        at most --limit (default 1000); live or from the checkpoint, as get.
+  scan  key<TAB>value of the keys in [--from, --to), in key order over
+        every task, at most --limit (default 1000); live or from the
+        checkpoint, as get.
 Values that are tables print as JSON. Give the same -c overrides as the
 job ran with (e.g. -c inputs.1=other-stream): the checkpoint is checked
 against the job as they make it.
@@ -347,6 +348,26 @@ local function open_committed(job, data_dir, store_name)
     end, tasks
 end
 
+-- Orders scan entries { k, v } by key as the stores do (byte order of
+-- strings; numbers before strings), across tasks, and keeps `limit`.
+local function key_before(a, b)
+    local ta, tb = type(a), type(b)
+    if ta == tb and (ta == "string" or ta == "number") then
+        return a < b
+    end
+    if ta ~= tb then
+        return ta < tb
+    end
+    return tostring(a) < tostring(b)
+end
+
+local function print_scan(entries, limit)
+    table.sort(entries, function(x, y) return key_before(x[1], y[1]) end)
+    for i = 1, math.min(#entries, limit) do
+        io.stdout:write(show(entries[i][1]), "\t", show(entries[i][2]), "\n")
+    end
+end
+
 -- tide state get|scan on a running job: asks its tasks through the
 -- control socket. Returns the exit code.
 local function state_live(c, o, verb, store, key)
@@ -357,7 +378,7 @@ local function state_live(c, o, verb, store, key)
             local r, err = c.inspect("store", { task = p, store = store,
                                                 read = "get", key = key })
             if not r then
-                return fail("state", "job '%s': %s", c.name, err)
+                return fail("state", "%s", err)
             end
             if r.found then
                 local offs = {}
@@ -376,19 +397,20 @@ local function state_live(c, o, verb, store, key)
                     .. "'%s' (asked its %d tasks)", key, store, c.name,
                     desc.tasks)
     end
-    local left = tonumber(o.limit) or 1000
+    -- Each task's first `limit` keys of the range, merged in key order.
+    local limit = tonumber(o.limit) or 1000
+    local entries = {}
     for p = 0, desc.tasks - 1 do
         local args = { task = p, store = store, read = "scan", from = o.from,
-                       to = o.to, limit = left }
-        while left > 0 do
+                       to = o.to, limit = limit }
+        while true do
             local r, err = c.inspect("store", args)
             if not r then
-                return fail("state", "job '%s': %s", c.name, err)
+                return fail("state", "%s", err)
             end
             for _, e in ipairs(require("tide.wire").list(r.entries or {})) do
-                io.stdout:write(show(attach.value_of(e.k)), "\t",
-                                show(attach.value_of(e.v)), "\n")
-                left = left - 1
+                entries[#entries + 1] = { attach.value_of(e.k),
+                                          attach.value_of(e.v) }
             end
             if r.done then
                 break
@@ -396,6 +418,7 @@ local function state_live(c, o, verb, store, key)
             args = { task = p, store = store, read = "scan", scan = r.scan }
         end
     end
+    print_scan(entries, limit)
     return 0
 end
 
@@ -422,10 +445,18 @@ local function state_cmd(args)
         -- A running job answers itself.
         local c = require("tide.repl.attach").client(data_dir, pos[2])
         if c then
-            local text = c.call("describe", 5000)
+            local text, cerr = c.call("describe", 5000)
             if text then
                 return state_live(c, o, verb, pos[3], pos[4])
             end
+            if str_match(cerr or "", "^permission denied") then
+                return fail("state", "job '%s': %s", c.name, cerr)
+            end
+        elseif not str_match(pos[2], "%.lua$") and not str_match(pos[2], "/")
+            then
+            return fail("state", "job '%s' is not running in data dir '%s'; "
+                        .. "give its job file to read its last checkpoint",
+                        pos[2], data_dir)
         end
     end
     local job, err = job_mod.load(pos[2], o.overrides)
@@ -438,7 +469,8 @@ local function state_cmd(args)
     end
     local out = io.stdout
     local found = false
-    local left = tonumber(o.limit) or 1000
+    local limit = tonumber(o.limit) or 1000
+    local entries = {}
     for p = 0, nparts - 1 do
         local store = st:stores(p)[pos[3]]
         if verb == "get" then
@@ -451,17 +483,25 @@ local function state_cmd(args)
                 found = true
                 break
             end
+        elseif verb == "dump" then
+            for k, v in store:range(nil, nil) do
+                out:write(show(k), "\t", show(v), "\n")
+            end
         else
+            local n = 0
             for k, v in store:range(o.from, o.to) do
-                if verb == "scan" and left <= 0 then
+                if n >= limit then
                     break
                 end
-                out:write(show(k), "\t", show(v), "\n")
-                left = left - 1
+                entries[#entries + 1] = { k, v }
+                n = n + 1
             end
         end
     end
     close()
+    if verb == "scan" then
+        print_scan(entries, limit)
+    end
     if verb == "get" and not found then
         return fail("state", "key '%s' is not in store '%s' of job '%s' as of "
                     .. "its last checkpoint", pos[4], pos[3], job.name)

@@ -228,7 +228,17 @@ local function batch_body(w, self, part, msgs, from, n)
         give_up = nil
     end
     local p, idx = self.partition, part.idx
+    local stop_at, last = w.stop_at, n
     for i = from, n do
+        if stop_at ~= nil and w.now() >= stop_at then
+            -- A run bounded by time (the REPL's run()): the rest of the
+            -- batch is read again by the next run, from the checkpoint.
+            last = i - 1
+            for j = i, n do
+                msgs[j] = nil
+            end
+            break
+        end
         local m = msgs[i]
         local rk, rv = m.key, m.value
         w.cur, w.raw_k, w.raw_v, w.raw_h = i, rk, rv, m.headers
@@ -280,7 +290,7 @@ local function batch_body(w, self, part, msgs, from, n)
             self.probation = prob - 1
         end
     end
-    local done = n - from + 1
+    local done = last - from + 1
     self.processed = self.processed + done
     w.processed = w.processed + done
 end
@@ -388,7 +398,8 @@ end
 --- number of messages read (0: none now), or nil and the line to stop
 --- the job with.
 function Task:step(msgs)
-    local max, budget = _M.BATCH, self.w.budget
+    local w = self.w
+    local max, budget = _M.BATCH, w.budget
     if budget ~= nil then
         -- A bounded run (the REPL's run(job, { count = N })): no more
         -- than N messages in all.
@@ -398,6 +409,9 @@ function Task:step(msgs)
         if budget < max then
             max = budget
         end
+    end
+    if w.stop_at ~= nil and w.now() >= w.stop_at then
+        return 0
     end
     local part, n, err, failed = self.chooser:poll(msgs, max)
     if err then
@@ -412,7 +426,7 @@ function Task:step(msgs)
         return nil, perr
     end
     if budget ~= nil then
-        self.w.budget = self.w.budget - n
+        w.budget = w.budget - n
     end
     return n
 end

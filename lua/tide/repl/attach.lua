@@ -25,7 +25,7 @@ local TRACE_WAIT_MS = 30000
 
 -- Helpers that run in the REPL itself when a line calls them.
 local LOCAL = { "tasks", "task", "store", "pause", "resume", "reload", "tap",
-                "trace", "describe", "help", "print" }
+                "trace", "describe", "help" }
 
 --- The value of a portable value from tide.inspect.
 local function value_of(pv)
@@ -94,6 +94,18 @@ function _M.client(data_dir, target)
     return c
 end
 
+--- A session id no other REPL shares: 16 random bytes, in hex.
+function _M.session_id()
+    local f = io.open("/dev/urandom", "rb")
+    local bytes = f and f:read(16) or tostring(os.time()) .. tostring({})
+    if f then
+        f:close()
+    end
+    return (bytes:gsub(".", function(ch)
+        return str_format("%02x", ch:byte())
+    end))
+end
+
 -- Whether chunk `text` calls one of the REPL's own helpers.
 local function calls_local(text)
     for _, name in ipairs(LOCAL) do
@@ -124,7 +136,7 @@ function _M.install(S, o)
     S.attached = c
     local H = S.helpers
     local current = 0
-    local session = str_format("%d-%d", os.time(), math.random(1, 1e9))
+    local session = _M.session_id()
     local last_sample                  -- for rates: { at, processed[p] }
 
     local function check(v, e)
@@ -328,11 +340,21 @@ function _M.install(S, o)
     --- Prints the next `n` messages task `t` processes (those for which
     --- the Lua expression `filter` over msg is true), each with its sends
     --- and state writes.
-    function H.trace(t, n, filter)
+    function H.trace(t, n, filter, timeout)
         t = task_arg(t)
         n = n or 10
+        if type(n) ~= "number" or n < 1 or n % 1 ~= 0 then
+            error("trace(task, n, filter, timeout): n must be a whole number "
+                  .. "from 1", 2)
+        end
+        if filter ~= nil and type(filter) ~= "string" then
+            error("trace(task, n, filter, timeout): filter must be a Lua "
+                  .. "expression over msg, as a string, e.g. "
+                  .. "\"msg.key == 'u1'\"", 2)
+        end
         check(c.inspect("trace", { task = t, n = n, filter = filter }))
-        local deadline = now_ms() + TRACE_WAIT_MS
+        local wait = timeout and tonumber(timeout) * 1000 or TRACE_WAIT_MS
+        local deadline = now_ms() + wait
         local shown = 0
         while true do
             local stop = now_ms() >= deadline or S:interrupted()
@@ -353,7 +375,14 @@ function _M.install(S, o)
                 end
             end
             S.out:flush()
-            if r.done or stop then
+            if r.done then
+                break
+            end
+            if stop then
+                S.err:write(str_format("trace: %d of %d messages seen in %g s;"
+                                       .. " stopped (trace(task, n, filter, "
+                                       .. "seconds) waits longer)\n", shown,
+                                       n, wait / 1000))
                 break
             end
             fs.sleep_ms(TRACE_POLL_MS)
@@ -369,7 +398,7 @@ function _M.install(S, o)
         end
         for at, name in chunk:gmatch("()%f[%w_]([%a_][%w_]*)") do
             local prev = chunk:sub(at - 1, at - 1)
-            if prev ~= "." and prev ~= ":" and rawget(S.env, name) ~= nil then
+            if prev ~= "." and prev ~= ":" and S.vars[name] ~= nil then
                 return true
             end
         end

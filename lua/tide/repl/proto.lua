@@ -83,6 +83,59 @@ local function duration(v, what)
     return ms
 end
 
+-- Checks the options table `opts` of helper `fn` against `known` (name
+-- -> "number" | "string" | "boolean" | "duration" | "from" | "count");
+-- raises one line naming the bad option and what it takes.
+local function check_opts(fn, opts, known)
+    if opts == nil then
+        return {}
+    end
+    if type(opts) ~= "table" then
+        error(str_format("%s: options must be a table, got %s", fn,
+                         type(opts)), 3)
+    end
+    local names = {}
+    for k in pairs(known) do
+        names[#names + 1] = k
+    end
+    table.sort(names)
+    for k, v in pairs(opts) do
+        local want = known[k]
+        if not want then
+            error(str_format("%s: unknown option '%s' (known: %s)", fn,
+                             tostring(k), concat(names, ", ")), 3)
+        end
+        local ok = true
+        if want == "count" then
+            ok = type(v) == "number" and v >= 0 and v % 1 == 0
+            want = "a whole number from 0"
+        elseif want == "positive" then
+            ok = type(v) == "number" and v >= 1 and v % 1 == 0
+            want = "a whole number from 1"
+        elseif want == "duration" then
+            ok = (type(v) == "number" and v >= 0)
+                 or (type(v) == "string" and job_mod.duration_ms(v) ~= nil)
+            want = "a duration such as \"5s\" or \"500ms\" (or seconds)"
+        elseif want == "from" then
+            ok = v == "beginning" or v == "end"
+                 or (type(v) == "number" and v % 1 == 0)
+            want = "\"beginning\", \"end\" or an offset (negative: back "
+                   .. "from the end)"
+        elseif want == "serde" then
+            ok = type(v) == "string" and serde_mod.get(v) ~= nil
+            want = "a serde: json, string or bytes"
+        else
+            ok = type(v) == want
+            want = "a " .. want
+        end
+        if not ok then
+            error(str_format("%s: option %s = %s: %s expected", fn, tostring(k),
+                             pretty.format(v, { width = 60 }), want), 3)
+        end
+    end
+    return opts
+end
+
 local function mkdtemp()
     local base = os.getenv("TMPDIR") or "/tmp"
     local name = os.tmpname()          -- a fresh file: its name is unique
@@ -172,15 +225,19 @@ function _M.install(S, o)
     end
 
     function H.stream(name, opts)
-        opts = opts or {}
+        opts = check_opts("stream", opts, { partitions = "positive",
+                                            serde = "serde",
+                                            key_serde = "serde" })
         local spec = spec_of(name)
         local parts = opts.partitions or 1
         local s = open(spec, true, parts)
         local vs = opts.serde or "json"
         local ks = opts.key_serde or "string"
-        assert(serde_mod.get(vs), "unknown serde " .. tostring(vs))
-        assert(serde_mod.get(ks), "unknown serde " .. tostring(ks))
         serdes[spec] = { key = ks, value = vs }
+        if s:count() ~= parts then
+            S.err:write(str_format("note: stream '%s' exists with %d "
+                                   .. "partitions; kept\n", spec, s:count()))
+        end
         return setmetatable({ spec = spec, partitions = s:count(),
                               serde = vs, key_serde = ks }, Stream)
     end
@@ -239,7 +296,10 @@ function _M.install(S, o)
     --- Prints messages of `stream` as tail(stream, opts) says: one line
     --- each, "partition@offset key value". Returns how many it printed.
     function H.tail(stream, opts)
-        opts = opts or {}
+        opts = check_opts("tail", opts, { from = "from", limit = "count",
+                                          every = "positive",
+                                          follow = "boolean",
+                                          timeout = "duration" })
         local spec = spec_of(stream)
         local s = open(spec, false)
         local from = opts.from or "beginning"
@@ -435,7 +495,8 @@ function _M.install(S, o)
     --- opts.count messages, or opts.time; returns what it sent, its dead
     --- letters, its stores and counts.
     function H.run(j, opts)
-        opts = opts or {}
+        opts = check_opts("run", opts, { count = "count", time = "duration",
+                                         reset = "boolean" })
         info_of(j)
         if opts.reset then
             H.reset(j)
@@ -447,8 +508,6 @@ function _M.install(S, o)
         for _, out in ipairs(j.outputs) do
             before[out.spec] = ends(env, out.spec)
         end
-        local dlq = j.name .. "-dead-letters"
-        local dlq_before = ends(env, dlq)
         local logs = {}
         local w, err = runner.new(j, env, {
             drain = true, collect_stores = true,
@@ -462,15 +521,11 @@ function _M.install(S, o)
         if not w then
             error(err, 2)
         end
+        local dlq = w.dlq_name
+        local dlq_before = dlq and ends(env, dlq)
         w.budget = opts.count
-        local deadline = opts.time and now_ms() + duration(opts.time, "time")
-        if deadline then
-            w.on_round_end = function(wk)
-                if now_ms() >= deadline then
-                    wk.stopping = true
-                end
-            end
-        end
+        -- A time bound is checked before each message (tide.task).
+        w.stop_at = opts.time and now_ms() + duration(opts.time, "time")
         local ok, rerr = w:run()
         local result = { outputs = {}, dead_letters = {}, logs = logs,
                          processed = w.processed, stores = w.final_stores or {},
@@ -481,8 +536,8 @@ function _M.install(S, o)
                                                out.key_serde.decode,
                                                out.serde.decode)
         end
-        for _, d in ipairs(records(env, dlq, dlq_before, tostring,
-                                   tostring)) do
+        for _, d in ipairs(dlq and records(env, dlq, dlq_before, tostring,
+                                           tostring) or {}) do
             local h = d.headers or {}
             result.dead_letters[#result.dead_letters + 1] = {
                 key = d.key, value = d.value, error = h["tide.error"],
@@ -584,11 +639,12 @@ function _M.install(S, o)
                 "local function job(t) return t end",
             }
             -- Job files may not set globals: what the prompt's chunks set
-            -- becomes a local of the file, declared before them.
+            -- becomes a local of the file, declared before them. Each
+            -- global's last definition is kept, wherever it came.
             local keep, names = {}, {}
             for k, i in pairs(S.assigned) do
-                if i <= idx and not S.chunks[i].failed
-                    and not prompt_only(S.chunks[i].text)
+                local c = S.chunks[i]
+                if not c.failed and not prompt_only(c.text)
                     and type(k) == "string" and k:match("^[%a_][%w_]*$") then
                     keep[i] = true
                     names[#names + 1] = k
@@ -598,24 +654,24 @@ function _M.install(S, o)
             if #names > 0 then
                 lines[#lines + 1] = "local " .. concat(names, ", ")
             end
-            for i = 1, idx - 1 do
-                local c = S.chunks[i]
-                if keep[i] and not c.failed and not prompt_only(c.text) then
-                    lines[#lines + 1] = c.text
+            for i = 1, #S.chunks do
+                if keep[i] then
+                    lines[#lines + 1] = S.chunks[i].text
                 end
             end
-            local jt = S.chunks[idx].text
+            -- The file returns the global that holds the job now, else
+            -- the expression that made it.
             local name
-            for k, i in pairs(S.assigned) do
-                if i == idx and rawget(S.env, k) == j then
+            for _, k in ipairs(names) do
+                if S.vars[k] == j then
                     name = k
                 end
             end
             if name then
-                lines[#lines + 1] = jt
                 lines[#lines + 1] = "return " .. name
             else
-                lines[#lines + 1] = "return " .. (jt:gsub("^%s*=", ""))
+                lines[#lines + 1] = "return " .. (S.chunks[idx].text:gsub(
+                    "^%s*=", ""))
             end
             text = concat(lines, "\n") .. "\n"
         end

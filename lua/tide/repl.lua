@@ -87,23 +87,28 @@ function _M.session(opts)
         chunks = {}, assigned = {}, current = nil, failed = 0,
         interactive = opts.interactive,
     }, Session)
-    local helpers = {}
-    self.helpers = helpers
-    local env = {}
-    self.env = setmetatable(env, {
+    local helpers, vars = {}, {}
+    self.helpers, self.vars = helpers, vars
+    -- The chunks' globals live in `vars`, behind an empty proxy, so that
+    -- every assignment (not only the first of a name) is seen: save()
+    -- writes the last definition of each.
+    self.env = setmetatable({}, {
         __index = function(_, k)
-            local v = helpers[k]
+            local v = vars[k]
+            if v ~= nil then
+                return v
+            end
+            v = helpers[k]
             if v ~= nil then
                 return v
             end
             return _G[k]
         end,
-        -- Remember which chunk last set each global, for save().
-        __newindex = function(t, k, v)
+        __newindex = function(_, k, v)
             if self.current then
                 self.assigned[k] = self.current
             end
-            rawset(t, k, v)
+            vars[k] = v
         end,
     })
     return self
@@ -198,7 +203,7 @@ function Session:complete(text)
             return list
         end
     end
-    return complete.candidates(text, self.env, { self.helpers, _G })
+    return complete.candidates(text, self.env, { self.vars, self.helpers, _G })
 end
 
 -- ---- the loop ---------------------------------------------------------------------
@@ -237,8 +242,14 @@ local function loop(self, history)
     while true do
         local prompt = self.pending and ">> " or (self.prompt or "tide> ")
         local line
+        local why
         if ed then
-            line = ed:read(prompt)
+            line, why = ed:read(prompt)
+            if why == "interrupt" then
+                -- Ctrl-C at the prompt drops the chunk being typed.
+                self.pending = nil
+                line = ""
+            end
         else
             if tty then
                 self.out:write(prompt)
