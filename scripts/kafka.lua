@@ -492,7 +492,6 @@ done
 case "$dir" in /*/tide-kafka.*) rm -rf "$dir" ;; esac
 ]]
 
-
 local function launch(c, node)
     if exists(node.dir .. "/server.log") then        -- keep the old log
         node.runs = (node.runs or 1) + 1
@@ -528,15 +527,16 @@ local function launch(c, node)
     error("kafka: could not start node " .. node.id .. " in " .. node.dir, 0)
 end
 
--- One error line for a node that is not up, with its log's last lines.
 local stop
 
+-- Stops the cluster and raises one error line for a node that is not
+-- up, followed by the last lines of its log and of its JVM's output.
 local function fail(c, node, what)
     local log = node.dir .. "/server.log"
-    local msg = fmt("kafka: %s (node %d, %s, Kafka %s in %s); last lines of "
-                    .. "%s:\n%s\n%s", what, node.id,
+    local msg = fmt("kafka: %s (node %d of %d, %s, Kafka %s); last lines "
+                    .. "of its log:\n%s\n%s", what, node.id, #c.nodes,
                     alive(node.pid) and "running" or "not running",
-                    _M.VERSION, node.dir, log, tail(log, 15),
+                    _M.VERSION, tail(log, 15),
                     tail(node.dir .. "/stdout.log", 5))
     stop(c)
     error(msg, 0)
