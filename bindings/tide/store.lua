@@ -73,7 +73,7 @@ function _M.open(dir, opts)
         error("bad options: table expected, got " .. type(opts), 2)
     end
     ffi_fill(params, ffi_sizeof(params))
-    local log, from
+    local log, from, kafka
     if opts then
         for k, v in pairs(opts) do
             if k == "engine" then
@@ -94,6 +94,13 @@ function _M.open(dir, opts)
                           2)
                 end
                 log = v
+            elseif k == "kafka_changelog" then
+                if type(v) ~= "table" or type(v.topic) ~= "string"
+                    or type(v.client) ~= "table" or v.client.cdata == nil then
+                    error("bad kafka_changelog: { client = an open tide.kafka"
+                          .. " client, topic = name } expected", 2)
+                end
+                kafka = v
             elseif k == "from" then
                 if type(v) ~= "string" then
                     error("bad from: snapshot folder (string) expected", 2)
@@ -108,17 +115,22 @@ function _M.open(dir, opts)
         error("bad store folder: string expected, got nil", 2)
     end
     params.changelog = log and log.cdata or nil
+    params.kafka_changelog = kafka and kafka.client.cdata or nil
+    params.kafka_topic = kafka and kafka.topic or nil
     params.from = from                    -- 'from' stays referenced here
     local err, errlen = get_errbuf()
     local rc = lib.tide_store_new(pstore, dir, params, err, errlen)
     params.from = nil
     params.changelog = nil
+    params.kafka_changelog = nil
+    params.kafka_topic = nil
     if rc ~= OK then
         return nil, errbuf_msg(rc), rc
     end
     return setmetatable({
         cdata = ffi_gc(pstore[0], lib.tide_store_free),
         log = log,          -- the Lua object too, so it outlives the store
+        kafka = kafka,      -- likewise the Kafka client
         dir = dir,
     }, store_mt)
 end
@@ -217,7 +229,7 @@ end
 function Store:restore(reader, upto, max)
     check_open(self, 2)
     if type(reader) ~= "table" or reader.cdata == nil then
-        error("bad reader: an open tide.log reader expected", 2)
+        error("bad reader: an open tide.log or tide.kafka reader expected", 2)
     end
     if upto == nil then
         upto = NO_LIMIT
@@ -229,8 +241,14 @@ function Store:restore(reader, upto, max)
     elseif not is_int(max) or max < 1 then
         error("bad max: positive integer or nil expected", 2)
     end
-    local rc = lib.tide_store_restore(self.cdata, reader.cdata, upto, max,
-                                      precs, pbytes)
+    local rc
+    if reader.kafka_reader then
+        rc = lib.tide_store_restore_kafka(self.cdata, reader.cdata, upto, max,
+                                          precs, pbytes)
+    else
+        rc = lib.tide_store_restore(self.cdata, reader.cdata, upto, max,
+                                    precs, pbytes)
+    end
     if rc ~= OK and rc ~= ENOENT then
         return store_fail(self.cdata, rc)
     end

@@ -709,6 +709,11 @@ typedef struct tide_store_params_s {
                                     tide_store_snapshot: 'dir' is replaced
                                     by a hard-link copy of it before
                                     opening (RocksDB engine only) */
+    struct tide_kafka_s *kafka_changelog;  /* instead of 'changelog': a
+                                    Kafka client whose producer takes the
+                                    changelog records (borrowed: it must
+                                    outlive the store); NULL: none */
+    const char  *kafka_topic;    /* its topic (copied) */
 } tide_store_params_t;
 
 /* Opens (creating as needed, parents included) the store in folder 'dir'.
@@ -832,6 +837,109 @@ void tide_iter_free(tide_iter_t *it);
  * missing), TIDE_EINVAL (path NULL or empty), TIDE_EIO with one line in
  * 'err' (errlen bytes; may be NULL when errlen is 0). */
 int tide_path_remove(const char *path, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------ */
+/* Kafka (librdkafka): the kafka: system's client                      */
+
+/* One client: a producer (idempotent, acks=all, murmur2_random
+ * partitioner) and a consumer of group 'group' (manual assignment, no
+ * auto-commit, read_committed). 'conf' holds 'nconf' pairs of librdkafka
+ * property names and values, given to both (e.g. "bootstrap.servers",
+ * "localhost:9092"). Nothing connects until it is used. Returns
+ * TIDE_OK, or TIDE_EINVAL (bad or unknown property: one line in 'err'),
+ * TIDE_ENOMEM. Free with tide_kafka_free. */
+typedef struct tide_kafka_s    tide_kafka_t;
+typedef struct tide_kreader_s  tide_kreader_t;
+
+int tide_kafka_new(tide_kafka_t **out, const char *group,
+                   const char *const *conf, int nconf, char *err,
+                   size_t errlen);
+
+/* Closes the consumer and frees the client; records not flushed are
+ * dropped. Readers must be freed first. NULL is a no-op. */
+void tide_kafka_free(tide_kafka_t *k);
+
+/* The last error detail of the client; valid until its next call. */
+const char *tide_kafka_errmsg(const tide_kafka_t *k);
+
+/* Sets *partitions and *replication (of partition 0) of 'topic'.
+ * Returns TIDE_OK, TIDE_ENOENT (no such topic), TIDE_EIO (no broker
+ * answered within timeout_ms). */
+int tide_kafka_topic_info(tide_kafka_t *k, const char *topic,
+                          int32_t *partitions, int32_t *replication,
+                          int timeout_ms);
+
+/* Creates 'topic' with 'partitions' partitions, 'replication' replicas
+ * (0 or less: the broker's default) and cleanup.policy=compact when
+ * 'compact'. Returns TIDE_OK, TIDE_EEXIST, TIDE_EIO. */
+int tide_kafka_create_topic(tide_kafka_t *k, const char *topic,
+                            int32_t partitions, int32_t replication,
+                            int compact, int timeout_ms);
+
+/* Sets *lo and *hi to the first offset and the high watermark of a
+ * partition. Returns TIDE_OK, TIDE_ENOENT, TIDE_EIO. */
+int tide_kafka_watermarks(tide_kafka_t *k, const char *topic,
+                          int32_t partition, int64_t *lo, int64_t *hi,
+                          int timeout_ms);
+
+/* Queues one record (copied) to 'partition' of 'topic' (-1: the
+ * partitioner's choice); rec->offset and rec->partition are ignored.
+ * Waits while the queue is full. Returns TIDE_OK or TIDE_EIO. */
+int tide_kafka_produce(tide_kafka_t *k, const char *topic, int32_t partition,
+                       const tide_rec_t *rec);
+
+/* Waits until every queued record is acknowledged by all in-sync
+ * replicas. Returns TIDE_OK, or TIDE_EIO when a record was not delivered
+ * (errmsg names the first) or timeout_ms passed. */
+int tide_kafka_flush(tide_kafka_t *k, int timeout_ms);
+
+/* Commits 'n' offsets (the next offset to read) of partitions of topics
+ * to the client's group, each with its metadata string (metadata NULL,
+ * or an entry NULL: none), in one request. Returns TIDE_OK or TIDE_EIO. */
+int tide_kafka_commit(tide_kafka_t *k, const char *const *topics,
+                      const int32_t *partitions, const int64_t *offsets,
+                      const char *const *metadata, int n);
+
+/* Reads the group's committed offset of a partition into *offset (-1001
+ * when there is none) and its metadata into metadata[metalen] (NUL
+ * ended; metalen 0: not read). Returns TIDE_OK, TIDE_ENOBUFS (metadata
+ * longer), TIDE_EIO. */
+int tide_kafka_committed(tide_kafka_t *k, const char *topic,
+                         int32_t partition, int64_t *offset, char *metadata,
+                         size_t metalen, int timeout_ms);
+
+/* A reader of one partition from 'offset' (a real offset; resolve
+ * beginning and end with tide_kafka_watermarks). 'k' must outlive it. */
+int tide_kreader_new(tide_kreader_t **out, tide_kafka_t *k,
+                     const char *topic, int32_t partition, int64_t offset);
+
+/* Reads up to n (at most 256) records into recs, waiting up to
+ * timeout_ms for the first. Returns the count (0: none yet), or
+ * TIDE_EIO (errmsg). Pointers in recs stay valid until the next call or
+ * the free. */
+int tide_kreader_poll_batch(tide_kreader_t *r, tide_rec_t *recs, int n,
+                            int timeout_ms);
+
+/* The offset the next record read will have at least. */
+int64_t tide_kreader_offset(const tide_kreader_t *r);
+
+/* The partition's high watermark as the last fetch saw it (no request):
+ * -1 when no fetch has answered yet. */
+int64_t tide_kreader_cached_end(const tide_kreader_t *r);
+
+/* The last error detail of the reader. */
+const char *tide_kreader_errmsg(const tide_kreader_t *r);
+
+/* Stops reading the partition and frees the reader. NULL is a no-op. */
+void tide_kreader_free(tide_kreader_t *r);
+
+/* As tide_store_restore, reading the changelog from Kafka reader 'r':
+ * each poll waits up to 500 ms for records, and TIDE_ENOENT means none
+ * came in that time (the caller checks the reader's offset against
+ * 'until' to tell the end from a slow broker). */
+int tide_store_restore_kafka(tide_store_t *s, tide_kreader_t *r,
+                             int64_t until, int64_t max, int64_t *records,
+                             int64_t *bytes);
 
 #pragma GCC visibility pop
 

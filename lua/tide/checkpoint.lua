@@ -205,6 +205,28 @@ function _M:load()
     return _M.decode(text, self.path, self.job)
 end
 
+--- Returns the JSON object of { [name] = offset }. Written by hand:
+--- cjson prints numbers with 14 significant digits, and offsets need all
+--- of theirs.
+function _M.offsets_json(t)
+    local list = {}
+    for name, off in pairs(t or {}) do
+        list[#list + 1] = str_format("%s:%.0f", cjson.encode(name), off)
+    end
+    return "{" .. concat(list, ",") .. "}"
+end
+
+--- The checkpoint of `job` in `env`: in its Kafka group when its tasks
+--- follow a kafka: input (tide.checkpoint_kafka), else in the data dir.
+function _M.for_job(env, job)
+    local file = _M.new(env, job.name)
+    local ck = require("tide.checkpoint_kafka")
+    if env.data_dir and ck.lead_input(job) then
+        return ck.new(file, env, job)
+    end
+    return file
+end
+
 --- Saves { [partition] = { inputs = {...}, changelogs = {...} } }
 --- atomically.
 ---@param tasks table
@@ -223,20 +245,11 @@ function _M:save(tasks)
         self.saved = copy
         return true
     end
-    -- Written by hand: cjson prints numbers with 14 significant digits,
-    -- and offsets need all of theirs.
-    local function offsets(t)
-        local list = {}
-        for name, off in pairs(t or {}) do
-            list[#list + 1] = str_format("%s:%.0f", cjson.encode(name), off)
-        end
-        return concat(list, ",")
-    end
     local parts = {}
     for p, t in pairs(tasks) do
-        parts[#parts + 1] = str_format('"%d":{"inputs":{%s},"changelogs":{%s}}',
-                                       p, offsets(t.inputs),
-                                       offsets(t.changelogs))
+        parts[#parts + 1] = str_format('"%d":{"inputs":%s,"changelogs":%s}',
+                                       p, _M.offsets_json(t.inputs),
+                                       _M.offsets_json(t.changelogs))
     end
     local text = str_format('{"version":%d,"job":%s,"tasks":{%s}}\n', VERSION,
                             cjson.encode(self.job), concat(parts, ","))

@@ -25,7 +25,7 @@ local FIELDS = {
     init = "function", process = "function", window = "function",
     close = "function", stores = "table", on_reload = "function",
     reload_probation = "number", max_process_time = "duration",
-    max_memory = "size",
+    max_memory = "size", kafka = "table",
 }
 
 local function known_fields()
@@ -114,6 +114,10 @@ function _M.override(t, overrides)
         local keys = {}
         for k in path:gmatch("[^%.]+") do
             keys[#keys + 1] = tonumber(k) or k
+        end
+        if keys[1] == "kafka" and #keys > 2 then
+            -- kafka.<librdkafka property>: the property keeps its dots.
+            keys = { "kafka", path:sub(7) }
         end
         for i = 1, #keys - 1 do
             local k = keys[i]

@@ -288,10 +288,17 @@ local function replay(self, spec, s, cl, p, from, upto)
     if upto <= from then
         return 0, 0
     end
-    local r, err = cl.log:reader(p, from)     -- the binding's reader
+    local kafka = cl.system == "kafka"
+    local r, err
+    if kafka then
+        r, err = cl.client:reader(cl.name, p, from)
+    else
+        r, err = cl.log:reader(p, from)       -- the binding's reader
+    end
     if not r then
         return nil, err
     end
+    local idle = 0
     local t0 = now_ms()
     local last_log = t0
     local total, bytes = 0, 0
@@ -304,6 +311,27 @@ local function replay(self, spec, s, cl, p, from, upto)
         end
         total, bytes = total + n, bytes + b
         local now = now_ms()
+        if done and kafka and r:offset() < upto then
+            -- Kafka fetches in the background: nothing for a while is not
+            -- the end until the reader is past `upto`, or the broker says
+            -- the records left below it were compacted away.
+            idle = n == 0 and idle + 1 or 0
+            local _, hi = cl:range(p)
+            if not hi then
+                r:close()
+                return nil, str_format("restoring %s task %d: the changelog "
+                                       .. "topic cannot be read", spec.name,
+                                       p)
+            elseif hi < upto then
+                r:close()
+                return nil, str_format("restoring %s task %d: changelog "
+                                       .. "topic %s ends at offset %.0f, "
+                                       .. "before the checkpoint's %.0f: it "
+                                       .. "was deleted or cut", spec.name, p,
+                                       cl.name, hi, upto)
+            end
+            done = idle >= 4
+        end
         if done then
             break
         end
@@ -383,6 +411,9 @@ end
 function State:open_one(spec, p, ckpt)
     local dir = task_dir(self.env, self.job.name, spec.name, p)
     local cl = spec.cl and spec.cl.log         -- the tide.log object
+    -- A changelog on Kafka: the client's producer takes the records.
+    local kcl = spec.cl and spec.cl.system == "kafka"
+                and { client = spec.cl.client, topic = spec.cl.name } or nil
     local committed = ckpt and ckpt.changelogs and ckpt.changelogs[spec.name]
     local entry = { spec = spec, dir = dir, cur_slot = nil }
 
@@ -410,6 +441,7 @@ function State:open_one(spec, p, ckpt)
         end
         local s, err = tstore.open(dir .. "/db", {
             engine = spec.engine, partition = p, changelog = cl, from = from,
+            kafka_changelog = kcl,
             cache_entries = spec.cache_entries })
         if not s then
             return nil, err
@@ -464,6 +496,7 @@ function State:open_one(spec, p, ckpt)
     end
     local s, err = tstore.open(dir .. "/db", {
         engine = "rocksdb", partition = p, changelog = cl,
+        kafka_changelog = kcl,
         from = best and (dir .. "/" .. best) or nil,
         cache_entries = spec.cache_entries })
     if not s then

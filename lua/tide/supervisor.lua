@@ -59,7 +59,7 @@ end
 --- checkpoint. opts: { data_dir, overrides, load_limit_ms, workers,
 --- drain, log, loop }. Returns the supervisor, or nil and one line.
 function _M.new(job, opts)
-    local env = { data_dir = opts.data_dir, mem = {} }
+    local env = require("tide.system").env(job, opts.data_dir)
     local self = setmetatable({
         job = job, env = env, opts = opts, log = opts.log, loop = opts.loop,
         workers = {}, owner = {}, paused = {}, give_up = {}, bad = {},
@@ -73,7 +73,7 @@ function _M.new(job, opts)
     end
     self.nparts = topo.nparts
     self.topo = topo
-    self.ckpt = checkpoint.new(env, job.name)
+    self.ckpt = checkpoint.for_job(env, job)
     local saved
     saved, err = self.ckpt:load()
     if not saved then

@@ -13,9 +13,10 @@ _M.DEFAULT = "local"
 local MODULES = {
     ["local"] = "tide.system.local",
     mem = "tide.system.mem",
+    kafka = "tide.system.kafka",
 }
 local KNOWN = "local, mem, kafka"
-local NOT_BUILT = { kafka = true }
+local NOT_BUILT = {}
 
 --- Returns the system name and the stream name of `spec` ("[system:]name";
 --- the system defaults to "local"), or nil and an error for an empty
@@ -66,6 +67,15 @@ function _M.open(env, spec, opts)
         return nil, name
     end
     return require(MODULES[system]).open(env, name, opts)
+end
+
+--- The env that systems open streams in for `job`: its data dir, a
+--- registry of mem streams, and the job's Kafka settings (job.kafka:
+--- librdkafka properties; its consumer group is the job's name).
+function _M.env(job, data_dir)
+    return { data_dir = data_dir, mem = {},
+             kafka = job and job.kafka and { conf = job.kafka,
+                                              group = job.name } or nil }
 end
 
 return _M

@@ -66,7 +66,7 @@ function _M.new(job, env, opts)
     self.version = opts.version or require("tide.reload").version_of(job)
     if not self.commit_fn then
         -- In-process: this worker owns the checkpoint itself.
-        self.ckpt = checkpoint.new(env, job.name)
+        self.ckpt = checkpoint.for_job(env, job)
         local saved
         saved, err = self.ckpt:load()
         if not saved then

@@ -215,7 +215,7 @@ function _M.main()
     loop:watch_fd(chan:fd())
     local seq = 0
     local w
-    w, err = worker_mod.new(job, { data_dir = init.data_dir, mem = {} }, {
+    w, err = worker_mod.new(job, require("tide.system").env(job, init.data_dir), {
         loop = loop, log = log, drain = init.drain, watch = watch,
         notify = wake, version = init.version, tasks = {},
         commit = function(entries)

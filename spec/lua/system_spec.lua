@@ -42,10 +42,9 @@ describe("tide.system", function()
             assert.same({ "mem", "a:b" }, { system.parse("mem:a:b") })
         end)
 
-        it("says kafka is not built yet", function()
-            local s, err = system.parse("kafka:pageviews")
-            assert.is_nil(s)
-            assert.matches("system 'kafka' is not built yet", err, 1, true)
+        it("parses kafka streams", function()
+            assert.same({ "kafka", "pageviews" },
+                        { system.parse("kafka:pageviews") })
         end)
 
         it("names the known systems for an unknown one", function()
@@ -66,9 +65,15 @@ describe("tide.system", function()
 
     describe("open()", function()
         it("returns the parse error", function()
+            local s, err = system.open({ mem = {} }, "redis:x", { create = true })
+            assert.is_nil(s)
+            assert.matches("unknown system 'redis'", err, 1, true)
+        end)
+
+        it("says how to name a Kafka cluster when none is given", function()
             local s, err = system.open({ mem = {} }, "kafka:x", { create = true })
             assert.is_nil(s)
-            assert.matches("not built yet", err, 1, true)
+            assert.matches("-c kafka.bootstrap.servers=HOST:PORT", err, 1, true)
         end)
 
         it("raises on a bad env or options", function()

@@ -118,7 +118,7 @@ tide__spill_start(tide_store_t *s)
     if (rc != TIDE_OK) {
         return rc;
     }
-    if (s->log != NULL) {
+    if (s->log != NULL || s->kafka != NULL) {
         rc = tide__store_push_log(s);
         if (rc != TIDE_OK) {
             return rc;

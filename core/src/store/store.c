@@ -315,6 +315,14 @@ check_params(const tide_store_params_t *p, const char *dir, char *err,
         return tide__set_err(err, errlen, TIDE_EINVAL, "bad cache_entries "
                              "%lld", (long long) p->cache_entries);
     }
+    if (p->kafka_changelog != NULL
+        && (p->changelog != NULL || p->kafka_topic == NULL
+            || p->partition < 0))
+    {
+        return tide__set_err(err, errlen, TIDE_EINVAL, "a Kafka changelog "
+                             "needs its topic and a partition, and no log "
+                             "changelog beside it");
+    }
     if (p->changelog != NULL &&
         (p->partition < 0 || p->partition >= tide_log_count(p->changelog)))
     {
@@ -439,6 +447,13 @@ tide_store_new(tide_store_t **out, const char *dir,
     if (p->changelog != NULL) {
         s->log = p->changelog;
         s->log->refs++;
+    } else if (p->kafka_changelog != NULL) {
+        s->ktopic = strdup(p->kafka_topic);
+        if (s->ktopic == NULL) {
+            store_destroy(s);
+            return tide__set_err(err, errlen, TIDE_ENOMEM, "out of memory");
+        }
+        s->kafka = p->kafka_changelog;
     }
     *out = s;
     return TIDE_OK;
@@ -642,6 +657,17 @@ tide__store_push_log(tide_store_t *s)
             rec.val = e->vlen ? e->val : "";
             rec.vlen = (int32_t) e->vlen;
         }
+        if (s->kafka != NULL) {
+            rc = tide_kafka_produce(s->kafka, s->ktopic, s->partition, &rec);
+            if (rc != TIDE_OK) {
+                tide__store_msg(s, rc, "changelog: %s",
+                                tide_kafka_errmsg(s->kafka));
+                dirty_compact(c);
+                return rc;
+            }
+            e->flags &= ~(uint32_t) TIDE__ENT_LOG;
+            continue;
+        }
         rc = tide_log_push(s->log, &rec);
         if (rc == TIDE_EIO) {
             /* Buffered; only writing out the log's full buffer failed,
@@ -675,7 +701,7 @@ tide_store_flush(tide_store_t *s)
     if (rc != TIDE_OK) {
         return rc;
     }
-    if (s->log != NULL) {
+    if (s->log != NULL || s->kafka != NULL) {
         return tide__store_push_log(s);
     }
     for (i = 0; i < c->ndirty; i++) {
@@ -696,7 +722,7 @@ tide_store_set(tide_store_t *s, const char *key, size_t klen,
         return tide__store_msg(s, TIDE_EINVAL, "bad key or value (NULL key, "
                                "or 4 GiB or more)");
     }
-    if (s->log != NULL) {
+    if (s->log != NULL || s->kafka != NULL) {
         flags |= TIDE__ENT_LOG;
         if (klen + (val != NULL ? vlen : 0) >
             TIDE__REC_MAX - TIDE__REC_HDR)
@@ -792,9 +818,59 @@ tide_store_snapshot(tide_store_t *s, const char *dir, char *err,
     return TIDE_OK;
 }
 
-int
-tide_store_restore(tide_store_t *s, tide_reader_t *r, int64_t until,
-                   int64_t max, int64_t *records, int64_t *bytes)
+/* Where a restore reads the changelog from: a log reader or a Kafka
+ * reader, behind the same three calls. */
+typedef struct restore_src_s {
+    void        *r;
+    int        (*poll)(void *r, tide_rec_t *recs, int n);
+    int64_t    (*offset)(void *r);
+    const char *(*errmsg)(void *r);
+} restore_src_t;
+
+static int
+log_poll(void *r, tide_rec_t *recs, int n)
+{
+    return tide_reader_poll_batch(r, recs, n);
+}
+
+static int64_t
+log_offset(void *r)
+{
+    return tide_reader_get_offset(r);
+}
+
+static const char *
+log_errmsg(void *r)
+{
+    return tide_reader_errmsg(r);
+}
+
+/* A Kafka reader fetches in the background: a poll waits up to this long
+ * for records before it says there are none now. */
+#define KAFKA_RESTORE_WAIT_MS 500
+
+static int
+kafka_poll(void *r, tide_rec_t *recs, int n)
+{
+    return tide_kreader_poll_batch(r, recs, n < 256 ? n : 256,
+                                   KAFKA_RESTORE_WAIT_MS);
+}
+
+static int64_t
+kafka_offset(void *r)
+{
+    return tide_kreader_offset(r);
+}
+
+static const char *
+kafka_errmsg(void *r)
+{
+    return tide_kreader_errmsg(r);
+}
+
+static int
+restore_from(tide_store_t *s, const restore_src_t *src, int64_t until,
+             int64_t max, int64_t *records, int64_t *bytes)
 {
     tide_rec_t  *recs;
     char        *dberr = NULL;
@@ -808,7 +884,7 @@ tide_store_restore(tide_store_t *s, tide_reader_t *r, int64_t until,
     if (bytes != NULL) {
         *bytes = 0;
     }
-    if (r == NULL || until < 0 || max < 1 || records == NULL ||
+    if (until < 0 || max < 1 || records == NULL ||
         bytes == NULL)
     {
         return tide__store_msg(s, TIDE_EINVAL, "bad restore arguments");
@@ -837,7 +913,7 @@ tide_store_restore(tide_store_t *s, tide_reader_t *r, int64_t until,
 
     while (!done) {
         left = max - (*records + pend_recs);
-        off = tide_reader_get_offset(r);
+        off = src->offset(src->r);
         if (left == 0) {
             break;
         }
@@ -851,10 +927,10 @@ tide_store_restore(tide_store_t *s, tide_reader_t *r, int64_t until,
         if (n > RESTORE_POLL) {
             n = RESTORE_POLL;
         }
-        got = tide_reader_poll_batch(r, recs, (int) n);
+        got = src->poll(src->r, recs, (int) n);
         if (got < 0) {
             rc = tide__store_msg(s, got, "changelog: %s",
-                                 tide_reader_errmsg(r));
+                                 src->errmsg(src->r));
             break;
         }
         if (got == 0) {
@@ -940,4 +1016,40 @@ tide_store_restore(tide_store_t *s, tide_reader_t *r, int64_t until,
         }
     }
     return rc;
+}
+
+int
+tide_store_restore(tide_store_t *s, tide_reader_t *r, int64_t until,
+                   int64_t max, int64_t *records, int64_t *bytes)
+{
+    restore_src_t  src = { r, log_poll, log_offset, log_errmsg };
+
+    if (r == NULL) {
+        if (records != NULL) {
+            *records = 0;
+        }
+        if (bytes != NULL) {
+            *bytes = 0;
+        }
+        return tide__store_msg(s, TIDE_EINVAL, "bad restore arguments");
+    }
+    return restore_from(s, &src, until, max, records, bytes);
+}
+
+int
+tide_store_restore_kafka(tide_store_t *s, tide_kreader_t *r, int64_t until,
+                         int64_t max, int64_t *records, int64_t *bytes)
+{
+    restore_src_t  src = { r, kafka_poll, kafka_offset, kafka_errmsg };
+
+    if (r == NULL) {
+        if (records != NULL) {
+            *records = 0;
+        }
+        if (bytes != NULL) {
+            *bytes = 0;
+        }
+        return tide__store_msg(s, TIDE_EINVAL, "bad restore arguments");
+    }
+    return restore_from(s, &src, until, max, records, bytes);
 }

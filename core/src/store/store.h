@@ -131,6 +131,9 @@ struct tide_store_s {
     rocksdb_writeoptions_t   *wopts;      /* WAL off */
     rocksdb_writebatch_t     *batch;      /* reused by flushes */
     tide_log_t               *log;        /* changelog, referenced; or NULL */
+    tide_kafka_t             *kafka;      /* or a changelog topic: borrowed,
+                                             outlives the store; or NULL */
+    char                     *ktopic;     /* that topic's name; ours */
     char                     *dir;
     tide__cache_t             cache;
     tide__spill_t             spill;

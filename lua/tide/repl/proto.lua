@@ -689,6 +689,10 @@ function _M.install(S, o)
                                path, select(2, text:gsub("\n", ""))))
     end
 
+    -- The printer itself, for a value whose output was cut:
+    -- pretty.format(v, { max_lines = 0 }).
+    H.pretty = pretty
+
     function H.help()
         S.out:write(HELP, "\n")
         if S.attached then

@@ -7,7 +7,7 @@
 local ffi  = require("ffi")
 local tlog = require("tide.log")
 
-local ffi_string = ffi.string
+local msg_of = require("tide.system").msg_of
 local type, error, setmetatable, tonumber = type, error, setmetatable,
                                             tonumber
 
@@ -176,27 +176,8 @@ function Reader:poll(max, out)
             return nil, recs
         end
         for i = 0, n - 1 do
-            local r = recs[i]
-            local key, value, hdrs
-            if r.key ~= nil then
-                key = ffi_string(r.key, r.klen)
-            end
-            if r.val ~= nil then
-                value = ffi_string(r.val, r.vlen)
-            end
-            if r.hlen ~= 0 then
-                hdrs = ffi_string(r.hdrs, r.hlen)
-            end
             total = total + 1
-            out[total] = {
-                key = key,
-                value = value,
-                offset = tonumber(r.offset),
-                timestamp = tonumber(r.ts),
-                partition = p,
-                stream = name,
-                headers = hdrs,
-            }
+            out[total] = msg_of(recs[i], p, name)
         end
         -- A short batch means caught up: do not ask C again.
         if n < want or total >= max then

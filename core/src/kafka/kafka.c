@@ -1,0 +1,821 @@
+/*
+ * Kafka: the `kafka:` system's client over librdkafka. One tide_kafka_t
+ * holds a producer (idempotent, acks=all, the murmur2_random partitioner,
+ * so that keys land where `local` puts them) and a consumer (manual
+ * assignment, no auto-commit, read_committed) whose group is the job's:
+ * readers take one partition each through its own queue, and offsets are
+ * committed to the group with the checkpoint in their metadata.
+ *
+ * Threads: librdkafka runs its own; every function here is called from
+ * the owner's thread only. Delivery reports are served by rd_kafka_poll
+ * and rd_kafka_flush on that thread; the callback only counts.
+ */
+#include "tide.h"
+#include "log/log.h"
+#include "util/errors.h"
+
+#include <librdkafka/rdkafka.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Records polled at once by one reader, at most. */
+#define READER_BATCH_MAX 4096
+
+struct tide_kafka_s {
+    rd_kafka_t  *prod;              /* ours */
+    rd_kafka_t  *cons;              /* ours */
+    int64_t      dr_failed;         /* deliveries that failed, in all */
+    int64_t      dr_seen;           /* failures reported by flush so far */
+    char         dr_err[256];       /* the first failure since dr_seen */
+    char         errmsg[512];
+};
+
+struct tide_kreader_s {
+    tide_kafka_t        *k;         /* borrowed: outlives the reader */
+    rd_kafka_queue_t    *q;         /* ours: the partition's queue */
+    char                *topic;     /* ours */
+    int32_t              partition;
+    int64_t              next;      /* offset of the next record to read */
+    rd_kafka_message_t **held;      /* ours: the last batch, until the next */
+    int                  nheld;
+    char                *hbuf;      /* ours: header blocks of the batch */
+    size_t               hcap;
+    char                 errmsg[512];
+};
+
+/* ---- configuration ------------------------------------------------- */
+
+/* Routes librdkafka's log lines through tide's warnings, dropping the
+ * notes that a property is for the other client kind (every property is
+ * given to both). */
+static void
+log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void) rk;
+    if (level > 4 || strcmp(fac, "CONFWARN") == 0) {
+        return;
+    }
+    tide__warn("kafka: %s: %s", fac, buf);
+}
+
+static void
+dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    tide_kafka_t  *k = opaque;
+
+    (void) rk;
+    if (m->err) {
+        if (k->dr_failed == k->dr_seen) {
+            snprintf(k->dr_err, sizeof(k->dr_err), "%s [%d]: %s",
+                     rd_kafka_topic_name(m->rkt), (int) m->partition,
+                     rd_kafka_err2str(m->err));
+        }
+        k->dr_failed++;
+    }
+}
+
+static int
+set(rd_kafka_conf_t *c, const char *key, const char *val, char *err,
+    size_t errlen)
+{
+    char  e[256];
+
+    if (rd_kafka_conf_set(c, key, val, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
+        return tide__set_err(err, errlen, TIDE_EINVAL,
+                             "kafka property %s=%s: %s", key, val, e);
+    }
+    return TIDE_OK;
+}
+
+/* Makes a conf with the user's properties (pairs) over tide's own, then
+ * the ones tide must have for 'type'. */
+static int
+make_conf(rd_kafka_conf_t **out, rd_kafka_type_t type, const char *group,
+          const char *const *conf, int nconf, char *err, size_t errlen)
+{
+    rd_kafka_conf_t  *c = rd_kafka_conf_new();
+    int               i, rc;
+
+    *out = NULL;
+    if (c == NULL) {
+        return tide__set_err(err, errlen, TIDE_ENOMEM, "out of memory");
+    }
+    rd_kafka_conf_set_log_cb(c, log_cb);
+    /* Defaults the user may change. */
+    if (type == RD_KAFKA_PRODUCER) {
+        rc = set(c, "linger.ms", "5", err, errlen);
+    } else {
+        rc = set(c, "fetch.wait.max.ms", "100", err, errlen);
+    }
+    for (i = 0; rc == TIDE_OK && i < nconf; i++) {
+        const char           *key = conf[2 * i], *val = conf[2 * i + 1];
+        char                  e[256];
+        rd_kafka_conf_res_t   r;
+
+        r = rd_kafka_conf_set(c, key, val, e, sizeof(e));
+        if (r == RD_KAFKA_CONF_UNKNOWN) {
+            rc = tide__set_err(err, errlen, TIDE_EINVAL,
+                               "unknown kafka property '%s' (librdkafka's "
+                               "CONFIGURATION.md lists them)", key);
+        } else if (r != RD_KAFKA_CONF_OK) {
+            rc = tide__set_err(err, errlen, TIDE_EINVAL,
+                               "kafka property %s=%s: %s", key, val, e);
+        }
+    }
+    /* What the guarantees need. */
+    if (rc == TIDE_OK && type == RD_KAFKA_PRODUCER) {
+        rc = set(c, "enable.idempotence", "true", err, errlen);
+        if (rc == TIDE_OK) {
+            rc = set(c, "acks", "all", err, errlen);
+        }
+        if (rc == TIDE_OK) {
+            rc = set(c, "partitioner", "murmur2_random", err, errlen);
+        }
+    } else if (rc == TIDE_OK) {
+        rc = set(c, "group.id", group, err, errlen);
+        if (rc == TIDE_OK) {
+            rc = set(c, "enable.auto.commit", "false", err, errlen);
+        }
+        if (rc == TIDE_OK) {
+            rc = set(c, "enable.auto.offset.store", "false", err, errlen);
+        }
+        if (rc == TIDE_OK) {
+            rc = set(c, "enable.partition.eof", "false", err, errlen);
+        }
+        if (rc == TIDE_OK) {
+            rc = set(c, "isolation.level", "read_committed", err, errlen);
+        }
+    }
+    if (rc != TIDE_OK) {
+        rd_kafka_conf_destroy(c);
+        return rc;
+    }
+    *out = c;
+    return TIDE_OK;
+}
+
+int
+tide_kafka_new(tide_kafka_t **out, const char *group, const char *const *conf,
+               int nconf, char *err, size_t errlen)
+{
+    tide_kafka_t     *k;
+    rd_kafka_conf_t  *c;
+    char              e[512];
+    int               rc;
+
+    if (out == NULL || group == NULL || group[0] == '\0' || nconf < 0
+        || (nconf > 0 && conf == NULL)) {
+        return tide__set_err(err, errlen, TIDE_EINVAL, "bad arguments");
+    }
+    *out = NULL;
+    k = calloc(1, sizeof(*k));
+    if (k == NULL) {
+        return tide__set_err(err, errlen, TIDE_ENOMEM, "out of memory");
+    }
+    rc = make_conf(&c, RD_KAFKA_PRODUCER, group, conf, nconf, err, errlen);
+    if (rc != TIDE_OK) {
+        free(k);
+        return rc;
+    }
+    rd_kafka_conf_set_dr_msg_cb(c, dr_cb);
+    rd_kafka_conf_set_opaque(c, k);
+    k->prod = rd_kafka_new(RD_KAFKA_PRODUCER, c, e, sizeof(e));
+    if (k->prod == NULL) {
+        rd_kafka_conf_destroy(c);
+        free(k);
+        return tide__set_err(err, errlen, TIDE_EINVAL,
+                             "cannot make a kafka producer: %s", e);
+    }
+    rc = make_conf(&c, RD_KAFKA_CONSUMER, group, conf, nconf, err, errlen);
+    if (rc == TIDE_OK) {
+        k->cons = rd_kafka_new(RD_KAFKA_CONSUMER, c, e, sizeof(e));
+        if (k->cons == NULL) {
+            rd_kafka_conf_destroy(c);
+            rc = tide__set_err(err, errlen, TIDE_EINVAL,
+                               "cannot make a kafka consumer: %s", e);
+        }
+    }
+    if (rc != TIDE_OK) {
+        rd_kafka_destroy(k->prod);
+        free(k);
+        return rc;
+    }
+    *out = k;
+    return TIDE_OK;
+}
+
+void
+tide_kafka_free(tide_kafka_t *k)
+{
+    if (k == NULL) {
+        return;
+    }
+    if (k->cons != NULL) {
+        rd_kafka_consumer_close(k->cons);
+        rd_kafka_destroy(k->cons);
+    }
+    if (k->prod != NULL) {
+        /* Whatever was not flushed is dropped: a commit flushes first. */
+        rd_kafka_purge(k->prod, RD_KAFKA_PURGE_F_QUEUE
+                                | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_flush(k->prod, 1000);
+        rd_kafka_destroy(k->prod);
+    }
+    free(k);
+}
+
+const char *
+tide_kafka_errmsg(const tide_kafka_t *k)
+{
+    return k != NULL ? k->errmsg : "no kafka client";
+}
+
+static int fail(tide_kafka_t *k, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Sets the client's error text and returns 'rc'. */
+static int
+fail(tide_kafka_t *k, int rc, const char *fmt, ...)
+{
+    va_list  ap;
+
+    va_start(ap, fmt);
+    vsnprintf(k->errmsg, sizeof(k->errmsg), fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* ---- metadata and admin -------------------------------------------- */
+
+int
+tide_kafka_topic_info(tide_kafka_t *k, const char *topic, int32_t *partitions,
+                      int32_t *replication, int timeout_ms)
+{
+    const struct rd_kafka_metadata  *md;
+    rd_kafka_resp_err_t              e;
+    int                              i, rc = TIDE_ENOENT;
+
+    if (k == NULL || topic == NULL || partitions == NULL
+        || replication == NULL) {
+        return TIDE_EINVAL;
+    }
+    /* All topics: asking for one by name may create it on a broker with
+     * auto.create.topics.enable. */
+    e = rd_kafka_metadata(k->prod, 1, NULL, &md, timeout_ms);
+    if (e) {
+        return fail(k, TIDE_EIO, "cannot read the topics from the kafka "
+                    "brokers: %s (check kafka.bootstrap.servers and that "
+                    "a broker runs)", rd_kafka_err2str(e));
+    }
+    for (i = 0; i < md->topic_cnt; i++) {
+        const struct rd_kafka_metadata_topic  *t = &md->topics[i];
+
+        if (strcmp(t->topic, topic) != 0) {
+            continue;
+        }
+        if (t->err) {
+            rc = fail(k, t->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
+                      ? TIDE_ENOENT : TIDE_EIO, "topic %s: %s", topic,
+                      rd_kafka_err2str(t->err));
+            break;
+        }
+        *partitions = t->partition_cnt;
+        *replication = t->partition_cnt > 0 ? t->partitions[0].replica_cnt
+                                            : 0;
+        rc = TIDE_OK;
+        break;
+    }
+    if (rc == TIDE_ENOENT && i == md->topic_cnt) {
+        fail(k, TIDE_ENOENT, "no topic '%s' on the kafka cluster", topic);
+    }
+    rd_kafka_metadata_destroy(md);
+    return rc;
+}
+
+int
+tide_kafka_create_topic(tide_kafka_t *k, const char *topic,
+                        int32_t partitions, int32_t replication, int compact,
+                        int timeout_ms)
+{
+    rd_kafka_NewTopic_t           *nt;
+    rd_kafka_queue_t              *q;
+    rd_kafka_AdminOptions_t       *opts;
+    rd_kafka_event_t              *ev;
+    const rd_kafka_CreateTopics_result_t *res;
+    const rd_kafka_topic_result_t **tr;
+    size_t                         n;
+    char                           e[256];
+    int                            rc = TIDE_OK;
+
+    if (k == NULL || topic == NULL || partitions < 1) {
+        return TIDE_EINVAL;
+    }
+    nt = rd_kafka_NewTopic_new(topic, partitions,
+                               replication > 0 ? replication : -1, e,
+                               sizeof(e));
+    if (nt == NULL) {
+        return fail(k, TIDE_EINVAL, "topic %s: %s", topic, e);
+    }
+    if (compact) {
+        rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
+    }
+    q = rd_kafka_queue_new(k->prod);
+    opts = rd_kafka_AdminOptions_new(k->prod, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, e,
+                                                sizeof(e));
+    rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, e, sizeof(e));
+    rd_kafka_CreateTopics(k->prod, &nt, 1, opts, q);
+    ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
+    if (ev == NULL) {
+        rc = fail(k, TIDE_EIO, "creating topic %s: no answer from the kafka "
+                  "cluster", topic);
+    } else if (rd_kafka_event_error(ev)) {
+        rc = fail(k, TIDE_EIO, "creating topic %s: %s", topic,
+                  rd_kafka_event_error_string(ev));
+    } else {
+        res = rd_kafka_event_CreateTopics_result(ev);
+        tr = rd_kafka_CreateTopics_result_topics(res, &n);
+        if (n == 1 && rd_kafka_topic_result_error(tr[0])) {
+            rd_kafka_resp_err_t  te = rd_kafka_topic_result_error(tr[0]);
+
+            rc = fail(k, te == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS
+                      ? TIDE_EEXIST : TIDE_EIO, "creating topic %s: %s",
+                      topic, rd_kafka_topic_result_error_string(tr[0]));
+        }
+    }
+    if (ev != NULL) {
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_AdminOptions_destroy(opts);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_NewTopic_destroy(nt);
+    return rc;
+}
+
+int
+tide_kafka_watermarks(tide_kafka_t *k, const char *topic, int32_t partition,
+                      int64_t *lo, int64_t *hi, int timeout_ms)
+{
+    rd_kafka_resp_err_t  e;
+
+    if (k == NULL || topic == NULL || lo == NULL || hi == NULL) {
+        return TIDE_EINVAL;
+    }
+    e = rd_kafka_query_watermark_offsets(k->cons, topic, partition, lo, hi,
+                                         timeout_ms);
+    if (e) {
+        return fail(k, e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
+                    ? TIDE_ENOENT : TIDE_EIO, "offsets of %s: %s", topic,
+                    rd_kafka_err2str(e));
+    }
+    return TIDE_OK;
+}
+
+/* ---- producing ------------------------------------------------------ */
+
+/* Turns tide's header block (u32 count, then name length, name, value
+ * length or -1, value; little-endian) into librdkafka headers. */
+static rd_kafka_headers_t *
+headers_of(const char *b, int32_t len)
+{
+    rd_kafka_headers_t  *h;
+    uint32_t             n, i, nl;
+    int32_t              vl;
+    int32_t              at = 4;
+
+    if (b == NULL || len < 4) {
+        return NULL;
+    }
+    memcpy(&n, b, 4);
+    h = rd_kafka_headers_new(n < 64 ? n : 64);
+    for (i = 0; i < n; i++) {
+        const char  *name;
+
+        if (at + 4 > len) {
+            break;
+        }
+        memcpy(&nl, b + at, 4);
+        at += 4;
+        if (nl > (uint32_t) (len - at)) {
+            break;
+        }
+        name = b + at;
+        at += (int32_t) nl;
+        if (at + 4 > len) {
+            break;
+        }
+        memcpy(&vl, b + at, 4);
+        at += 4;
+        if (vl > len - at) {
+            break;
+        }
+        rd_kafka_header_add(h, name, (ssize_t) nl, vl >= 0 ? b + at : NULL,
+                            vl >= 0 ? vl : 0);
+        at += vl > 0 ? vl : 0;
+    }
+    return h;
+}
+
+int
+tide_kafka_produce(tide_kafka_t *k, const char *topic, int32_t partition,
+                   const tide_rec_t *rec)
+{
+    rd_kafka_headers_t   *h;
+    rd_kafka_resp_err_t   e;
+    size_t                klen, vlen;
+    int32_t               part;
+    int                   tries;
+
+    if (k == NULL || topic == NULL || rec == NULL) {
+        return TIDE_EINVAL;
+    }
+    klen = rec->key != NULL ? (size_t) rec->klen : 0;
+    vlen = rec->val != NULL ? (size_t) rec->vlen : 0;
+    part = partition >= 0 ? partition : RD_KAFKA_PARTITION_UA;
+    for (tries = 0; ; tries++) {
+        h = headers_of(rec->hdrs, rec->hlen);
+        e = rd_kafka_producev(
+            k->prod, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(part),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_KEY(rec->key, klen),
+            RD_KAFKA_V_VALUE((void *) rec->val, vlen),
+            RD_KAFKA_V_TIMESTAMP(rec->ts),
+            RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+        if (!e) {
+            break;                      /* the message owns h now */
+        }
+        if (h != NULL) {
+            rd_kafka_headers_destroy(h);
+        }
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || tries > 600) {
+            return fail(k, TIDE_EIO, "producing to %s: %s", topic,
+                        rd_kafka_err2str(e));
+        }
+        rd_kafka_poll(k->prod, 100);    /* let deliveries drain the queue */
+    }
+    rd_kafka_poll(k->prod, 0);
+    return TIDE_OK;
+}
+
+int
+tide_kafka_flush(tide_kafka_t *k, int timeout_ms)
+{
+    rd_kafka_resp_err_t  e;
+
+    if (k == NULL) {
+        return TIDE_EINVAL;
+    }
+    e = rd_kafka_flush(k->prod, timeout_ms);
+    if (k->dr_failed != k->dr_seen) {
+        snprintf(k->errmsg, sizeof(k->errmsg), "%lld record(s) not "
+                 "delivered, first: %s", (long long) (k->dr_failed
+                                                      - k->dr_seen),
+                 k->dr_err);
+        k->dr_seen = k->dr_failed;
+        return TIDE_EIO;
+    }
+    if (e) {
+        return fail(k, TIDE_EIO, "records not delivered in time: %s (is a "
+                    "kafka broker down?)", rd_kafka_err2str(e));
+    }
+    return TIDE_OK;
+}
+
+/* ---- group offsets ---------------------------------------------------- */
+
+int
+tide_kafka_commit(tide_kafka_t *k, const char *const *topics,
+                  const int32_t *partitions, const int64_t *offsets,
+                  const char *const *metadata, int n)
+{
+    rd_kafka_topic_partition_list_t  *l;
+    rd_kafka_resp_err_t               e;
+    int                               i, rc = TIDE_OK;
+
+    if (k == NULL || n < 0 || (n > 0 && (topics == NULL
+                                         || partitions == NULL
+                                         || offsets == NULL))) {
+        return TIDE_EINVAL;
+    }
+    if (n == 0) {
+        return TIDE_OK;
+    }
+    l = rd_kafka_topic_partition_list_new(n);
+    for (i = 0; i < n; i++) {
+        rd_kafka_topic_partition_t  *tp;
+
+        tp = rd_kafka_topic_partition_list_add(l, topics[i], partitions[i]);
+        tp->offset = offsets[i];
+        if (metadata != NULL && metadata[i] != NULL) {
+            tp->metadata_size = strlen(metadata[i]);
+            tp->metadata = malloc(tp->metadata_size);
+            if (tp->metadata == NULL) {
+                rd_kafka_topic_partition_list_destroy(l);
+                return TIDE_ENOMEM;
+            }
+            memcpy(tp->metadata, metadata[i], tp->metadata_size);
+        }
+    }
+    e = rd_kafka_commit(k->cons, l, 0);
+    if (e) {
+        rc = fail(k, TIDE_EIO, "committing offsets to the kafka group: %s",
+                  rd_kafka_err2str(e));
+    } else {
+        for (i = 0; i < l->cnt; i++) {
+            if (l->elems[i].err) {
+                rc = fail(k, TIDE_EIO, "committing the offset of %s: %s",
+                          l->elems[i].topic,
+                          rd_kafka_err2str(l->elems[i].err));
+                break;
+            }
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return rc;
+}
+
+int
+tide_kafka_committed(tide_kafka_t *k, const char *topic, int32_t partition,
+                     int64_t *offset, char *metadata, size_t metalen,
+                     int timeout_ms)
+{
+    rd_kafka_topic_partition_list_t  *l;
+    rd_kafka_resp_err_t               e;
+    int                               rc = TIDE_OK;
+
+    if (k == NULL || topic == NULL || offset == NULL
+        || (metadata == NULL && metalen > 0)) {
+        return TIDE_EINVAL;
+    }
+    l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition);
+    e = rd_kafka_committed(k->cons, l, timeout_ms);
+    if (e || l->elems[0].err) {
+        rc = fail(k, TIDE_EIO, "reading the group's offset of %s: %s", topic,
+                  rd_kafka_err2str(e ? e : l->elems[0].err));
+    } else {
+        *offset = l->elems[0].offset;   /* RD_KAFKA_OFFSET_INVALID: none */
+        if (metalen > 0) {
+            size_t  m = l->elems[0].metadata_size;
+
+            if (m >= metalen) {
+                rc = TIDE_ENOBUFS;
+            } else {
+                memcpy(metadata, l->elems[0].metadata != NULL
+                                 ? l->elems[0].metadata : "", m);
+                metadata[m] = '\0';
+            }
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return rc;
+}
+
+/* ---- readers ---------------------------------------------------------- */
+
+int
+tide_kreader_new(tide_kreader_t **out, tide_kafka_t *k, const char *topic,
+                 int32_t partition, int64_t offset)
+{
+    tide_kreader_t                   *r;
+    rd_kafka_topic_partition_list_t  *l;
+    rd_kafka_error_t                 *e;
+
+    if (out == NULL || k == NULL || topic == NULL || partition < 0
+        || offset < 0) {
+        return TIDE_EINVAL;
+    }
+    *out = NULL;
+    r = calloc(1, sizeof(*r));
+    if (r == NULL || (r->topic = strdup(topic)) == NULL) {
+        free(r);
+        return TIDE_ENOMEM;
+    }
+    r->k = k;
+    r->partition = partition;
+    r->next = offset;
+    /* The partition's own queue, not forwarded to the consumer's: each
+     * reader polls its partition alone. */
+    r->q = rd_kafka_queue_get_partition(k->cons, topic, partition);
+    if (r->q == NULL) {
+        free(r->topic);
+        free(r);
+        return fail(k, TIDE_ENOENT, "no partition %d of %s",
+                    (int) partition, topic);
+    }
+    rd_kafka_queue_forward(r->q, NULL);
+    l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = offset;
+    e = rd_kafka_incremental_assign(k->cons, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e != NULL) {
+        fail(k, TIDE_EIO, "reading %s: %s", topic, rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        rd_kafka_queue_destroy(r->q);
+        free(r->topic);
+        free(r);
+        return TIDE_EIO;
+    }
+    *out = r;
+    return TIDE_OK;
+}
+
+static void
+release(tide_kreader_t *r)
+{
+    int  i;
+
+    for (i = 0; i < r->nheld; i++) {
+        rd_kafka_message_destroy(r->held[i]);
+    }
+    r->nheld = 0;
+}
+
+/* Appends the headers of 'm' to r->hbuf as a tide header block; sets
+ * rec->hdrs/hlen. Offsets into hbuf are fixed up by the caller once the
+ * batch is done (the buffer may move while it grows). */
+static int
+add_headers(tide_kreader_t *r, rd_kafka_message_t *m, size_t *used,
+            tide_rec_t *rec)
+{
+    rd_kafka_headers_t  *h;
+    size_t               need, i, n, start = *used;
+    const char          *name;
+    const void          *val;
+    size_t               vlen;
+    uint32_t             u;
+    int32_t              s;
+
+    rec->hdrs = NULL;
+    rec->hlen = 0;
+    if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        return TIDE_OK;
+    }
+    n = rd_kafka_header_cnt(h);
+    need = 4;
+    for (i = 0; i < n; i++) {
+        rd_kafka_header_get_all(h, i, &name, &val, &vlen);
+        need += 8 + strlen(name) + (val != NULL ? vlen : 0);
+    }
+    if (*used + need > r->hcap) {
+        size_t  cap = r->hcap > 0 ? r->hcap : 4096;
+        char   *b;
+
+        while (cap < *used + need) {
+            cap *= 2;
+        }
+        b = realloc(r->hbuf, cap);
+        if (b == NULL) {
+            return TIDE_ENOMEM;
+        }
+        r->hbuf = b;
+        r->hcap = cap;
+    }
+    u = (uint32_t) n;
+    memcpy(r->hbuf + *used, &u, 4);
+    *used += 4;
+    for (i = 0; i < n; i++) {
+        rd_kafka_header_get_all(h, i, &name, &val, &vlen);
+        u = (uint32_t) strlen(name);
+        memcpy(r->hbuf + *used, &u, 4);
+        memcpy(r->hbuf + *used + 4, name, u);
+        *used += 4 + u;
+        s = val != NULL ? (int32_t) vlen : -1;
+        memcpy(r->hbuf + *used, &s, 4);
+        *used += 4;
+        if (val != NULL) {
+            memcpy(r->hbuf + *used, val, vlen);
+            *used += vlen;
+        }
+    }
+    /* An offset for now: the buffer may still move. */
+    rec->hdrs = (const char *) (uintptr_t) (start + 1);
+    rec->hlen = (int32_t) (*used - start);
+    return TIDE_OK;
+}
+
+int
+tide_kreader_poll_batch(tide_kreader_t *r, tide_rec_t *recs, int n,
+                        int timeout_ms)
+{
+    rd_kafka_message_t  *msgs[256];
+    ssize_t              got;
+    size_t               used = 0;
+    int                  i, out = 0;
+
+    if (r == NULL || recs == NULL || n < 1) {
+        return TIDE_EINVAL;
+    }
+    release(r);
+    if (n > 256) {
+        n = 256;
+    }
+    if (r->held == NULL) {
+        r->held = calloc(256, sizeof(*r->held));
+        if (r->held == NULL) {
+            return TIDE_ENOMEM;
+        }
+    }
+    got = rd_kafka_consume_batch_queue(r->q, timeout_ms, msgs, (size_t) n);
+    if (got < 0) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "reading %s [%d]: %s",
+                 r->topic, (int) r->partition,
+                 rd_kafka_err2str(rd_kafka_last_error()));
+        return TIDE_EIO;
+    }
+    for (i = 0; i < got; i++) {
+        rd_kafka_message_t  *m = msgs[i];
+        tide_rec_t          *rec = &recs[out];
+        int64_t              ts;
+
+        r->held[r->nheld++] = m;
+        if (m->err) {
+            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                continue;
+            }
+            snprintf(r->errmsg, sizeof(r->errmsg), "reading %s [%d]: %s",
+                     r->topic, (int) r->partition,
+                     rd_kafka_message_errstr(m));
+            /* Transient errors are retried by librdkafka; say so and go
+             * on with what came. */
+            if (m->err == RD_KAFKA_RESP_ERR__TRANSPORT
+                || m->err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+                tide__warn("kafka: %s; retrying", r->errmsg);
+                continue;
+            }
+            for (; i + 1 < got; i++) {
+                r->held[r->nheld++] = msgs[i + 1];
+            }
+            return TIDE_EIO;
+        }
+        rec->offset = m->offset;
+        ts = rd_kafka_message_timestamp(m, NULL);
+        rec->ts = ts >= 0 ? ts : 0;
+        rec->key = m->key;
+        rec->klen = m->key != NULL ? (int32_t) m->key_len : -1;
+        rec->val = m->payload;
+        rec->vlen = m->payload != NULL ? (int32_t) m->len : -1;
+        rec->partition = m->partition;
+        if (add_headers(r, m, &used, rec) != TIDE_OK) {
+            return TIDE_ENOMEM;
+        }
+        r->next = m->offset + 1;
+        out++;
+    }
+    for (i = 0; i < out; i++) {
+        if (recs[i].hdrs != NULL) {
+            recs[i].hdrs = r->hbuf + ((uintptr_t) recs[i].hdrs - 1);
+        }
+    }
+    return out;
+}
+
+int64_t
+tide_kreader_offset(const tide_kreader_t *r)
+{
+    return r != NULL ? r->next : -1;
+}
+
+int64_t
+tide_kreader_cached_end(const tide_kreader_t *r)
+{
+    int64_t  lo = -1, hi = -1;
+
+    if (r == NULL || rd_kafka_get_watermark_offsets(r->k->cons, r->topic,
+                                                    r->partition, &lo, &hi)) {
+        return -1;
+    }
+    return hi;
+}
+
+const char *
+tide_kreader_errmsg(const tide_kreader_t *r)
+{
+    return r != NULL ? r->errmsg : "no reader";
+}
+
+void
+tide_kreader_free(tide_kreader_t *r)
+{
+    rd_kafka_topic_partition_list_t  *l;
+    rd_kafka_error_t                 *e;
+
+    if (r == NULL) {
+        return;
+    }
+    release(r);
+    l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, r->topic, r->partition);
+    e = rd_kafka_incremental_unassign(r->k->cons, l);
+    if (e != NULL) {
+        rd_kafka_error_destroy(e);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_queue_destroy(r->q);
+    free(r->held);
+    free(r->hbuf);
+    free(r->topic);
+    free(r);
+}

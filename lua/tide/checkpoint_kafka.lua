@@ -1,0 +1,106 @@
+--- A job's checkpoint kept in its Kafka consumer group (docs/kafka.md
+--- "Checkpoints"), for jobs whose first input is a kafka: stream. A save
+--- commits, in one OffsetCommit request, every task's input offsets on
+--- Kafka topics, and puts the task's whole entry (input and changelog
+--- offsets, as JSON) in the metadata of its partition of the first input.
+--- `kafka-consumer-groups --describe --group JOB` then shows the job's
+--- offsets and lag, and a process with an empty data dir resumes from the
+--- group. The local checkpoint file is written after, as a copy for
+--- `tide state dump`.
+local checkpoint = require("tide.checkpoint")
+local system = require("tide.system")
+local kafka_sys = require("tide.system.kafka")
+
+local pairs, ipairs, tostring = pairs, ipairs, tostring
+local str_format, concat = string.format, table.concat
+local setmetatable = setmetatable
+
+local _M = {}
+local Ckpt = {}
+Ckpt.__index = Ckpt
+
+--- The kafka input that names tasks: the job's first input that is not
+--- broadcast, when it is a kafka: stream; else nil.
+function _M.lead_input(job)
+    for _, inp in ipairs(job.inputs or {}) do
+        if not inp.broadcast then
+            return inp.system == "kafka" and inp or nil
+        end
+    end
+    return nil
+end
+
+--- Wraps the file checkpoint `file` (tide.checkpoint) of `job` in `env`.
+function _M.new(file, env, job)
+    return setmetatable({ file = file, env = env, job = job,
+                          lead = _M.lead_input(job),
+                          path = file.path }, Ckpt)
+end
+
+--- Loads the tasks from the group (see tide.checkpoint's load for the
+--- shape). A task the group has nothing for is absent.
+function Ckpt:load()
+    local c, err = kafka_sys.client(self.env)
+    if not c then
+        return nil, err
+    end
+    local s
+    s, err = system.open(self.env, self.lead.spec)
+    if not s then
+        return nil, err
+    end
+    local parts = {}
+    for p = 0, s:count() - 1 do
+        local off, meta, cerr = c:committed(self.lead.name, p)
+        if cerr then
+            return nil, str_format("reading the checkpoint of job '%s' from "
+                                   .. "its Kafka group: %s", self.job.name,
+                                   cerr)
+        end
+        if off and meta and meta:sub(1, 1) == "{" then
+            parts[#parts + 1] = str_format('"%d":%s', p, meta)
+        end
+    end
+    local text = str_format('{"version":1,"job":%s,"tasks":{%s}}',
+                            require("cjson").encode(self.job.name),
+                            concat(parts, ","))
+    return checkpoint.decode(text, str_format("Kafka group '%s'",
+                                              self.job.name), self.job.name)
+end
+
+--- Commits `tasks` to the group, then writes the local copy.
+function Ckpt:save(tasks)
+    local c, err = kafka_sys.client(self.env)
+    if not c then
+        return nil, err
+    end
+    local list = {}
+    for p, t in pairs(tasks) do
+        local lead_key = "kafka:" .. self.lead.name
+        local lead_off = t.inputs and t.inputs[lead_key]
+        if lead_off then
+            local meta = str_format('{"inputs":%s,"changelogs":%s}',
+                                    checkpoint.offsets_json(t.inputs),
+                                    checkpoint.offsets_json(t.changelogs))
+            list[#list + 1] = { topic = self.lead.name, partition = p,
+                                offset = lead_off, metadata = meta }
+            for key, off in pairs(t.inputs) do
+                local topic = key:match("^kafka:(.*)$")
+                if topic and key ~= lead_key and not topic:find("#", 1, true)
+                    then
+                    list[#list + 1] = { topic = topic, partition = p,
+                                        offset = off }
+                end
+            end
+        end
+    end
+    local ok
+    ok, err = c:commit(list)
+    if not ok then
+        return nil, str_format("cannot commit the checkpoint to Kafka group "
+                               .. "'%s': %s", self.job.name, tostring(err))
+    end
+    return self.file:save(tasks)
+end
+
+return _M
