@@ -10,7 +10,6 @@
 -- stopped within max_process_time + 1 s, an output readable within 2 s
 -- with 10 s commits, no worker left 1 s after its parent). The random
 -- seed is printed; rerun with TIDE_CONTAINER_SEED=<seed>.
-local ffi = require("ffi")
 local h = require("cli.helper")
 
 local ASAN = (os.getenv("TIDE_BUILD_DIR") or ""):find("asan") ~= nil
@@ -36,116 +35,20 @@ io.stderr:write(fmt("container_spec: seed %d (rerun with "
 math.randomseed(SEED)
 local rand = math.random
 
-ffi.cdef([[
-struct tide_spec_timespec { long tv_sec; long tv_nsec; };
-int clock_gettime(int clk, struct tide_spec_timespec *tp);
-]])
-local ts = ffi.new("struct tide_spec_timespec")
-
--- Seconds on the monotonic clock.
-local function now()
-  ffi.C.clock_gettime(1, ts)
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
+local now = h.now
 
 -- ---- helpers -----------------------------------------------------------------
 
 local function plain_find(s, p) return s:find(p, 1, true) ~= nil end
 
-local function count(s, pat)
-  local n = 0
-  for _ in s:gmatch(pat) do n = n + 1 end
-  return n
-end
+local count = h.count
 
 local procs = {}     -- pids this test started: killed in after_each
 local log_of = h.tide_stderr
+local exited, wait_log, stop = h.exited, h.wait_log, h.stop
 
 local function start(dir, work, args)
-  local job = h.start_tide(dir, work, args)
-  procs[#procs + 1] = job.wrapper
-  procs[#procs + 1] = job.pid
-  return job
-end
-
-local function exited(job)
-  return h.read_file(job.base .. ".rc") ~= nil
-end
-
--- Waits (hang guard: `secs`, 60 by default) until the job's log has at
--- least n matches of Lua pattern pat; returns the log.
-local function wait_log(job, pat, n, what, secs)
-  local deadline = now() + (secs or 60)
-  while now() < deadline do
-    local log = log_of(job)
-    if count(log, pat) >= (n or 1) then return log end
-    if exited(job) then break end
-    h.sleep(0.02)
-  end
-  error(fmt("waiting for %s: fewer than %d lines matching '%s' in the log "
-            .. "of pid %d; log:\n%s", what or pat, n or 1, pat, job.pid,
-            log_of(job)), 2)
-end
-
-local function wait_exit(job, secs)
-  local deadline = now() + (secs or 60)
-  while now() < deadline do
-    local rc = tonumber(h.read_file(job.base .. ".rc") or "")
-    if rc then return rc end
-    h.sleep(0.02)
-  end
-  os.execute("kill -9 " .. job.pid .. " 2>/dev/null")
-  error(fmt("pid %d did not exit within %d s; log:\n%s", job.pid,
-            secs or 60, log_of(job)), 2)
-end
-
--- Stops a running job with SIGTERM; fails unless it ends cleanly.
-local function stop(job)
-  os.execute("kill -TERM " .. job.pid .. " 2>/dev/null")
-  local rc = wait_exit(job)
-  assert(rc == 0, fmt("tide run exited %d after SIGTERM; log:\n%s", rc,
-                      log_of(job)))
-  return log_of(job)
-end
-
--- The background writer: appends batches of BATCH lines "k<i % NKEYS>:<i>"
--- (i counting from `first`) with `tide produce` every `pause` s until the
--- file STOP exists (or MAX_BATCHES), then writes the next i to
--- writer.done.
-local function start_writer(dir, work, first, pause)
-  os.remove(work .. "/STOP")
-  os.remove(work .. "/writer.done")
-  local script = fmt([[
-i=%d; n=0
-while [ ! -e %s ] && [ $n -lt %d ]; do
-  seq $i $((i + %d - 1)) | awk '{ print "k" ($1 %% %d) ":" $1 }' |
-    %s produce events -K : --partitions %d --data-dir %s ||
-    echo "produce failed" >>%s
-  i=$((i + %d)); n=$((n + 1)); sleep %.3f
-done
-echo $i >%s.tmp && mv %s.tmp %s
-]], first or 0, h.q(work .. "/STOP"), MAX_BATCHES, BATCH, NKEYS, h.q(h.bin),
-    PARTS, h.q(dir), h.q(work .. "/writer.err"), BATCH, pause or 0.02,
-    h.q(work .. "/writer.done"), h.q(work .. "/writer.done"),
-    h.q(work .. "/writer.done"))
-  h.write_file(work .. "/writer.sh", script)
-  procs[#procs + 1] = h.spawn("sh " .. h.q(work .. "/writer.sh")
-                              .. " </dev/null >/dev/null 2>&1")
-end
-
-local function stop_writer(work)
-  h.write_file(work .. "/STOP", "")
-  for _ = 1, 3000 do
-    local n = tonumber(h.read_file(work .. "/writer.done") or "")
-    if n then
-      assert(h.read_file(work .. "/writer.err") == nil,
-             "the writer failed: " .. tostring(h.read_file(work
-                                                           .. "/writer.err")))
-      return n
-    end
-    h.sleep(0.01)
-  end
-  error("the writer did not stop within 30 s")
+  return h.start_tide(dir, work, args, procs)
 end
 
 -- `tide workers JOB`: { [id] = { pid =, state =, tasks = { p, ... } } }.
@@ -162,117 +65,7 @@ local function workers(dir, name)
   return t
 end
 
--- `tide tasks JOB`: { [p] = { state =, worker =, lag =, offset = } }.
-local function tasks(dir, name)
-  local out = h.ok({ "tasks", name }, { dir = dir })
-  local t = {}
-  for l in out:gmatch("[^\n]+") do
-    local p, state = l:match("^task (%d+) (%u+)")
-    assert(p, "bad tasks line: " .. l)
-    t[tonumber(p)] = {
-      state = state, worker = tonumber(l:match("worker=(%d+)")),
-      lag = tonumber(l:match("lag=(%d+)")),
-      offset = tonumber(l:match("offsets=[^\n]-events=(%d+)")),
-      line = l,
-    }
-  end
-  return t, out
-end
-
--- Waits (hang guard: 60 s) until every task is RUNNING with lag 0.
-local function wait_caught_up(dir, name, job)
-  local out
-  for _ = 1, 600 do
-    local t
-    t, out = tasks(dir, name)
-    local done = true
-    for p = 0, PARTS - 1 do
-      done = done and t[p] and t[p].state == "RUNNING" and t[p].lag == 0
-    end
-    if done then return t end
-    if job and exited(job) then break end
-    h.sleep(0.1)
-  end
-  error("the tasks did not catch up within 60 s:\n" .. tostring(out)
-        .. (job and "\nlog:\n" .. log_of(job) or ""), 2)
-end
-
--- Reads the input stream "events": { [key] = { value, ... } } in the
--- order of its partition, and the number of records.
-local function read_inputs(dir)
-  local out = h.ok({ "consume", "events", "-e", "-f", "%k\t%s\\n" },
-                   { dir = dir })
-  local by_key, n = {}, 0
-  for k, v in out:gmatch("([^\t\n]*)\t([^\n]*)\n") do
-    local l = by_key[k]
-    if not l then l = {}; by_key[k] = l end
-    l[#l + 1] = v
-    n = n + 1
-  end
-  return by_key, n
-end
-
--- `tide state dump count_echo counts`: { [key] = count }.
-local function dump(dir)
-  local out = h.ok({ "state", "dump", COUNT, "counts" }, { dir = dir })
-  local t = {}
-  for k, v in out:gmatch("([^\t\n]*)\t([^\n]*)\n") do
-    assert(t[k] == nil, "key '" .. k .. "' dumped twice")
-    t[k] = tonumber(v)
-  end
-  return t, out
-end
-
--- The exactness check of count_echo over data dir `dir` (stopped job):
--- the state holds, per key, the number of its inputs; every input has an
--- output; and every output of input i (there may be several after a
--- crash: at least once) carries i's rank among its key's inputs, so that
--- no state was lost or doubled at any point. Returns the input count.
-local function assert_exact(dir)
-  local inputs, n = read_inputs(dir)
-  local state = dump(dir)
-  local bad, nbad = {}, 0
-  local function note(s)
-    nbad = nbad + 1
-    if #bad < 8 then bad[#bad + 1] = s end
-  end
-  local rank = {}
-  for k, vals in pairs(inputs) do
-    if state[k] ~= #vals then
-      note(fmt("state of key '%s' is %s, want %d", k, tostring(state[k]),
-               #vals))
-    end
-    for i, v in ipairs(vals) do
-      assert(rank[v] == nil, "input value " .. v .. " sent twice")
-      rank[v] = i
-    end
-  end
-  for k, c in pairs(state) do
-    if not inputs[k] then note(fmt("state has key '%s' = %d, no input", k, c)) end
-  end
-  local out = h.ok({ "consume", "echo-out", "-e", "-f", "%k\t%s\\n" },
-                   { dir = dir })
-  local seen, nout = {}, 0
-  for k, v, c in out:gmatch("([^\t\n]*)\t(%S+) (%d+)\n") do
-    nout = nout + 1
-    c = tonumber(c)
-    if rank[v] == nil then
-      note(fmt("output '%s %d' of key '%s' has no input", v, c, k))
-    elseif rank[v] ~= c then
-      note(fmt("output of input %s (key '%s') says count %d, want %d%s", v,
-               k, c, rank[v], c > rank[v] and " (counted twice)"
-                                            or " (lost)"))
-    end
-    seen[v] = true
-  end
-  for v in pairs(rank) do
-    if not seen[v] then note("input " .. v .. " has no output") end
-  end
-  assert(nbad == 0, fmt("%d inputs, %d outputs, %d faults, e.g.\n  %s", n,
-                        nout, nbad, table.concat(bad, "\n  ")))
-  assert(n > 0, "no input at all")
-  return n, nout
-end
+local tasks = h.tasks
 
 local function pid_alive(pid) return h.alive(pid) end
 
@@ -298,36 +91,17 @@ end
 describe("the container", function()
   local work, dir
 
-  before_each(function()
-    procs = {}
-    work = h.tmpdir()
-    dir = work .. "/data"
-  end)
-
-  after_each(function()
-    if work then h.write_file(work .. "/STOP", "") end
-    -- wrappers and the writer first, so that none writes into a removed
-    -- folder; then what start_tide started
-    for _, pid in ipairs(procs) do
-      -- only a process of this test (its command line names our scratch
-      -- dir): never a reused pid
-      local cmd = h.read_file("/proc/" .. pid .. "/cmdline")
-      if cmd and plain_find(cmd, work) then
-        os.execute("kill -9 " .. pid .. " 2>/dev/null")
-      end
-    end
-    h.kill_started(work)
-    h.sleep(0.2)
-    procs = {}
-    h.rmdir(work)
-  end)
+  before_each(function() work, dir = h.scratch() end)
+  after_each(function() h.kill_ours(procs, work) end)
 
   -- Starts count_echo with `nworkers` workers under the writer; returns
   -- the job once it runs and has processed something.
   local function start_counting(nworkers)
     h.ok({ "produce", "events", "-K", ":", "--partitions", tostring(PARTS) },
          { dir = dir, stdin = "k0:first\n" })
-    start_writer(dir, work, 0, 0.02)
+    procs[#procs + 1] = h.start_writer(dir, work, {
+      batch = BATCH, nkeys = NKEYS, parts = PARTS,
+      max_batches = MAX_BATCHES })
     local job = start(dir, work, { "run", COUNT, "--workers",
                                    tostring(nworkers) })
     wait_log(job, "job 'count%-echo' started", 1, "the start")
@@ -337,10 +111,10 @@ describe("the container", function()
   -- Stops the writer, waits until the running job has read everything,
   -- stops it (SIGTERM: a clean stop) and checks exactness.
   local function finish(job)
-    local sent = stop_writer(work)
-    wait_caught_up(dir, "count-echo", job)
+    local sent = h.stop_writer(work)
+    h.wait_caught_up(dir, "count-echo", PARTS, job)
     local log = stop(job)
-    local n = assert_exact(dir)
+    local n = h.assert_exact(dir, COUNT)
     assert.are.equal(sent + 1, n)
     return log, n
   end
@@ -371,11 +145,11 @@ describe("the container", function()
         outs[n][p] = h.ok({ "consume", "echo-out", "-e", "-p", tostring(p),
                             "-f", "%o %k %s\\n" }, { dir = d })
       end
-      local _, text = dump(d)
+      local _, text = h.dump_numbers(d, COUNT, "counts")
       local l = h.lines(text)
       table.sort(l)
       dumps[n] = table.concat(l, "\n")
-      assert.are.equal(N_SCALE, assert_exact(d))
+      assert.are.equal(N_SCALE, (h.assert_exact(d, COUNT)))
     end
     for p = 0, PARTS - 1 do
       assert(#outs[1][p] > 0, "partition " .. p .. " has no output")

@@ -1,5 +1,7 @@
 -- Shared helpers of the spec/cli/ specs: they drive the real `tide` binary
 -- (TIDE_BIN) through a shell, as a user would, with a fresh data dir each.
+local ffi = require("ffi")
+
 local M = {}
 
 M.bin = os.getenv("TIDE_BIN")
@@ -39,10 +41,20 @@ function M.tmpdir()
   return d
 end
 
-function M.rmdir(d)
-  if d and d:match("^/tmp/tide%-cli%-spec%.") then
-    os.execute("rm -rf " .. M.q(d))
+-- Removes the folders given (those M.tmpdir made; nil is skipped).
+function M.rmdir(...)
+  for i = 1, select("#", ...) do
+    local d = select(i, ...)
+    if d and d:match("^/tmp/tide%-cli%-spec%.") then
+      os.execute("rm -rf " .. M.q(d))
+    end
   end
+end
+
+-- A fresh scratch dir and the data dir inside it: work, work/data.
+function M.scratch()
+  local work = M.tmpdir()
+  return work, work .. "/data"
 end
 
 -- Runs a shell command line; returns { code =, out =, err = }.
@@ -199,8 +211,10 @@ end
 -- stderr go to files in scratch dir `work` (<base>.out, <base>.err), and
 -- its exit status to <base>.rc when it ends (128+n: signal n). Returns
 -- { pid = tide's pid, base = ..., wrapper = the wrapper shell's pid }.
+-- With `pids` (a list), appends the wrapper's pid and then tide's to it,
+-- for M.kill_ours.
 local bg_seq = 0
-function M.start_tide(dir, work, args)
+function M.start_tide(dir, work, args, pids)
   bg_seq = bg_seq + 1
   local base = string.format("%s/bg%d", work, bg_seq)
   local words = { M.q(M.bin) }
@@ -221,25 +235,328 @@ function M.start_tide(dir, work, args)
     M.sleep(0.005)
   end
   assert(pid, "tide did not start: " .. table.concat(args, " "))
+  if pids then
+    pids[#pids + 1] = wrapper
+    pids[#pids + 1] = pid
+  end
   return { pid = pid, base = base, wrapper = wrapper }
 end
 
 -- Kills (SIGKILL) every process start_tide started with scratch dir `work`
 -- that has not ended yet: for after_each, so that nothing a test started
--- outlives it.
+-- outlives it. Returns how many it killed.
 function M.kill_started(work)
   local files = M.sh("ls " .. M.q(work) .. " 2>/dev/null")
+  local n = 0
   for f in files:gmatch("(bg%d+)%.pid\n") do
     local pid = tonumber(M.read_file(work .. "/" .. f .. ".pid") or "")
     if pid and not M.read_file(work .. "/" .. f .. ".rc") then
       os.execute("kill -9 " .. pid .. " 2>/dev/null")
+      n = n + 1
     end
   end
+  return n
 end
 
 -- Returns what a job started by start_tide printed on stderr so far.
 function M.tide_stderr(job)
   return M.read_file(job.base .. ".err") or ""
+end
+
+-- ---- background jobs, writer and cleanup (container, reload, repl_attach,
+-- run and state specs) -------------------------------------------------------
+
+local fmt = string.format
+
+-- (pcall: busted may load this module again in one process, and a
+-- second cdef of the struct would raise)
+pcall(ffi.cdef, [[
+struct tide_cli_spec_timespec { long tv_sec; long tv_nsec; };
+int clock_gettime(int clk, struct tide_cli_spec_timespec *tp);
+]])
+local ts = ffi.new("struct tide_cli_spec_timespec")
+
+-- Seconds on the monotonic clock.
+function M.now()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+end
+
+-- Number of matches of Lua pattern pat in s.
+function M.count(s, pat)
+  local n = 0
+  for _ in s:gmatch(pat) do n = n + 1 end
+  return n
+end
+
+-- Whether a job started by start_tide has ended (its .rc is written).
+function M.exited(job)
+  return M.read_file(job.base .. ".rc") ~= nil
+end
+
+-- Waits (hang guard: `secs`, 60 by default) until the log of a job
+-- started by start_tide has at least n (1 by default) matches of Lua
+-- pattern pat; returns the log. Fails, naming `what`, if the job ends
+-- first.
+function M.wait_log(job, pat, n, what, secs)
+  local deadline = M.now() + (secs or 60)
+  while M.now() < deadline do
+    local log = M.tide_stderr(job)
+    if M.count(log, pat) >= (n or 1) then return log end
+    if M.exited(job) then break end
+    M.sleep(0.01)
+  end
+  error(fmt("waiting for %s: fewer than %d lines matching '%s' in the log "
+            .. "of pid %d; log:\n%s", what or pat, n or 1, pat, job.pid,
+            M.tide_stderr(job)), 2)
+end
+
+-- Sends signal `sig` (a name such as "TERM", or a number) to a job
+-- started by start_tide.
+function M.signal(job, sig)
+  os.execute(fmt("kill -%s %d 2>/dev/null", sig, job.pid))
+end
+
+-- Waits (hang guard: 60 s) until a job started by start_tide ends;
+-- returns its exit status (128+n: signal n). On the hang guard, SIGKILLs
+-- it (still ours: it has no .rc) and fails.
+function M.wait_exit(job)
+  for _ = 1, 6000 do
+    local rc = tonumber(M.read_file(job.base .. ".rc") or "")
+    if rc then return rc end
+    M.sleep(0.01)
+  end
+  os.execute("kill -9 " .. job.pid .. " 2>/dev/null")
+  error(fmt("pid %d did not exit within 60 s; log:\n%s", job.pid,
+            M.tide_stderr(job)), 2)
+end
+
+-- Stops a running job with SIGTERM; fails unless it ends with status 0.
+-- Returns its log.
+function M.stop(job)
+  M.signal(job, "TERM")
+  local rc = M.wait_exit(job)
+  if rc ~= 0 then
+    error(fmt("tide run exited %d after SIGTERM; log:\n%s", rc,
+              M.tide_stderr(job)), 2)
+  end
+  return M.tide_stderr(job)
+end
+
+-- The background writer: a shell loop that appends batches of opts.batch
+-- lines "k<i % opts.nkeys>:<i>" (i counting from opts.first, 0 by
+-- default) to stream opts.stream ("events" by default; opts.parts
+-- partitions) with `tide produce`, sleeping opts.pause s (0.02 by
+-- default) between batches, until the file work/STOP exists (or after
+-- opts.max_batches, a hang guard); then it writes the next i to
+-- work/writer.done. A failed `tide produce` is noted in work/writer.err.
+-- Returns the shell's pid (also kept in work/writer.pid for M.kill_ours).
+function M.start_writer(dir, work, opts)
+  os.remove(work .. "/STOP")
+  os.remove(work .. "/writer.done")
+  local done = M.q(work .. "/writer.done")
+  local script = fmt([[
+i=%d; n=0
+while [ ! -e %s ] && [ $n -lt %d ]; do
+  seq $i $((i + %d - 1)) | awk '{ print "k" ($1 %% %d) ":" $1 }' |
+    %s produce %s -K : --partitions %d --data-dir %s ||
+    echo "produce failed" >>%s
+  i=$((i + %d)); n=$((n + 1)); sleep %.3f
+done
+echo $i >%s.tmp && mv %s.tmp %s
+]], opts.first or 0, M.q(work .. "/STOP"), opts.max_batches, opts.batch,
+    opts.nkeys, M.q(M.bin), M.q(opts.stream or "events"), opts.parts,
+    M.q(dir), M.q(work .. "/writer.err"), opts.batch, opts.pause or 0.02,
+    done, done, done)
+  M.write_file(work .. "/writer.sh", script)
+  local pid = M.spawn("sh " .. M.q(work .. "/writer.sh")
+                      .. " </dev/null >/dev/null 2>&1")
+  M.write_file(work .. "/writer.pid", pid .. "\n")
+  return pid
+end
+
+-- Stops the writer (hang guard: 30 s); fails if a `tide produce` of it
+-- failed. Returns the number of lines it wrote (plus opts.first).
+function M.stop_writer(work)
+  M.write_file(work .. "/STOP", "")
+  for _ = 1, 3000 do
+    local n = tonumber(M.read_file(work .. "/writer.done") or "")
+    if n then
+      local err = M.read_file(work .. "/writer.err")
+      assert(err == nil, "the writer failed: " .. tostring(err))
+      return n
+    end
+    M.sleep(0.01)
+  end
+  error("the writer did not stop within 30 s")
+end
+
+-- Whether pid is a live process of the current test: its command line
+-- names the test's scratch dir `work`, so never a pid the system reused.
+function M.ours(pid, work)
+  local cmd = M.read_file("/proc/" .. pid .. "/cmdline")
+  return cmd ~= nil and work ~= nil and cmd:find(work, 1, true) ~= nil
+         and M.alive(pid)
+end
+
+-- Waits (hang guard: `secs`) until pid is no longer ours (M.ours).
+local function wait_gone(pid, work, secs)
+  for _ = 1, secs * 100 do
+    if not M.ours(pid, work) then return end
+    M.sleep(0.01)
+  end
+end
+
+-- For after_each: ends what a test started under scratch dir `work`,
+-- then removes `work` and the other folders given. The writer
+-- (M.start_writer) is asked to stop and given 10 s to end its current
+-- `tide produce`. Then those of `pids` (a list, emptied; may be nil) that
+-- are ours are SIGKILLed in order (list a wrapper before what it runs, as
+-- start_tide does, so that none writes into a removed folder), and what
+-- start_tide started in `work`; each is given 5 s to go and, if any was
+-- killed, the workers of a killed supervisor 0.2 s more.
+function M.kill_ours(pids, work, ...)
+  if not work then return end
+  pids = pids or {}
+  M.write_file(work .. "/STOP", "")
+  local writer = tonumber(M.read_file(work .. "/writer.pid") or "")
+  if writer then wait_gone(writer, work, 10) end
+  local killed = 0
+  for _, pid in ipairs(pids) do
+    if M.ours(pid, work) then
+      os.execute("kill -9 " .. pid .. " 2>/dev/null")
+      killed = killed + 1
+    end
+  end
+  killed = killed + M.kill_started(work)
+  for _, pid in ipairs(pids) do wait_gone(pid, work, 5) end
+  if killed > 0 then M.sleep(0.2) end
+  for i = #pids, 1, -1 do pids[i] = nil end
+  M.rmdir(work, ...)
+end
+
+-- `tide tasks JOB`: { [p] = { state =, worker =, lag =, offset = (of
+-- input stream "events"), line = } }, and the text.
+function M.tasks(dir, name)
+  local out = M.ok({ "tasks", name }, { dir = dir })
+  local t = {}
+  for l in out:gmatch("[^\n]+") do
+    local p, state = l:match("^task (%d+) (%u+)")
+    assert(p, "bad tasks line: " .. l)
+    t[tonumber(p)] = {
+      state = state, worker = tonumber(l:match("worker=(%d+)")),
+      lag = tonumber(l:match("lag=(%d+)")),
+      offset = tonumber(l:match("offsets=[^\n]-events=(%d+)")),
+      line = l,
+    }
+  end
+  return t, out
+end
+
+-- Waits (hang guard: 60 s) until every task 0..parts-1 of job `name` is
+-- RUNNING with lag 0 (`tide tasks`); fails sooner if `job` (started by
+-- start_tide) ends. Returns the tasks (M.tasks).
+function M.wait_caught_up(dir, name, parts, job)
+  local out
+  for _ = 1, 600 do
+    local t
+    t, out = M.tasks(dir, name)
+    local done = true
+    for p = 0, parts - 1 do
+      done = done and t[p] and t[p].state == "RUNNING" and t[p].lag == 0
+    end
+    if done then return t end
+    if job and M.exited(job) then break end
+    M.sleep(0.1)
+  end
+  error("the tasks did not catch up within 60 s:\n" .. tostring(out)
+        .. (job and "\nlog:\n" .. M.tide_stderr(job) or ""), 2)
+end
+
+-- `tide state dump JOB STORE` (the job stopped): { [key] = number }, and
+-- the text. Fails on a key printed twice.
+function M.dump_numbers(dir, job, store)
+  local out = M.ok({ "state", "dump", job, store }, { dir = dir })
+  local t = {}
+  for k, v in out:gmatch("([^\t\n]*)\t([^\n]*)\n") do
+    assert(t[k] == nil, "key '" .. k .. "' dumped twice")
+    t[k] = tonumber(v)
+  end
+  return t, out
+end
+
+-- The exactness check of a keyed counting job (spec/cli/jobs/count_echo.lua,
+-- repl_count.lua: input "events", output "echo-out" valued "<input
+-- value> <the key's new count>", store "counts") over data dir `dir`,
+-- job file `job` stopped: the state holds, per key, the number of its
+-- inputs; every input has an output; and every output of input i carries
+-- i's rank among its key's inputs, so that no state was lost or doubled
+-- at any point. There may be several outputs of one input (at least once,
+-- after a crash) unless `once`. Returns the input and output counts.
+function M.assert_exact(dir, job, once)
+  local out = M.ok({ "consume", "events", "-e", "-f", "%k\t%s\\n" },
+                   { dir = dir })
+  local inputs, n = {}, 0
+  for k, v in out:gmatch("([^\t\n]*)\t([^\n]*)\n") do
+    inputs[k] = inputs[k] or {}
+    inputs[k][#inputs[k] + 1] = v
+    n = n + 1
+  end
+  local state = M.dump_numbers(dir, job, "counts")
+  local bad, nbad = {}, 0
+  local function note(s)
+    nbad = nbad + 1
+    if #bad < 8 then bad[#bad + 1] = s end
+  end
+  local rank = {}
+  for k, vals in pairs(inputs) do
+    if state[k] ~= #vals then
+      note(fmt("state of key '%s' is %s, want %d", k, tostring(state[k]),
+               #vals))
+    end
+    for i, v in ipairs(vals) do
+      assert(rank[v] == nil, "input value " .. v .. " sent twice")
+      rank[v] = i
+    end
+  end
+  for k, c in pairs(state) do
+    if not inputs[k] then note(fmt("state has key '%s' = %d, no input", k, c)) end
+  end
+  out = M.ok({ "consume", "echo-out", "-e", "-f", "%k\t%s\\n" },
+             { dir = dir })
+  local seen, nout = {}, 0
+  for k, v, c in out:gmatch("([^\t\n]*)\t(%S+) (%d+)\n") do
+    nout = nout + 1
+    c = tonumber(c)
+    if rank[v] == nil then
+      note(fmt("output '%s %d' of key '%s' has no input", v, c, k))
+    elseif once and seen[v] then
+      note(fmt("input %s (key '%s') has two outputs", v, k))
+    elseif rank[v] ~= c then
+      note(fmt("output of input %s (key '%s') says count %d, want %d%s", v,
+               k, c, rank[v], c > rank[v] and " (counted twice)"
+                                            or " (lost)"))
+    end
+    seen[v] = true
+  end
+  for v in pairs(rank) do
+    if not seen[v] then note("input " .. v .. " has no output") end
+  end
+  assert(nbad == 0, fmt("%d inputs, %d outputs, %d faults, e.g.\n  %s", n,
+                        nout, nbad, table.concat(bad, "\n  ")))
+  assert(n > 0, "no input at all")
+  assert(not once or n == nout, fmt("%d inputs, %d outputs", n, nout))
+  return n, nout
+end
+
+-- Fails (naming the caller's caller) unless run `r` (M.run, M.tide)
+-- exited 0 with nothing on stderr, showing its output; returns r.out.
+function M.clean_exit(r, what)
+  if r.code ~= 0 or r.err ~= "" then
+    error(fmt("%s exited %s\nstdout:\n%s\nstderr:\n%s", what,
+              tostring(r.code), r.out, r.err), 3)
+  end
+  return r.out
 end
 
 -- Byte positions of the records of segment bytes `data` (a list of

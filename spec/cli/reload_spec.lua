@@ -23,93 +23,20 @@ local fmt = string.format
 
 local function plain_find(s, p) return s:find(p, 1, true) ~= nil end
 
--- Number of matches of Lua pattern pat in s.
-local function count(s, pat)
-  local n = 0
-  for _ in s:gmatch(pat) do n = n + 1 end
-  return n
-end
+local count = h.count
+local log_of = h.tide_stderr
 
 -- Background processes of the current test: killed in after_each.
 local procs = {}
-local writer_pid
 
--- Starts tide in the background (spec/cli/helper.lua) and remembers the
--- wrapper shell and tide's pid: after_each kills the wrapper first, so
--- that it writes nothing into a folder being removed.
 local function start(dir, work, args)
-  local job = h.start_tide(dir, work, args)
-  procs[#procs + 1] = job.wrapper
-  procs[#procs + 1] = job.pid
-  return job
-end
-
-local log_of = h.tide_stderr
-
-local function exited(job)
-  return h.read_file(job.base .. ".rc") ~= nil
+  return h.start_tide(dir, work, args, procs)
 end
 
 -- Waits (hang guard: 30 s) until job's log has at least n matches of Lua
 -- pattern pat; returns the log.
 local function wait_count(job, pat, n, what)
-  for _ = 1, 3000 do
-    local log = log_of(job)
-    if count(log, pat) >= n then return log end
-    if exited(job) then break end
-    h.sleep(0.01)
-  end
-  error(fmt("waiting for %s: fewer than %d lines matching '%s' in the log "
-            .. "of pid %d; log:\n%s", what or pat, n, pat, job.pid,
-            log_of(job)), 2)
-end
-
-local function wait_exit(job)
-  for _ = 1, 6000 do
-    local rc = tonumber(h.read_file(job.base .. ".rc") or "")
-    if rc then return rc end
-    h.sleep(0.01)
-  end
-  os.execute("kill -9 " .. job.pid .. " 2>/dev/null")  -- still ours: no rc
-  error("pid " .. job.pid .. " did not exit within 60 s", 2)
-end
-
-local function signal(job, sig)
-  os.execute(fmt("kill -%s %d 2>/dev/null", sig, job.pid))
-end
-
--- The background writer: appends batches of BATCH lines "k<i % NKEYS>:<i>"
--- with `tide produce` until the file STOP exists (or MAX_BATCHES, a hang
--- guard), then writes the number of lines sent to writer.done.
-local function start_writer(dir, work)
-  local script = fmt([[
-i=0; n=0
-while [ ! -e %s ] && [ $n -lt %d ]; do
-  seq $i $((i + %d - 1)) | awk '{ print "k" ($1 %% %d) ":" $1 }' |
-    %s produce events -K : --partitions %d --data-dir %s ||
-    echo "produce failed" >>%s
-  i=$((i + %d)); n=$((n + 1)); sleep 0.02
-done
-echo $i >%s.tmp && mv %s.tmp %s
-]], h.q(work .. "/STOP"), MAX_BATCHES, BATCH, NKEYS, h.q(h.bin), PARTS,
-    h.q(dir), h.q(work .. "/writer.err"), BATCH, h.q(work .. "/writer.done"),
-    h.q(work .. "/writer.done"), h.q(work .. "/writer.done"))
-  h.write_file(work .. "/writer.sh", script)
-  local pid = h.spawn("sh " .. h.q(work .. "/writer.sh")
-                      .. " </dev/null >/dev/null 2>&1")
-  procs[#procs + 1] = pid
-  writer_pid = pid
-  return pid
-end
-
-local function stop_writer(work)
-  h.write_file(work .. "/STOP", "")
-  for _ = 1, 3000 do
-    local n = tonumber(h.read_file(work .. "/writer.done") or "")
-    if n then return n end
-    h.sleep(0.01)
-  end
-  error("the writer did not stop within 30 s")
+  return h.wait_log(job, pat, n, what, 30)
 end
 
 -- Reads a whole stream: { [p] = { {key, value}, ... } }, index j holding
@@ -189,43 +116,8 @@ end
 describe("hot reload", function()
   local work, dir
 
-  before_each(function()
-    procs = {}
-    work = h.tmpdir()
-    dir = work .. "/data"
-  end)
-
-  -- Whether pid is a live process of this test (its command line names
-  -- our scratch dir): never signal or wait for a reused pid.
-  local function ours(pid)
-    local cmd = h.read_file("/proc/" .. pid .. "/cmdline")
-    return cmd ~= nil and work ~= nil and plain_find(cmd, work)
-           and h.alive(pid)
-  end
-
-  after_each(function()
-    if work then
-      -- the writer stops after its current `tide produce` (bounded wait)
-      h.write_file(work .. "/STOP", "")
-      for _ = 1, 1000 do
-        if not writer_pid or not ours(writer_pid) then break end
-        h.sleep(0.01)
-      end
-    end
-    writer_pid = nil
-    for _, pid in ipairs(procs) do
-      if ours(pid) then os.execute("kill -9 " .. pid .. " 2>/dev/null") end
-    end
-    -- wait (bounded) until they are gone before removing their folders
-    for _, pid in ipairs(procs) do
-      for _ = 1, 500 do
-        if not ours(pid) then break end
-        h.sleep(0.01)
-      end
-    end
-    procs = {}
-    h.rmdir(work)
-  end)
+  before_each(function() work, dir = h.scratch() end)
+  after_each(function() h.kill_ours(procs, work) end)
 
   it("swaps 20 edits of a counting job under continuous input: exactly one "
      .. "output per input, monotonic tags, broken versions refused or "
@@ -237,7 +129,9 @@ describe("hot reload", function()
     -- the input exists before the job starts
     h.ok({ "produce", "events", "-K", ":", "--partitions", tostring(PARTS) },
          { dir = dir, stdin = "k0:first\n" })
-    start_writer(dir, work)
+    procs[#procs + 1] = h.start_writer(dir, work, {
+      batch = BATCH, nkeys = NKEYS, parts = PARTS,
+      max_batches = MAX_BATCHES })
     local job = start(dir, work, { "run", job_file })
     wait_count(job, "job 'reload_counter' started", 1, "the start")
     wait_stream_len(dir, "tagged", 20)
@@ -276,13 +170,8 @@ describe("hot reload", function()
       h.sleep(SETTLE)           -- let the new (or kept) code see input
     end
 
-    local total = stop_writer(work) + 1
-    local werr = h.read_file(work .. "/writer.err")
-    assert.is_nil(werr, "the writer's tide produce failed: " .. tostring(werr))
-    signal(job, "TERM")
-    assert.are.equal(0, wait_exit(job), "tide run after SIGTERM; log:\n"
-                     .. log_of(job))
-    local log = log_of(job)
+    local total = h.stop_writer(work) + 1
+    local log = h.stop(job)
     local drain = h.tide({ "run", job_file, "--drain" }, { dir = dir })
     assert.are.equal(0, drain.code, "tide run --drain: " .. drain.err)
     assert_no_sanitizer(log .. drain.err)
@@ -422,8 +311,7 @@ describe("hot reload", function()
       wait_count(job, "started", 1)
       local live = h.tide({ "reload", "reload_counter" }, { dir = dir })
       assert.are.equal(0, live.code, live.out .. live.err)
-      signal(job, "TERM")
-      assert.are.equal(0, wait_exit(job), log_of(job))
+      h.stop(job)
       -- stopped
       assert_clear_error(h.tide({ "reload", job_file }, { dir = dir }),
                          { "reload_counter", "running" })
@@ -468,8 +356,7 @@ describe("hot reload", function()
           assert.matches("^t01:", o[2])
         end
       end
-      signal(job, "TERM")
-      assert.are.equal(0, wait_exit(job), log_of(job))
+      h.stop(job)
       assert.are.equal(0, count(log_of(job), "reloaded "), log_of(job))
     end)
 
@@ -519,8 +406,7 @@ describe("hot reload", function()
       local own = h.tide({ "reload", "reload_counter" }, { dir = dir })
       assert.are.equal(0, own.code, own.out .. own.err)
       assert.matches("^ok: .*already running", own.out)
-      signal(job, "TERM")
-      assert.are.equal(0, wait_exit(job), log_of(job))
+      h.stop(job)
     end)
   end)
 
@@ -558,8 +444,7 @@ describe("hot reload", function()
          { dir = dir, stdin = "c:3\n" })
     wait_stream_len(dir, "tagged", before + 1 + PARTS)
     assert.is_true(h.alive(job.pid), "the job stopped; log:\n" .. log_of(job))
-    signal(job, "TERM")
-    assert.are.equal(0, wait_exit(job), log_of(job))
+    h.stop(job)
     log = log_of(job)
     assert_no_sanitizer(log)
     assert.are.equal(1, count(log, "rolled back"), log)
@@ -599,7 +484,7 @@ describe("hot reload", function()
 
     -- SIGHUP: a new version
     h.write_file(real, version("m2"))
-    signal(job, "HUP")
+    h.signal(job, "HUP")
     log = wait_count(job, "reloaded [^\n]*%(SIGHUP%)", 1, "the SIGHUP reload")
     local o2, v2 = log:match("%(SIGHUP%): version (%x+) %-> (%x+)")
     assert.are.equal(v1, o2)
@@ -628,8 +513,7 @@ describe("hot reload", function()
     assert.are.equal(1, err.code, err.out .. err.err)
     assert.matches("^error: .*refused: .*job%.lua:%d+:", err.out)
 
-    signal(job, "TERM")
-    assert.are.equal(0, wait_exit(job), log_of(job))
+    h.stop(job)
     assert_no_sanitizer(log_of(job))
     local ms = {}
     for x in log_of(job):gmatch("swapped in ([%d.]+) ms") do ms[#ms + 1] = x end

@@ -7,7 +7,6 @@
 -- loop; the spec attaches with piped stdin. Waits are hang guards; no
 -- time is asserted. At the end of each test under load, every input has
 -- exactly one output and the counts are exact.
-local ffi = require("ffi")
 local h = require("cli.helper")
 
 local SRC = os.getenv("TIDE_SOURCE_DIR") or "."
@@ -21,99 +20,13 @@ local MAX_BATCHES = 3000                  -- writer hang guard
 
 local fmt = string.format
 
-ffi.cdef([[
-struct tide_repl_spec_timespec { long tv_sec; long tv_nsec; };
-int clock_gettime(int clk, struct tide_repl_spec_timespec *tp);
-]])
-local ts = ffi.new("struct tide_repl_spec_timespec")
-
--- Seconds on the monotonic clock (for hang guards only).
-local function now()
-  ffi.C.clock_gettime(1, ts)
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
-
 -- ---- helpers -----------------------------------------------------------------
 
-local function plain_find(s, p) return s:find(p, 1, true) ~= nil end
-
 local procs = {}     -- pids this test started: killed in after_each
+local exited, stop = h.exited, h.stop
 
 local function start(dir, work, args)
-  local job = h.start_tide(dir, work, args)
-  procs[#procs + 1] = job.wrapper
-  procs[#procs + 1] = job.pid
-  return job
-end
-
-local function exited(job)
-  return h.read_file(job.base .. ".rc") ~= nil
-end
-
--- Waits (hang guard: 60 s) until the job's log matches Lua pattern pat.
-local function wait_log(job, pat, what)
-  local deadline = now() + 60
-  while now() < deadline do
-    if h.tide_stderr(job):find(pat) then return end
-    if exited(job) then break end
-    h.sleep(0.02)
-  end
-  error(fmt("waiting for %s: no line matching '%s' in the log of pid %d; "
-            .. "log:\n%s", what, pat, job.pid, h.tide_stderr(job)), 2)
-end
-
--- Stops a running job with SIGTERM; fails unless it ends cleanly.
-local function stop(job)
-  os.execute("kill -TERM " .. job.pid .. " 2>/dev/null")
-  local deadline = now() + 60
-  while now() < deadline do
-    local rc = tonumber(h.read_file(job.base .. ".rc") or "")
-    if rc then
-      assert(rc == 0, fmt("tide run exited %d after SIGTERM; log:\n%s", rc,
-                          h.tide_stderr(job)))
-      return h.tide_stderr(job)
-    end
-    h.sleep(0.02)
-  end
-  error("tide run did not stop within 60 s of SIGTERM; log:\n"
-        .. h.tide_stderr(job))
-end
-
--- The background writer: appends batches of BATCH lines "k<i % NKEYS>:<i>"
--- (i counting from 0) with `tide produce` every 20 ms until the file STOP
--- exists (or MAX_BATCHES), then writes the next i to writer.done.
-local function start_writer(dir, work)
-  local script = fmt([[
-i=0; n=0
-while [ ! -e %s ] && [ $n -lt %d ]; do
-  seq $i $((i + %d - 1)) | awk '{ print "k" ($1 %% %d) ":" $1 }' |
-    %s produce events -K : --partitions %d --data-dir %s ||
-    echo "produce failed" >>%s
-  i=$((i + %d)); n=$((n + 1)); sleep 0.02
-done
-echo $i >%s.tmp && mv %s.tmp %s
-]], h.q(work .. "/STOP"), MAX_BATCHES, BATCH, NKEYS, h.q(h.bin), PARTS,
-    h.q(dir), h.q(work .. "/writer.err"), BATCH, h.q(work .. "/writer.done"),
-    h.q(work .. "/writer.done"), h.q(work .. "/writer.done"))
-  h.write_file(work .. "/writer.sh", script)
-  procs[#procs + 1] = h.spawn("sh " .. h.q(work .. "/writer.sh")
-                              .. " </dev/null >/dev/null 2>&1")
-end
-
--- Stops the writer; returns how many lines it wrote.
-local function stop_writer(work)
-  h.write_file(work .. "/STOP", "")
-  for _ = 1, 3000 do
-    local n = tonumber(h.read_file(work .. "/writer.done") or "")
-    if n then
-      assert(h.read_file(work .. "/writer.err") == nil,
-             "the writer failed: " .. tostring(h.read_file(work
-                                                           .. "/writer.err")))
-      return n
-    end
-    h.sleep(0.01)
-  end
-  error("the writer did not stop within 30 s")
+  return h.start_tide(dir, work, args, procs)
 end
 
 -- Runs `tide repl --attach JOB` with the lines of `lines` on stdin;
@@ -126,12 +39,7 @@ end
 
 -- Like attach, but fails unless it exits 0 with nothing on stderr.
 local function attach_ok(dir, lines)
-  local r = attach(dir, lines)
-  if r.code ~= 0 or r.err ~= "" then
-    error(fmt("tide repl --attach exited %s\nstdout:\n%s\nstderr:\n%s",
-              tostring(r.code), r.out, r.err), 2)
-  end
-  return r.out
+  return h.clean_exit(attach(dir, lines), "tide repl --attach")
 end
 
 -- The number a REPL line printed ("12" or 12), or nil for nil.
@@ -169,20 +77,9 @@ local function attached_tasks(dir)
   return t, out
 end
 
--- Waits (hang guard: 60 s) until every task runs with lag 0, from
--- `tide tasks`.
+-- Waits (hang guard: 60 s) until every task runs with lag 0.
 local function wait_caught_up(dir, job)
-  local out
-  for _ = 1, 600 do
-    out = h.ok({ "tasks", NAME }, { dir = dir })
-    local n = 0
-    for _ in out:gmatch("RUNNING[^\n]- lag=0 ") do n = n + 1 end
-    if n == PARTS then return end
-    if exited(job) then break end
-    h.sleep(0.1)
-  end
-  error("the tasks did not catch up within 60 s:\n" .. tostring(out)
-        .. "\nlog:\n" .. h.tide_stderr(job), 2)
+  h.wait_caught_up(dir, NAME, PARTS, job)
 end
 
 -- The input stream "events": { [p] = { { key, value }, ... } } in offset
@@ -216,64 +113,7 @@ end
 
 -- `tide state dump JOB counts` (the job stopped): { [key] = count }.
 local function dump(dir)
-  local out = h.ok({ "state", "dump", JOB, "counts" }, { dir = dir })
-  local t = {}
-  for k, v in out:gmatch("([^\t\n]*)\t([^\n]*)\n") do
-    assert(t[k] == nil, "key '" .. k .. "' dumped twice")
-    t[k] = tonumber(v)
-  end
-  return t, out
-end
-
--- The exactness check over data dir `dir` (job stopped): the state holds,
--- per key, the number of its inputs; every input has exactly one output,
--- which carries its rank among its key's inputs. Returns the input count.
-local function assert_exact(dir)
-  local _, inputs, n = read_inputs(dir)
-  local state = dump(dir)
-  local bad, nbad = {}, 0
-  local function note(s)
-    nbad = nbad + 1
-    if #bad < 8 then bad[#bad + 1] = s end
-  end
-  local rank = {}
-  for k, vals in pairs(inputs) do
-    if state[k] ~= #vals then
-      note(fmt("state of key '%s' is %s, want %d", k, tostring(state[k]),
-               #vals))
-    end
-    for i, v in ipairs(vals) do
-      assert(rank[v] == nil, "input value " .. v .. " sent twice")
-      rank[v] = i
-    end
-  end
-  for k, c in pairs(state) do
-    if not inputs[k] then note(fmt("state has key '%s' = %d, no input", k, c)) end
-  end
-  local out = h.ok({ "consume", "echo-out", "-e", "-f", "%k\t%s\\n" },
-                   { dir = dir })
-  local seen, nout = {}, 0
-  for k, v, c in out:gmatch("([^\t\n]*)\t(%S+) (%d+)\n") do
-    nout = nout + 1
-    c = tonumber(c)
-    if rank[v] == nil then
-      note(fmt("output '%s %d' of key '%s' has no input", v, c, k))
-    elseif seen[v] then
-      note(fmt("input %s (key '%s') has two outputs", v, k))
-    elseif rank[v] ~= c then
-      note(fmt("output of input %s (key '%s') says count %d, want %d", v, k,
-               c, rank[v]))
-    end
-    seen[v] = true
-  end
-  for v in pairs(rank) do
-    if not seen[v] then note("input " .. v .. " has no output") end
-  end
-  assert(nbad == 0, fmt("%d inputs, %d outputs, %d faults, e.g.\n  %s", n,
-                        nout, nbad, table.concat(bad, "\n  ")))
-  assert(n > 0, "no input at all")
-  assert.are.equal(n, nout)
-  return n
+  return h.dump_numbers(dir, JOB, "counts")
 end
 
 -- `tide state get JOB counts KEY`: the value (a number, or nil when the
@@ -294,27 +134,8 @@ end
 describe("tide repl --attach and tide state on a running job", function()
   local work, dir
 
-  before_each(function()
-    procs = {}
-    work = h.tmpdir()
-    dir = work .. "/data"
-  end)
-
-  after_each(function()
-    if work then h.write_file(work .. "/STOP", "") end
-    for _, pid in ipairs(procs) do
-      -- only a process of this test (its command line names our scratch
-      -- dir): never a reused pid
-      local cmd = h.read_file("/proc/" .. pid .. "/cmdline")
-      if cmd and plain_find(cmd, work) then
-        os.execute("kill -9 " .. pid .. " 2>/dev/null")
-      end
-    end
-    h.kill_started(work)
-    h.sleep(0.2)
-    procs = {}
-    h.rmdir(work)
-  end)
+  before_each(function() work, dir = h.scratch() end)
+  after_each(function() h.kill_ours(procs, work) end)
 
   -- Starts the counting job with 2 workers (under the writer when `load`);
   -- returns it once every task has processed something.
@@ -324,9 +145,13 @@ describe("tide repl --attach and tide state on a running job", function()
     for i = 0, NKEYS - 1 do first[#first + 1] = "k" .. i .. ":first" .. i end
     h.ok({ "produce", "events", "-K", ":", "--partitions", tostring(PARTS) },
          { dir = dir, stdin = table.concat(first, "\n") .. "\n" })
-    if load then start_writer(dir, work) end
+    if load then
+      procs[#procs + 1] = h.start_writer(dir, work, {
+        batch = BATCH, nkeys = NKEYS, parts = PARTS,
+        max_batches = MAX_BATCHES })
+    end
     local job = start(dir, work, { "run", JOB, "--workers", "2" })
-    wait_log(job, "job 'repl%-count' started", "the start")
+    h.wait_log(job, "job 'repl%-count' started", 1, "the start")
     for _ = 1, 600 do
       local t = attached_tasks(dir)
       local ok = true
@@ -340,10 +165,10 @@ describe("tide repl --attach and tide state on a running job", function()
   -- Stops the writer, waits until the job has read everything, stops it
   -- (SIGTERM) and checks exactness; returns the job's log.
   local function finish(job)
-    local sent = stop_writer(work)
+    local sent = h.stop_writer(work)
     wait_caught_up(dir, job)
     local log = stop(job)
-    assert.are.equal(sent + NKEYS, assert_exact(dir))
+    assert.are.equal(sent + NKEYS, (h.assert_exact(dir, JOB, true)))
     return log
   end
 
@@ -368,7 +193,7 @@ describe("tide repl --attach and tide state on a running job", function()
       fmt('store(%d, "counts"):get(%q)', q, key) }))
     -- the input stops: the attached read, state get and, after the stop,
     -- state dump agree
-    local sent = stop_writer(work)
+    local sent = h.stop_writer(work)
     wait_caught_up(dir, job)
     local v1 = number_of(attach_ok(dir, {
       fmt('store(%d, "counts"):get(%q)', p, key) }):match("^([^\n]*)\n$"))
@@ -380,7 +205,7 @@ describe("tide repl --attach and tide state on a running job", function()
     assert.are.equal(#by_key[key], v1)
     stop(job)
     assert.are.equal(v1, dump(dir)[key])
-    assert.are.equal(sent + NKEYS, assert_exact(dir))
+    assert.are.equal(sent + NKEYS, (h.assert_exact(dir, JOB, true)))
   end)
 
   it("under load: pause shows a task's lag growing while the others go on, "

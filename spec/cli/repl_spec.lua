@@ -27,12 +27,7 @@ end
 
 -- Like repl, but fails unless the REPL exits 0 with nothing on stderr.
 local function repl_ok(dir, script, args, tmp)
-  local r = repl(dir, script, args, tmp)
-  if r.code ~= 0 or r.err ~= "" then
-    error(fmt("tide repl exited %s\nstdout:\n%s\nstderr:\n%s",
-              tostring(r.code), r.out, r.err), 2)
-  end
-  return r.out
+  return h.clean_exit(repl(dir, script, args, tmp), "tide repl")
 end
 
 -- Checks that REPL run r failed (exit 1) after printing `out`, with n

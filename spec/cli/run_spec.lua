@@ -98,28 +98,10 @@ local stderr_of = h.tide_stderr
 -- Waits (at most 30 s, a hang guard, not a timing assertion) until job's
 -- stderr matches pattern.
 local function wait_log(job, pattern)
-  for _ = 1, 3000 do
-    if stderr_of(job):find(pattern) then return end
-    if h.read_file(job.base .. ".rc") then break end
-    h.sleep(0.01)
-  end
-  error(fmt("no '%s' in the log of pid %d; stderr:\n%s", pattern, job.pid,
-            stderr_of(job)), 2)
+  h.wait_log(job, pattern, 1, nil, 30)
 end
 
-local function wait_exit(job)
-  for _ = 1, 6000 do
-    local rc = tonumber(h.read_file(job.base .. ".rc") or "")
-    if rc then return rc end
-    h.sleep(0.01)
-  end
-  os.execute("kill -9 " .. job.pid .. " 2>/dev/null")
-  error("pid " .. job.pid .. " did not exit within 60 s", 2)
-end
-
-local function signal(job, sig)
-  os.execute(fmt("kill -%s %d 2>/dev/null", sig, job.pid))
-end
+local wait_exit, signal = h.wait_exit, h.signal
 
 -- Checks that "out" is exactly "in" tagged, partition by partition: same
 -- count, same order, same keys, "p:o|value" values (one output per input,
@@ -167,15 +149,8 @@ end
 describe("tide run", function()
   local dir, work
 
-  before_each(function()
-    dir = h.tmpdir()
-    work = h.tmpdir()
-  end)
-  after_each(function()
-    h.kill_started(work)
-    h.rmdir(dir)
-    h.rmdir(work)
-  end)
+  before_each(function() dir, work = h.tmpdir(), h.tmpdir() end)
+  after_each(function() h.kill_ours(nil, work, dir) end)
 
   describe("a stateless job with --drain", function()
     it("sends one output per input, in order, to the key's partition, and a "

@@ -186,15 +186,7 @@ local function wait_log(job, s)
             job.pid, stderr_of(job)), 2)
 end
 
-local function wait_exit(job)
-  for _ = 1, 6000 do
-    local rc = tonumber(h.read_file(job.base .. ".rc") or "")
-    if rc then return rc end
-    h.sleep(0.01)
-  end
-  os.execute("kill -9 " .. job.pid .. " 2>/dev/null")
-  error("pid " .. job.pid .. " did not exit within 60 s", 2)
-end
+local wait_exit = h.wait_exit
 
 -- SIGKILLs a background run that must still be running; returns its
 -- stderr.
@@ -256,15 +248,8 @@ end
 describe("job state", function()
   local dir, work
 
-  before_each(function()
-    dir = h.tmpdir()
-    work = h.tmpdir()
-  end)
-  after_each(function()
-    h.kill_started(work)
-    h.rmdir(dir)
-    h.rmdir(work)
-  end)
+  before_each(function() dir, work = h.tmpdir(), h.tmpdir() end)
+  after_each(function() h.kill_ours(nil, work, dir) end)
 
   -- A clean run over `n` random events of KEYS keys; returns the truth.
   local function counted(n)
