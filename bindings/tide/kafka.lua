@@ -30,6 +30,21 @@ local rec = ffi_new("tide_rec_t[1]")
 local rec_array_t = ffi.typeof("tide_rec_t[?]")
 local META_MAX = 4096
 
+-- The user's properties as a C array of pairs; the strings stay
+-- referenced by the returned Lua table.
+local function conf_array(conf)
+    local list = {}
+    for k, v in pairs(conf or {}) do
+        list[#list + 1] = tostring(k)
+        list[#list + 1] = tostring(v)
+    end
+    local arr = ffi_new("const char *[?]", #list + 1)
+    for i = 1, #list do
+        arr[i - 1] = list[i]
+    end
+    return arr, #list / 2, list
+end
+
 local function client_err(self, rc)
     return nil, ffi_string(lib.tide_kafka_errmsg(self.cdata)), rc
 end
@@ -41,18 +56,10 @@ function _M.new(group, conf)
     if type(group) ~= "string" or group == "" then
         error("bad group: non-empty string expected", 2)
     end
-    local pairs_list = {}
-    for k, v in pairs(conf or {}) do
-        pairs_list[#pairs_list + 1] = tostring(k)
-        pairs_list[#pairs_list + 1] = tostring(v)
-    end
-    local n = #pairs_list / 2
-    local arr = ffi_new("const char *[?]", #pairs_list + 1)
-    for i = 1, #pairs_list do
-        arr[i - 1] = pairs_list[i]
-    end
+    local arr, n, keep = conf_array(conf)
     local err, errlen = get_errbuf()
     local rc = lib.tide_kafka_new(pclient, group, arr, n, err, errlen)
+    local _ = keep
     if rc ~= OK then
         return nil, errbuf_msg(rc), rc
     end
@@ -87,6 +94,55 @@ function Client:create_topic(topic, partitions, replication, compact,
                                            replication or -1,
                                            compact and 1 or 0,
                                            timeout_ms or 30000)
+    if rc ~= OK then
+        return client_err(self, rc)
+    end
+    return true
+end
+
+_M.ASSIGN, _M.REVOKE, _M.LOST = lib.TIDE_KAFKA_ASSIGN, lib.TIDE_KAFKA_REVOKE,
+                                lib.TIDE_KAFKA_LOST
+local pkind, pn = ffi_new("int32_t[1]"), ffi_new("int32_t[1]")
+local GROUP_MAX = 4096
+local pparts = ffi_new("int32_t[?]", GROUP_MAX)
+
+--- Joins the group as a member subscribed to `topic`. Returns true, or
+--- nil and an error.
+function Client:subscribe(topic, conf)
+    check(self)
+    local arr, n, keep = conf_array(conf)
+    local rc = lib.tide_kafka_subscribe(self.cdata, topic, arr, n)
+    local _ = keep
+    if rc ~= OK then
+        return client_err(self, rc)
+    end
+    return true
+end
+
+--- Waits up to timeout_ms for a group event: returns its kind (ASSIGN,
+--- REVOKE, LOST) and the list of partitions, to be acknowledged with
+--- rebalance_done(); or false when none came; or nil and an error.
+function Client:group_poll(timeout_ms)
+    check(self)
+    local rc = lib.tide_kafka_group_poll(self.cdata, timeout_ms or 0, pkind,
+                                         pparts, GROUP_MAX, pn)
+    if rc < 0 then
+        return client_err(self, rc)
+    end
+    if rc == 0 then
+        return false
+    end
+    local parts = {}
+    for i = 0, pn[0] - 1 do
+        parts[#parts + 1] = pparts[i]
+    end
+    return pkind[0], parts
+end
+
+--- Acknowledges the event group_poll() returned.
+function Client:rebalance_done()
+    check(self)
+    local rc = lib.tide_kafka_rebalance_done(self.cdata)
     if rc ~= OK then
         return client_err(self, rc)
     end

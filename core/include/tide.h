@@ -908,6 +908,32 @@ int tide_kafka_committed(tide_kafka_t *k, const char *topic,
                          int32_t partition, int64_t *offset, char *metadata,
                          size_t metalen, int timeout_ms);
 
+/* Group events of tide_kafka_group_poll. */
+enum {
+    TIDE_KAFKA_ASSIGN = 1,    /* partitions given to this member */
+    TIDE_KAFKA_REVOKE = 2,    /* partitions to give back (commit first) */
+    TIDE_KAFKA_LOST   = 3     /* partitions lost (session timed out,
+                                 fenced): do not commit them */
+};
+
+/* Joins the client's group as a member subscribed to 'topic', with the
+ * cooperative-sticky assignor and the properties in 'conf' (nconf
+ * pairs, as tide_kafka_new). From then on offsets are committed and read
+ * through the member. Returns TIDE_OK, TIDE_EINVAL, TIDE_EIO. */
+int tide_kafka_subscribe(tide_kafka_t *k, const char *topic,
+                         const char *const *conf, int nconf);
+
+/* Waits up to timeout_ms for a group event. Returns 1 with *kind one of
+ * TIDE_KAFKA_* and parts[0..*n) the partitions (at most max), held until
+ * tide_kafka_rebalance_done; 0 when none came; TIDE_EIO on a fatal group
+ * error (errmsg). Passing errors are logged and retried. */
+int tide_kafka_group_poll(tide_kafka_t *k, int timeout_ms, int32_t *kind,
+                          int32_t *parts, int32_t max, int32_t *n);
+
+/* Tells the group the held event is handled: takes assigned partitions
+ * (paused: the member only holds them), gives back revoked ones. */
+int tide_kafka_rebalance_done(tide_kafka_t *k);
+
 /* A reader of one partition from 'offset' (a real offset; resolve
  * beginning and end with tide_kafka_watermarks). 'k' must outlive it. */
 int tide_kreader_new(tide_kreader_t **out, tide_kafka_t *k,

@@ -68,14 +68,28 @@ function Ckpt:load()
                                               self.job.name), self.job.name)
 end
 
---- Commits `tasks` to the group, then writes the local copy.
-function Ckpt:save(tasks)
+--- The entry of task p as the group has it now, or nil when it has
+--- none; or nil and an error.
+function Ckpt:load_task(p)
+    local tasks, err = self:load()
+    if not tasks then
+        return nil, err
+    end
+    return tasks[p]
+end
+
+--- Commits `tasks` to the group (only those in `only`, when given: the
+--- tasks this commit is about), then writes the local copy.
+function Ckpt:save(tasks, only)
     local c, err = kafka_sys.client(self.env)
     if not c then
         return nil, err
     end
     local list = {}
     for p, t in pairs(tasks) do
+        if only and not only[p] then
+            goto next_task
+        end
         local lead_key = "kafka:" .. self.lead.name
         local lead_off = t.inputs and t.inputs[lead_key]
         if lead_off then
@@ -93,6 +107,7 @@ function Ckpt:save(tasks)
                 end
             end
         end
+        ::next_task::
     end
     local ok
     ok, err = c:commit(list)

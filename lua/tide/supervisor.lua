@@ -125,6 +125,7 @@ local util = { alive = alive, mib = mib }
 local RSS_EVERY_MS = require("tide.watchdog")(Sup, util)
 require("tide.versions")(Sup, util)
 require("tide.control")(Sup, util)
+require("tide.group")(Sup)
 
 -- Sends `msg` to worker `w`. Returns true, or nil and an error.
 function Sup:send(w, msg)
@@ -202,6 +203,16 @@ function Sup:add_orphan(p, first)
         end
     end
     table.insert(self.orphans, first and 1 or #self.orphans + 1, p)
+end
+
+--- Forgets orphan p (its task went to another process of the group).
+function Sup:drop_orphan(p)
+    for i, q in ipairs(self.orphans) do
+        if q == p then
+            table.remove(self.orphans, i)
+            return
+        end
+    end
 end
 
 -- A worker ended: its tasks wait for a new one.
@@ -288,7 +299,9 @@ function Sup:on_commit(w, msg)
             self.saved[p] = { inputs = {}, changelogs = {} }
         end
     end
-    local ok, err = self.ckpt:save(self.saved)
+    -- In a Kafka group only this commit's tasks are committed: the
+    -- others may be another process's by now.
+    local ok, err = self.ckpt:save(self.saved, entries)
     if not ok then
         self.log("error", err)
         return self:send(w, { op = "commit_failed", seq = msg.seq,
@@ -687,11 +700,20 @@ function Sup:run()
             return nil, err
         end
     end
+    -- In a Kafka group the group says which tasks are this process's.
+    local grouped = self:in_group()
+    if grouped then
+        ok, err = self:group_join()
+        if not ok then
+            self:stop_all(true)
+            return nil, err
+        end
+    end
     -- Tasks start paused until every one is assigned: a start that fails
     -- (a store that cannot be restored) then leaves the checkpoint as it
     -- was.
     self.starting = true
-    for p = 0, self.nparts - 1 do
+    for p = 0, grouped and -1 or self.nparts - 1 do
         local w = self.workers[p % self.nworkers + 1]
         ok, err = self:assign(p, w)
         if not ok then
@@ -707,7 +729,7 @@ function Sup:run()
         end
     end
     self.starting = false
-    for p = 0, self.nparts - 1 do
+    for p = 0, grouped and -1 or self.nparts - 1 do
         local w = self.owner[p]
         if w and not self.paused[p] then
             local reply
@@ -730,6 +752,13 @@ function Sup:run()
             break
         end
         self:heal()
+        if grouped then
+            ok, err = self:group_poll()
+            if not ok then
+                self.fatal = "kafka group: " .. tostring(err)
+                break
+            end
+        end
         if self.command_waiting then
             self:serve_commands()
         end
@@ -758,6 +787,13 @@ function Sup:run()
                  .. "last commit")
     end
     self:stop_all()
+    if self.member then
+        -- Leave the group now, so that the others take the tasks over at
+        -- once rather than after the session timeout.
+        self.member:close()
+        self.member = nil
+        self.env.kafka.client = nil
+    end
     local t = self.totals
     local secs = (now_ms() - self.started) / 1000
     self.log("info", str_format(

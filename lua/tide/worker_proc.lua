@@ -136,6 +136,14 @@ local function dispatch(link, w, init, msg)
         local ok, res = w:revoke(tonumber(msg.task))
         reply(ok and { op = "revoked", ms = res }
               or { op = "revoked", error = res })
+    elseif op == "drop" then
+        -- Lost to another process of the Kafka group: closed, not
+        -- committed (the group would refuse the commit).
+        local task = w.tasks[tonumber(msg.task)]
+        if task then
+            w:drop(task)
+        end
+        reply({ op = "dropped" })
     elseif op == "pause" or op == "resume" then
         local ok, err = w[op](w, tonumber(msg.task))
         reply({ op = op, error = not ok and err or nil })

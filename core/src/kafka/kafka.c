@@ -26,6 +26,11 @@
 struct tide_kafka_s {
     rd_kafka_t  *prod;              /* ours */
     rd_kafka_t  *cons;              /* ours */
+    rd_kafka_t  *member;            /* ours, once subscribed: the group
+                                       member; commits go through it */
+    rd_kafka_queue_t *mq;           /* ours: the member's event queue */
+    rd_kafka_event_t *held;         /* ours: a rebalance not yet done */
+    char        *group;             /* ours */
     int64_t      dr_failed;         /* deliveries that failed, in all */
     int64_t      dr_seen;           /* failures reported by flush so far */
     char         dr_err[256];       /* the first failure since dr_seen */
@@ -181,9 +186,16 @@ tide_kafka_new(tide_kafka_t **out, const char *group, const char *const *conf,
     }
     rd_kafka_conf_set_dr_msg_cb(c, dr_cb);
     rd_kafka_conf_set_opaque(c, k);
+    k->group = strdup(group);
+    if (k->group == NULL) {
+        rd_kafka_conf_destroy(c);
+        free(k);
+        return tide__set_err(err, errlen, TIDE_ENOMEM, "out of memory");
+    }
     k->prod = rd_kafka_new(RD_KAFKA_PRODUCER, c, e, sizeof(e));
     if (k->prod == NULL) {
         rd_kafka_conf_destroy(c);
+        free(k->group);
         free(k);
         return tide__set_err(err, errlen, TIDE_EINVAL,
                              "cannot make a kafka producer: %s", e);
@@ -199,6 +211,7 @@ tide_kafka_new(tide_kafka_t **out, const char *group, const char *const *conf,
     }
     if (rc != TIDE_OK) {
         rd_kafka_destroy(k->prod);
+        free(k->group);
         free(k);
         return rc;
     }
@@ -212,6 +225,15 @@ tide_kafka_free(tide_kafka_t *k)
     if (k == NULL) {
         return;
     }
+    if (k->held != NULL) {
+        rd_kafka_event_destroy(k->held);
+    }
+    if (k->member != NULL) {
+        /* Leaves the group now: the others take its partitions over. */
+        rd_kafka_consumer_close(k->member);
+        rd_kafka_queue_destroy(k->mq);
+        rd_kafka_destroy(k->member);
+    }
     if (k->cons != NULL) {
         rd_kafka_consumer_close(k->cons);
         rd_kafka_destroy(k->cons);
@@ -223,6 +245,7 @@ tide_kafka_free(tide_kafka_t *k)
         rd_kafka_flush(k->prod, 1000);
         rd_kafka_destroy(k->prod);
     }
+    free(k->group);
     free(k);
 }
 
@@ -518,7 +541,7 @@ tide_kafka_commit(tide_kafka_t *k, const char *const *topics,
             memcpy(tp->metadata, metadata[i], tp->metadata_size);
         }
     }
-    e = rd_kafka_commit(k->cons, l, 0);
+    e = rd_kafka_commit(k->member != NULL ? k->member : k->cons, l, 0);
     if (e) {
         rc = fail(k, TIDE_EIO, "committing offsets to the kafka group: %s",
                   rd_kafka_err2str(e));
@@ -551,7 +574,8 @@ tide_kafka_committed(tide_kafka_t *k, const char *topic, int32_t partition,
     }
     l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, topic, partition);
-    e = rd_kafka_committed(k->cons, l, timeout_ms);
+    e = rd_kafka_committed(k->member != NULL ? k->member : k->cons, l,
+                           timeout_ms);
     if (e || l->elems[0].err) {
         rc = fail(k, TIDE_EIO, "reading the group's offset of %s: %s", topic,
                   rd_kafka_err2str(e ? e : l->elems[0].err));
@@ -570,6 +594,158 @@ tide_kafka_committed(tide_kafka_t *k, const char *topic, int32_t partition,
         }
     }
     rd_kafka_topic_partition_list_destroy(l);
+    return rc;
+}
+
+/* ---- group membership ------------------------------------------------ */
+
+/* True when the user's pairs set property 'key'. */
+static int
+has_key(const char *const *conf, int nconf, const char *key)
+{
+    int  i;
+
+    for (i = 0; i < nconf; i++) {
+        if (strcmp(conf[2 * i], key) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int
+tide_kafka_subscribe(tide_kafka_t *k, const char *topic,
+                     const char *const *conf, int nconf)
+{
+    rd_kafka_conf_t                  *c;
+    rd_kafka_topic_partition_list_t  *l;
+    rd_kafka_resp_err_t               e;
+    char                              msg[512];
+    int                               rc;
+
+    if (k == NULL || topic == NULL || k->member != NULL || nconf < 0) {
+        return TIDE_EINVAL;
+    }
+    rc = make_conf(&c, RD_KAFKA_CONSUMER, k->group, conf, nconf, msg,
+                   sizeof(msg));
+    if (rc == TIDE_OK) {
+        rc = set(c, "partition.assignment.strategy", "cooperative-sticky",
+                 msg, sizeof(msg));
+    }
+    /* A process that died is noticed in 10 s rather than librdkafka's
+     * 45, unless the user says otherwise. */
+    if (rc == TIDE_OK && !has_key(conf, nconf, "session.timeout.ms")) {
+        rc = set(c, "session.timeout.ms", "10000", msg, sizeof(msg));
+    }
+    if (rc != TIDE_OK) {
+        if (c != NULL) {
+            rd_kafka_conf_destroy(c);
+        }
+        return fail(k, rc, "%s", msg);
+    }
+    /* Rebalances come as events, handled between the supervisor's turns:
+     * a revoked task is committed before the group hears it is free. */
+    rd_kafka_conf_set_events(c, RD_KAFKA_EVENT_REBALANCE
+                                | RD_KAFKA_EVENT_ERROR);
+    k->member = rd_kafka_new(RD_KAFKA_CONSUMER, c, msg, sizeof(msg));
+    if (k->member == NULL) {
+        rd_kafka_conf_destroy(c);
+        return fail(k, TIDE_EINVAL, "cannot make the group member: %s", msg);
+    }
+    k->mq = rd_kafka_queue_get_consumer(k->member);
+    l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, RD_KAFKA_PARTITION_UA);
+    e = rd_kafka_subscribe(k->member, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e) {
+        return fail(k, TIDE_EIO, "joining group %s: %s", k->group,
+                    rd_kafka_err2str(e));
+    }
+    return TIDE_OK;
+}
+
+int
+tide_kafka_group_poll(tide_kafka_t *k, int timeout_ms, int32_t *kind,
+                      int32_t *parts, int32_t max, int32_t *n)
+{
+    rd_kafka_event_t  *ev;
+
+    if (k == NULL || k->member == NULL || kind == NULL || parts == NULL
+        || n == NULL || max < 1) {
+        return TIDE_EINVAL;
+    }
+    *n = 0;
+    *kind = 0;
+    if (k->held != NULL) {
+        return fail(k, TIDE_EINVAL, "a rebalance is waiting for "
+                    "tide_kafka_rebalance_done");
+    }
+    while ((ev = rd_kafka_queue_poll(k->mq, timeout_ms)) != NULL) {
+        timeout_ms = 0;
+        switch (rd_kafka_event_type(ev)) {
+        case RD_KAFKA_EVENT_REBALANCE: {
+            const rd_kafka_topic_partition_list_t  *l;
+            int                                     i;
+
+            l = rd_kafka_event_topic_partition_list(ev);
+            *kind = rd_kafka_event_error(ev)
+                    == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS
+                    ? TIDE_KAFKA_ASSIGN
+                    : (rd_kafka_assignment_lost(k->member)
+                       ? TIDE_KAFKA_LOST : TIDE_KAFKA_REVOKE);
+            for (i = 0; l != NULL && i < l->cnt && i < max; i++) {
+                parts[i] = l->elems[i].partition;
+            }
+            *n = i;
+            k->held = ev;
+            return 1;
+        }
+        case RD_KAFKA_EVENT_ERROR:
+            if (rd_kafka_event_error_is_fatal(ev)) {
+                fail(k, TIDE_EIO, "kafka group %s: %s", k->group,
+                     rd_kafka_event_error_string(ev));
+                rd_kafka_event_destroy(ev);
+                return TIDE_EIO;
+            }
+            tide__warn("kafka group %s: %s; retrying", k->group,
+                       rd_kafka_event_error_string(ev));
+            break;
+        default:
+            break;                      /* messages: paused, none wanted */
+        }
+        rd_kafka_event_destroy(ev);
+    }
+    return 0;
+}
+
+int
+tide_kafka_rebalance_done(tide_kafka_t *k)
+{
+    const rd_kafka_topic_partition_list_t  *l;
+    rd_kafka_error_t                       *e;
+    int                                     rc = TIDE_OK;
+
+    if (k == NULL || k->held == NULL) {
+        return TIDE_EINVAL;
+    }
+    l = rd_kafka_event_topic_partition_list(k->held);
+    if (rd_kafka_event_error(k->held) == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        e = rd_kafka_incremental_assign(k->member, l);
+        if (e == NULL) {
+            /* The member only holds the partitions: workers read them. */
+            rd_kafka_pause_partitions(k->member,
+                                      (rd_kafka_topic_partition_list_t *) l);
+        }
+    } else {
+        e = rd_kafka_incremental_unassign(k->member, l);
+    }
+    if (e != NULL) {
+        rc = fail(k, TIDE_EIO, "kafka group %s: %s", k->group,
+                  rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    rd_kafka_event_destroy(k->held);
+    k->held = NULL;
     return rc;
 }
 
