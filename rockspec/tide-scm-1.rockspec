@@ -86,6 +86,7 @@ build = {
          ["tide.kafka"]             = "bindings/tide/kafka.lua",
          ["tide.system.kafka"]      = "lua/tide/system/kafka.lua",
          ["tide.checkpoint_kafka"]  = "lua/tide/checkpoint_kafka.lua",
+         ["tide.group"]             = "lua/tide/group.lua",
          ["tide.lineedit"]          = "bindings/tide/lineedit.lua",
          ["tide.repl"]              = "lua/tide/repl.lua",
          ["tide.repl.attach"]       = "lua/tide/repl/attach.lua",
