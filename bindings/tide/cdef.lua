@@ -931,6 +931,13 @@ int tide_kafka_group_poll(tide_kafka_t *k, int timeout_ms, int32_t *kind,
  * (paused: the member only holds them), gives back revoked ones. */
 int tide_kafka_rebalance_done(tide_kafka_t *k);
 
+/* Names the member of the client's group that holds 'partition' of
+ * 'topic' now, as "client.id=... host=...", in who[wholen]. Returns
+ * TIDE_OK, TIDE_ENOENT (no member holds it), TIDE_EIO. */
+int tide_kafka_group_owner(tide_kafka_t *k, const char *topic,
+                           int32_t partition, char *who, size_t wholen,
+                           int timeout_ms);
+
 /* A reader of one partition from 'offset' (a real offset; resolve
  * beginning and end with tide_kafka_watermarks). 'k' must outlive it. */
 int tide_kreader_new(tide_kreader_t **out, tide_kafka_t *k,

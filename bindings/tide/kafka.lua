@@ -139,6 +139,22 @@ function Client:group_poll(timeout_ms)
     return pkind[0], parts
 end
 
+--- Names the group member that holds partition p of topic
+--- ("client.id=... host=..."), or nil and why.
+function Client:group_owner(topic, p, timeout_ms)
+    check(self)
+    local buf = ffi_new("char[256]")
+    local rc = lib.tide_kafka_group_owner(self.cdata, topic, p, buf, 256,
+                                          timeout_ms or 10000)
+    if rc ~= OK then
+        if rc == ENOENT then
+            return nil, "no process of the group holds it now"
+        end
+        return client_err(self, rc)
+    end
+    return ffi_string(buf)
+end
+
 --- Acknowledges the event group_poll() returned.
 function Client:rebalance_done()
     check(self)

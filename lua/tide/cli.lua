@@ -373,8 +373,13 @@ end
 local function state_live(c, o, verb, store, key)
     local attach = require("tide.repl.attach")
     local desc = require("tide.wire").decode(assert(c.call("describe")))
+    local owners = require("tide.wire").list(desc.owners or {})
     if verb == "get" then
         for p = 0, desc.tasks - 1 do
+            -- In a Kafka group, tasks of other processes are skipped.
+            if desc.group and (owners[p + 1] or 0) == 0 then
+                goto next_task
+            end
             local r, err = c.inspect("store", { task = p, store = store,
                                                 read = "get", key = key })
             if not r then
@@ -392,6 +397,20 @@ local function state_live(c, o, verb, store, key)
                                         concat(offs, ",")))
                 return 0
             end
+            ::next_task::
+        end
+        if desc.group then
+            -- The key's task, when the store is keyed as the input is.
+            local p = require("tide.partition").get(key, desc.tasks)
+            if (owners[p + 1] or 0) == 0 then
+                local who, werr = c.call("group_owner " .. p, 15000)
+                return fail("state", "key '%s' is not in this process's tasks "
+                            .. "of job '%s'; its partition %d (murmur2 of "
+                            .. "the key) is held by another process of Kafka "
+                            .. "group '%s': %s; ask it (tide state get with "
+                            .. "that process's --data-dir)", key, c.name, p,
+                            desc.group, who or werr)
+            end
         end
         return fail("state", "key '%s' is not in store '%s' of running job "
                     .. "'%s' (asked its %d tasks)", key, store, c.name,
@@ -403,7 +422,10 @@ local function state_live(c, o, verb, store, key)
     for p = 0, desc.tasks - 1 do
         local args = { task = p, store = store, read = "scan", from = o.from,
                        to = o.to, limit = limit }
-        while true do
+        if desc.group and (owners[p + 1] or 0) == 0 then
+            args = nil                   -- another process's task
+        end
+        while args do
             local r, err = c.inspect("store", args)
             if not r then
                 return fail("state", "%s", err)

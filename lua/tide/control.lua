@@ -123,6 +123,7 @@ function Sup:describe()
         workers = self.nworkers, owners = owners,
         inputs = streams(job.inputs), outputs = streams(job.outputs),
         stores = stores, path = job.path,
+        group = self.member and job.name or nil,
     })
 end
 
@@ -172,6 +173,25 @@ function Sup:command(line)
         return self:inspect(cmd, line:match("^%S+%s+(.*)$"))
     elseif cmd == "describe" then
         return self:describe()
+    elseif cmd == "group_owner" then
+        -- Which process of the Kafka group holds task N now.
+        local p, err = task_arg(2)
+        if not p then
+            return nil, err
+        end
+        if self.owner[p] then
+            return true, "here"
+        end
+        if not self.member then
+            return nil, "this job is not in a Kafka group"
+        end
+        local lead = require("tide.checkpoint_kafka").lead_input(self.job)
+        local who
+        who, err = self.member:group_owner(lead.name, p)
+        if not who then
+            return nil, err
+        end
+        return true, who
     elseif cmd == "move" then
         local p, err = task_arg(2)
         if not p then

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Records polled at once by one reader, at most. */
 #define READER_BATCH_MAX 4096
@@ -632,6 +633,18 @@ tide_kafka_subscribe(tide_kafka_t *k, const char *topic,
         rc = set(c, "partition.assignment.strategy", "cooperative-sticky",
                  msg, sizeof(msg));
     }
+    /* Named after its host and pid, so that kafka-consumer-groups and
+     * tide state get say which process holds a task. */
+    if (rc == TIDE_OK && !has_key(conf, nconf, "client.id")) {
+        char  host[128], id[200];
+
+        if (gethostname(host, sizeof(host)) != 0) {
+            strcpy(host, "unknown");
+        }
+        host[sizeof(host) - 1] = '\0';
+        snprintf(id, sizeof(id), "tide-%s-%d", host, (int) getpid());
+        rc = set(c, "client.id", id, msg, sizeof(msg));
+    }
     /* A process that died is noticed in 10 s rather than librdkafka's
      * 45, unless the user says otherwise. */
     if (rc == TIDE_OK && !has_key(conf, nconf, "session.timeout.ms")) {
@@ -746,6 +759,64 @@ tide_kafka_rebalance_done(tide_kafka_t *k)
     }
     rd_kafka_event_destroy(k->held);
     k->held = NULL;
+    return rc;
+}
+
+int
+tide_kafka_group_owner(tide_kafka_t *k, const char *topic, int32_t partition,
+                       char *who, size_t wholen, int timeout_ms)
+{
+    const char                                   *groups[1];
+    rd_kafka_queue_t                             *q;
+    rd_kafka_event_t                             *ev;
+    const rd_kafka_DescribeConsumerGroups_result_t *res;
+    const rd_kafka_ConsumerGroupDescription_t   **gd;
+    size_t                                        ng, m, nm;
+    int                                           i, rc = TIDE_ENOENT;
+
+    if (k == NULL || topic == NULL || who == NULL || wholen == 0) {
+        return TIDE_EINVAL;
+    }
+    who[0] = '\0';
+    groups[0] = k->group;
+    q = rd_kafka_queue_new(k->prod);
+    rd_kafka_DescribeConsumerGroups(k->prod, groups, 1, NULL, q);
+    ev = rd_kafka_queue_poll(q, timeout_ms);
+    if (ev == NULL || rd_kafka_event_error(ev)) {
+        rc = fail(k, TIDE_EIO, "describing group %s: %s", k->group,
+                  ev != NULL ? rd_kafka_event_error_string(ev) : "no answer");
+        goto done;
+    }
+    res = rd_kafka_event_DescribeConsumerGroups_result(ev);
+    gd = rd_kafka_DescribeConsumerGroups_result_groups(res, &ng);
+    if (ng != 1 || rd_kafka_ConsumerGroupDescription_error(gd[0]) != NULL) {
+        rc = fail(k, TIDE_EIO, "describing group %s failed", k->group);
+        goto done;
+    }
+    nm = rd_kafka_ConsumerGroupDescription_member_count(gd[0]);
+    for (m = 0; m < nm && rc == TIDE_ENOENT; m++) {
+        const rd_kafka_MemberDescription_t     *md;
+        const rd_kafka_topic_partition_list_t  *l;
+
+        md = rd_kafka_ConsumerGroupDescription_member(gd[0], m);
+        l = rd_kafka_MemberAssignment_partitions(
+                rd_kafka_MemberDescription_assignment(md));
+        for (i = 0; l != NULL && i < l->cnt; i++) {
+            if (l->elems[i].partition == partition
+                && strcmp(l->elems[i].topic, topic) == 0) {
+                snprintf(who, wholen, "client.id=%s host=%s",
+                         rd_kafka_MemberDescription_client_id(md),
+                         rd_kafka_MemberDescription_host(md));
+                rc = TIDE_OK;
+                break;
+            }
+        }
+    }
+done:
+    if (ev != NULL) {
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_queue_destroy(q);
     return rc;
 }
 
