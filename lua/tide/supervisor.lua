@@ -270,6 +270,9 @@ function Sup:reap()
         if alive(w) then
             local status = w.proc:reap()
             if status then
+                -- What it sent before it ended (its "stopped" with its
+                -- counts) is read first.
+                self:pump_one(w)
                 self:worker_died(w, status)
             end
         end
@@ -356,35 +359,40 @@ function Sup:handle(w, msg)
     end
 end
 
+-- Takes every frame worker `w` sent.
+function Sup:pump_one(w)
+    if w.queued and not w.chan_closed then
+        w.queued = w.proc.chan:flush(0) == false
+    end
+    while not w.chan_closed do
+        local text, err = w.proc.chan:recv()
+        if not text then
+            if err then
+                -- The worker closed its end: it is ending; reap()
+                -- collects it.
+                w.chan_closed = true
+                if w.watch_id then
+                    self.loop:unwatch_fd(w.watch_id)
+                    w.watch_id = nil
+                end
+            end
+            break
+        end
+        local msg, derr = wire.decode(text)
+        if msg then
+            self:handle(w, msg)
+        else
+            self.log("error", str_format("worker %d: %s; ignored", w.id,
+                                         derr))
+        end
+    end
+end
+
 -- Takes every frame the workers sent.
 function Sup:pump()
     for _, w in pairs(self.workers) do
         if alive(w) then
-            if w.queued and not w.chan_closed then
-                w.queued = w.proc.chan:flush(0) == false
-            end
-            while not w.chan_closed do
-                local text, err = w.proc.chan:recv()
-                if not text then
-                    if err then
-                        -- The worker closed its end: it is ending; reap()
-                        -- collects it.
-                        w.chan_closed = true
-                        if w.watch_id then
-                            self.loop:unwatch_fd(w.watch_id)
-                            w.watch_id = nil
-                        end
-                    end
-                    break
-                end
-                local msg, derr = wire.decode(text)
-                if msg then
-                    self:handle(w, msg)
-                else
-                    self.log("error", str_format("worker %d: %s; ignored",
-                                                 w.id, derr))
-                end
-            end
+            self:pump_one(w)
         end
     end
 end
