@@ -4,6 +4,7 @@
 local job_mod = require("tide.job")
 local supervisor = require("tide.supervisor")
 local loop_mod = require("tide.loop")
+local bit = require("bit")
 local fs = require("tide.fs")
 
 local function base_busy()
@@ -200,6 +201,29 @@ local function run(args)
         lock:close()
         loop:close()
         return fail("run", "job '%s': control socket: %s", job.name, werr)
+    end
+    -- A Kafka cluster that is down at start is waited for.
+    for _, list in ipairs({ job.inputs, job.outputs }) do
+        local kin
+        for _, st in ipairs(list) do
+            kin = kin or (st.system == "kafka" and st)
+        end
+        if kin then
+            local env = require("tide.system").env(job, data_dir)
+            ok, err = require("tide.system.kafka").wait_ready(env, kin.name,
+                log, function(ms)
+                    return bit.band(loop:poll(ms), loop_mod.STOP) ~= 0
+                end)
+            if env.kafka.client then
+                env.kafka.client:close()
+            end
+            if not ok then
+                lock:close()
+                loop:close()
+                return fail("run", "job '%s': %s", job.name, err)
+            end
+            break
+        end
     end
     local sup
     sup, err = supervisor.new(job, { data_dir = data_dir, drain = drain,

@@ -53,14 +53,18 @@ struct tide_kreader_s {
 
 /* ---- configuration ------------------------------------------------- */
 
-/* Routes librdkafka's log lines through tide's warnings, dropping the
- * notes that a property is for the other client kind (every property is
- * given to both). */
+/* Routes librdkafka's errors through tide's warnings, dropping the notes
+ * that a property is for the other client kind (every property is given
+ * to both). */
 static void
 log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void) rk;
-    if (level > 4 || strcmp(fac, "CONFWARN") == 0) {
+    /* Connection failures are retried by librdkafka and reported by the
+     * call that waits for the broker, once, not once per attempt. */
+    if (level > 3 || strcmp(fac, "CONFWARN") == 0 || strcmp(fac, "FAIL") == 0
+        || strstr(buf, "brokers are down") != NULL
+        || strstr(buf, "Connection refused") != NULL) {
         return;
     }
     tide__warn("kafka: %s: %s", fac, buf);

@@ -10,7 +10,7 @@ local partition = require("tide.partition")
 local base = require("tide.base")
 
 local type, error, setmetatable, tostring, tonumber = type, error, setmetatable, tostring, tonumber
-local ffi_string = require("ffi").string
+local msg_of = require("tide.system").msg_of
 local str_format = string.format
 
 local _M = {}
@@ -42,6 +42,40 @@ function _M.client(env)
         k.client = c
     end
     return k.client
+end
+
+--- Waits until the cluster of env answers, asking about `topic`: a
+--- broker that is down at start is waited for, with one log line (then
+--- one a minute), until it answers or `stopped()` says to give up.
+--- Returns true, or nil and an error (a bad property, or stopped).
+function _M.wait_ready(env, topic, log, stopped)
+    local c, err = _M.client(env)
+    if not c then
+        return nil, err
+    end
+    local t0, said = os.time(), nil
+    while true do
+        local parts, perr, code = c:topic_info(topic, 5000)
+        if parts or code == base.ENOENT then
+            if said then
+                log("info", str_format("kafka: the cluster at %s answers "
+                                       .. "after %d s", env.kafka.conf
+                                       ["bootstrap.servers"],
+                                       os.time() - t0))
+            end
+            return true
+        end
+        if not said or os.time() - said >= 60 then
+            log("warn", str_format("kafka: no broker at %s answers (%s); "
+                                   .. "retrying every 5 s (Ctrl-C stops)",
+                                   tostring(env.kafka.conf
+                                            ["bootstrap.servers"]), perr))
+            said = os.time()
+        end
+        if stopped(5000) then
+            return nil, "stopped while waiting for the Kafka cluster"
+        end
+    end
 end
 
 --- Opens topic `name`. With opts.create, a missing topic is made with
@@ -188,22 +222,7 @@ function Reader:poll(max, out)
     end
     local p, name = self.partition, self.name
     for i = 0, n - 1 do
-        local r = recs[i]
-        local key, value, hdrs
-        if r.key ~= nil then
-            key = ffi_string(r.key, r.klen)
-        end
-        if r.val ~= nil then
-            value = ffi_string(r.val, r.vlen)
-        end
-        if r.hlen ~= 0 and r.hdrs ~= nil then
-            hdrs = ffi_string(r.hdrs, r.hlen)
-        end
-        out[i + 1] = {
-            key = key, value = value, offset = tonumber(r.offset),
-            timestamp = tonumber(r.ts), partition = p, stream = name,
-            headers = hdrs,
-        }
+        out[i + 1] = msg_of(recs[i], p, name)
     end
     return n
 end
