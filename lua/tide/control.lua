@@ -46,7 +46,11 @@ function Sup:task_lines()
         else
             lines[#lines + 1] = str_format("task %d %s", p,
                                            self.owner[p] and "BUSY"
-                                           or "UNASSIGNED")
+                                           or (self.member
+                                               and "ELSEWHERE (another "
+                                               .. "process of the Kafka "
+                                               .. "group)"
+                                               or "UNASSIGNED"))
         end
     end
     return concat(lines, "\n")
