@@ -101,5 +101,7 @@ part latency
 part move
 luajit bench/bench_move.lua "$BUILD/tide" "$TMP" "$MOVE_KEYS"
 
+part kafka; luajit bench/bench_kafka.lua "$BUILD/tide" "$BUILD/bench_kafka" "$TMP" "${KAFKA_MSGS:-$([ "${BENCH_QUICK:-0}" = 1 ] && echo 100000 || echo 1000000)}"
+
 part done
 rmdir "$TMP" 2>/dev/null || true
