@@ -151,10 +151,17 @@ end
 --- Returns the command's exit status once it has ended, else nil.
 function Term:status()
     local out = sh(self.tmux .. " display-message -p "
-                   .. q("#{pane_dead} #{pane_dead_status}"))
-    local dead, code = out:match("^(%d) ?(%d*)")
+                   .. q("#{pane_dead} #{pane_dead_status} "
+                        .. "#{pane_dead_signal}"))
+    local dead, code, sig = out:match("^(%d) ?(%d*) ?(%d*)")
     if dead == "1" then
-        return tonumber(code) or -1
+        -- tmux marks the pane dead a moment before it knows how the
+        -- command ended: until then, not known yet. A signal is 128+n.
+        if code ~= "" then
+            return tonumber(code)
+        elseif sig ~= "" then
+            return 128 + tonumber(sig)
+        end
     end
     return nil
 end
