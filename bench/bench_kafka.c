@@ -16,6 +16,14 @@
  *         pass msgs N wall S cpu S user S sys S
  *       (wall from the first line of main to after the flush; cpu from
  *       getrusage(RUSAGE_SELF), librdkafka's threads included).
+ *   bench_kafka core BOOTSTRAP IN OUT
+ *       The same loop through tide's C core alone (no Lua): one
+ *       tide_kafka_t, a tide_kreader_t per partition of IN polled in turn
+ *       (batches of 256, as the kafka: system reads), tide_kafka_produce
+ *       of each record (partition -1: librdkafka's murmur2_random, the
+ *       partition tide computes in Lua) and tide_kafka_flush. Prints
+ *         core msgs N wall S cpu S user S sys S
+ *       so that tide's figure splits into its C path and its Lua part.
  *   bench_kafka produce BOOTSTRAP TOPIC N
  *       N messages, keys "user-%05d" (i % 10000, 10 bytes), values of
  *       100 bytes ("%010d " then 'x's), as bench/bench_job.lua makes.
@@ -34,6 +42,8 @@
  *
  * Errors go to stderr as one line; the exit code is then 1.
  */
+
+#include "tide.h"
 
 #include <librdkafka/rdkafka.h>
 
@@ -363,6 +373,84 @@ done:
     return rc;
 }
 
+static int
+cmd_core(const char *bootstrap, const char *in, const char *out)
+{
+    const char *const  conf[] = { "bootstrap.servers", bootstrap };
+    double             t0 = now(), wall;
+    tide_kafka_t      *k = NULL;
+    tide_kreader_t    *rd[64];
+    int64_t            end[64], lo, n = 0;
+    tide_rec_t         recs[256];
+    struct rusage      ru;
+    int32_t            parts = 0, repl, p;
+    int                i, got, left, rc = 1;
+    char               e[512];
+
+    if (tide_kafka_new(&k, "bench-kafka-core", conf, 1, e, sizeof(e))
+        != TIDE_OK) {
+        return fail("tide_kafka_new: %s", e);
+    }
+    if (tide_kafka_topic_info(k, in, &parts, &repl, TIMEOUT) != TIDE_OK
+        || parts > 64) {
+        fail("topic %s: %s", in, tide_kafka_errmsg(k));
+        tide_kafka_free(k);
+        return 1;
+    }
+    for (p = 0; p < parts; p++) {
+        rd[p] = NULL;
+    }
+    for (p = 0; p < parts; p++) {
+        if (tide_kafka_watermarks(k, in, p, &lo, &end[p], TIMEOUT) != TIDE_OK
+            || tide_kreader_new(&rd[p], k, in, p, lo) != TIDE_OK) {
+            fail("partition %d of %s: %s", (int) p, in, tide_kafka_errmsg(k));
+            goto done;
+        }
+    }
+    do {
+        left = 0;
+        for (p = 0; p < parts; p++) {
+            if (tide_kreader_offset(rd[p]) >= end[p]) {
+                continue;
+            }
+            left++;
+            got = tide_kreader_poll_batch(rd[p], recs, 256, 0);
+            if (got == 0) {
+                got = tide_kreader_poll_batch(rd[p], recs, 256, 200);
+            }
+            if (got < 0) {
+                fail("%s", tide_kreader_errmsg(rd[p]));
+                goto done;
+            }
+            for (i = 0; i < got; i++) {
+                recs[i].ts = (int64_t) (time(NULL) * 1000);
+                if (tide_kafka_produce(k, out, -1, &recs[i]) != TIDE_OK) {
+                    fail("%s", tide_kafka_errmsg(k));
+                    goto done;
+                }
+                n++;
+            }
+        }
+    } while (left > 0);
+    if (tide_kafka_flush(k, TIMEOUT) != TIDE_OK) {
+        fail("flush: %s", tide_kafka_errmsg(k));
+        goto done;
+    }
+    wall = now() - t0;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("core msgs %" PRId64 " wall %.3f cpu %.3f user %.3f sys %.3f\n",
+           n, wall, tv_sec(ru.ru_utime) + tv_sec(ru.ru_stime),
+           tv_sec(ru.ru_utime), tv_sec(ru.ru_stime));
+    rc = 0;
+
+done:
+    for (p = 0; p < parts; p++) {
+        tide_kreader_free(rd[p]);
+    }
+    tide_kafka_free(k);
+    return rc;
+}
+
 /* Waits for the result event of an admin request on 'q'; NULL after a
  * one-line error. Caller destroys the event. */
 static rd_kafka_event_t *
@@ -585,6 +673,7 @@ main(int argc, char **argv)
 {
     const char  *usage =
         "usage: bench_kafka pass BOOTSTRAP IN OUT\n"
+        "       bench_kafka core BOOTSTRAP IN OUT\n"
         "       bench_kafka produce BOOTSTRAP TOPIC N\n"
         "       bench_kafka create BOOTSTRAP TOPIC PARTITIONS\n"
         "       bench_kafka delete BOOTSTRAP TOPIC...\n"
@@ -595,6 +684,9 @@ main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (strcmp(cmd, "pass") == 0 && argc == 5) {
         return cmd_pass(argv[2], argv[3], argv[4]);
+    }
+    if (strcmp(cmd, "core") == 0 && argc == 5) {
+        return cmd_core(argv[2], argv[3], argv[4]);
     }
     if (strcmp(cmd, "produce") == 0 && argc == 5 && atol(argv[4]) > 0) {
         return cmd_produce(argv[2], argv[3], atol(argv[4]));

@@ -1,4 +1,4 @@
---- Kafka -> Kafka pass-through (issue 13, "Speed"), tide beside two
+--- Kafka -> Kafka pass-through (issue 13, "Speed"), tide beside three
 --- baselines measured in the same run on the same broker and input:
 ---
 ---   tide:     `tide run bench/jobs/kpass.lua --drain --workers 1`, string
@@ -8,19 +8,33 @@
 ---             idempotent acks=all producer (tide's settings), key and
 ---             value produced unchanged, one flush at the end;
 ---   kcat:     `kcat -C -e | kcat -P` (idempotent, murmur2_random), keys
----             and values as tab-separated lines.
+---             and values as tab-separated lines;
+---   tide C:   `bench_kafka core`: the same loop through tide's C core
+---             alone (tide_kreader_poll_batch, tide_kafka_produce), no
+---             Lua; it splits tide's gap to raw C into its C path and
+---             its Lua runtime;
+---   Kafka Streams: bench/kafka/ (org.apache.kafka:kafka-streams, built
+---             here with Maven into DIR), String serdes, mapValues(v ->
+---             v), one stream thread, at-least-once; it has no drain
+---             mode, so it closes (flush, commit) once it counted N
+---             messages. Its JVM start and JIT are in its figure, as
+---             tide's start is in tide's; its run on an empty input (it
+---             closes once running) is printed as its fixed cost.
+---             Skipped, with a line saying why, when Maven is missing
+---             or the build fails.
 ---
 --- One broker (scripts/kafka.lua, Kafka's own JIT settings) on loopback,
 --- started here and stopped at the end. The input topic has 4 partitions
 --- and MESSAGES messages (10-byte keys, 100-byte values), produced once
---- with `bench_kafka produce`. Each round runs the three sides, in turns
+--- with `bench_kafka produce`. Each round runs the sides, in turns
 --- forward and backward, each to a fresh output topic of 4 partitions
 --- made before it starts; the output's message count is checked (its
 --- watermarks) and the topic deleted after.
 ---
 --- Every side is run under `bench_kafka time`, which prints the wall
 --- time and the user+sys CPU seconds of the whole process tree it waited
---- for: tide's supervisor and its worker, both kcat. The main figure is
+--- for: tide's supervisor and its worker, both kcat, the JVM. The main
+--- figure is
 --- messages per CPU-second of those processes (the issue's "per core");
 --- messages per wall second is printed beside it, and the broker's CPU
 --- seconds during each side (/proc of the broker) show the load each
@@ -175,10 +189,42 @@ local function kcat_cmd(inp, out)
                       .. "-X partitioner=murmur2_random", k, inp, k, out)
 end
 
+-- The Kafka Streams app (bench/kafka/), built by buildks().
+local KS_OUT = dir .. "/kstreams"
+local function ks_cmd(inp, out, r)
+    local id = str_format("bks-%s%d", inp == IN and "" or "e", r)
+    return str_format("java -cp %s tide.bench.PassThrough %s %s %s %d %s %s",
+                      quote(KS_OUT .. "/tide-bench-kstreams-1.jar:" .. KS_OUT
+                            .. "/libs/*"), cluster.bootstrap, inp, out,
+                      inp == IN and n or 0, id, quote(dir .. "/" .. id))
+end
+
+-- Builds the Kafka Streams app; returns true, or nil and why not.
+local function buildks()
+    if not sh("command -v mvn >/dev/null 2>&1") then
+        return nil, "no mvn (make deps installs Maven)"
+    end
+    local log = dir .. "/mvn.log"
+    if not sh(str_format("mvn -q -B -Dstyle.color=never -f %s "
+                         .. "-Dbench.out=%s package "
+                         .. "dependency:copy-dependencies >%s 2>&1",
+                         quote(bench_dir .. "/kafka/pom.xml"), quote(KS_OUT),
+                         quote(log))) then
+        local text = read_file(log) or ""
+        return nil, "the Maven build failed: "
+                    .. (text:match("([^\n]*ERROR[^\n]*)") or text)
+    end
+    return true
+end
+
 local SIDES = {
     { id = "tide", label = "tide", cmd = tide_cmd },
     { id = "raw", label = "raw C loop", cmd = raw_cmd },
     { id = "kcat", label = "kcat | kcat", cmd = kcat_cmd },
+    { id = "core", label = "tide C path", cmd = function(inp, out)
+        return str_format("%s core %s %s %s", quote(kbin), cluster.bootstrap,
+                          inp, out)
+    end },
 }
 
 -- Runs one side into a fresh output; returns wall, cpu, broker cpu.
@@ -203,6 +249,11 @@ local function main()
     kafka_cmd("create", cluster.bootstrap, IN, tostring(NPARTS))
     kafka_cmd("create", cluster.bootstrap, EMPTY, tostring(NPARTS))
     kafka_cmd("produce", cluster.bootstrap, IN, tostring(n))
+    local ks, kswhy = buildks()
+    if ks then
+        SIDES[#SIDES + 1] = { id = "ks", label = "Kafka Streams",
+                              cmd = ks_cmd }
+    end
     if count(IN) ~= n then
         die("the input holds %s messages, %d expected", tostring(count(IN)),
             n)
@@ -212,13 +263,17 @@ local function main()
     for _, s in ipairs(SIDES) do
         res[s.id] = { rate = {}, wrate = {}, cpu = {}, bcpu = {} }
     end
-    local fixed_wall, fixed_cpu = {}, {}
-    local ratio, wratio, kratio = {}, {}, {}
+    local fixed_wall, fixed_cpu, ks_wall, ks_cpu = {}, {}, {}, {}
+    local ratio, wratio, kratio, cratio, sratio = {}, {}, {}, {}, {}
     local loads = {}
     for r = 1, RUNS do
         loads[r] = (read_file("/proc/loadavg") or "?"):match("^(%S+)")
         local w, c = side(SIDES[1], EMPTY, 0, r)
         fixed_wall[r], fixed_cpu[r] = w * 1000, c
+        if ks then
+            w, c = side(SIDES[#SIDES], EMPTY, 0, r)
+            ks_wall[r], ks_cpu[r] = w * 1000, c
+        end
         for i = 1, #SIDES do
             local s = SIDES[r % 2 == 1 and i or #SIDES + 1 - i]
             local wall, cpu, bcpu = side(s, IN, n, r)
@@ -229,6 +284,10 @@ local function main()
         ratio[r] = res.tide.rate[r] / res.raw.rate[r]
         wratio[r] = res.tide.wrate[r] / res.raw.wrate[r]
         kratio[r] = res.tide.rate[r] / res.kcat.rate[r]
+        cratio[r] = res.core.rate[r] / res.raw.rate[r]
+        if ks then
+            sratio[r] = res.tide.rate[r] / res.ks.rate[r]
+        end
     end
 
     print(str_format("kafka pass-through: %d messages over %d partitions, "
@@ -242,7 +301,7 @@ local function main()
           .. "side; tide includes its start")
     for _, s in ipairs(SIDES) do
         local t = res[s.id]
-        print(str_format("  %-12s %s   wall %s   cpu %s   broker %s",
+        print(str_format("  %-13s %s   wall %s   cpu %s   broker %s",
                          s.label, stats.fmt(t.rate, 0, "k msg/CPU-s"),
                          stats.fmt(t.wrate, 0, "k msg/s"),
                          stats.fmt(t.cpu, 2, "s"), stats.fmt(t.bcpu, 2, "s")))
@@ -254,6 +313,18 @@ local function main()
                      .. " per wall second %s; tide/kcat per CPU-second %s",
                      stats.fmt_ratio(ratio, 2), stats.fmt_ratio(wratio, 2),
                      stats.fmt_ratio(kratio, 2)))
+    print(str_format("  ratio tide C path (no Lua)/raw C per CPU-second %s",
+                     stats.fmt_ratio(cratio, 2)))
+    if ks then
+        print(str_format("  Kafka Streams on an empty input (its fixed cost: "
+                         .. "JVM, group join): wall %s, cpu %s",
+                         stats.fmt(ks_wall, 0, "ms"),
+                         stats.fmt(ks_cpu, 2, "s")))
+        print(str_format("  ratio tide/Kafka Streams per CPU-second %s "
+                         .. "(target >= 2)", stats.fmt_ratio(sratio, 2)))
+    else
+        print("  Kafka Streams: skipped: " .. kswhy)
+    end
 end
 
 local ok, err = pcall(main)
