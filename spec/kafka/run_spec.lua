@@ -213,11 +213,12 @@ describe("tide run on kafka: streams (a real broker)", function()
         local seed = os.time()
         math.randomseed(seed)
         local seen = {}
-        -- 20,000 more inputs before each run, so that each has some to
-        -- be killed in the middle of. (A SIGKILL sooner after the tasks
-        -- are assigned is the test after this one.)
+        -- 10,000 more inputs before each run, so that each has some to
+        -- be killed in the middle of (20,000 in all before the last run:
+        -- 10,000 more come with it). A SIGKILL sooner after the tasks are
+        -- assigned is the test after this one.
         for i = 1, 5 do
-            produce(c, "crash-in", keyed_lines(i * 20000 - 19999, i * 20000,
+            produce(c, "crash-in", keyed_lines(i * 10000 - 9999, i * 10000,
                                                50, truth))
             local job = h.start_tide(dir, work, args, pids)
             wait_assigned(job, 4, "start " .. i .. " (seed " .. seed .. ")")
@@ -231,12 +232,12 @@ describe("tide run on kafka: streams (a real broker)", function()
                   concat(seen, ", ")))
         -- The last run: until the group has committed every input.
         local job = h.start_tide(dir, work, args, pids)
-        wait_lag0(job, "kc-crash", "crash-in", 100000)
+        wait_lag0(job, "kc-crash", "crash-in", 50000)
         h.stop(job)
-        assert.equal(100000, #consume(c, "crash-in", "%k\\n"))
+        assert.equal(50000, #consume(c, "crash-in", "%k\\n"))
 
         local last, n = last_counts(c, "crash-out")
-        assert.is_true(n >= 100000, n .. " outputs for 100000 inputs")
+        assert.is_true(n >= 50000, n .. " outputs for 50000 inputs")
         assert_counts(truth, last, "after 5 SIGKILLs")
         local keys = 0
         for _ in pairs(last) do keys = keys + 1 end
@@ -277,7 +278,11 @@ describe("tide run on kafka: streams (a real broker)", function()
         c.create_topic("dk-in", 4)
         local truth = {}
         produce(c, "dk-in", keyed_lines(1, 4000, 50, truth))
-        local args = run_args("count.lua", "kc-dk", "dk-in", "dk-out")
+        -- With tide's session.timeout.ms (10 s), not this file's 2 s,
+        -- which a drain's start may outlast.
+        local args = run_args("count.lua", "kc-dk", "dk-in", "dk-out",
+                              { "-c", "kafka.session.timeout.ms=10000",
+                                "-c", "kafka.heartbeat.interval.ms=3000" })
         local job = h.start_tide(dir, work, args, pids)
         wait_assigned(job, 4, "the first run's tasks")
         h.sleep(0.5)
@@ -443,7 +448,6 @@ describe("tide run on kafka: streams (a real broker)", function()
 
         it("without bootstrap servers: names kafka.bootstrap.servers",
            function()
-            c.create_topic("bad-a", 2)
             local a = run_args("count.lua", "kc-bad-a", "bad-a", "bad-a-out")
             local words = {}
             for _, w in ipairs(a) do
@@ -475,7 +479,6 @@ describe("tide run on kafka: streams (a real broker)", function()
         end)
 
         it("with an unknown librdkafka property: names it", function()
-            c.create_topic("bad-d", 2)
             local r = run_bad(run_args("count.lua", "kc-bad-d", "bad-d",
                                        "bad-d-out",
                                        { "-c", "kafka.no.such.thing=1" }))
@@ -494,7 +497,7 @@ describe("tide run on kafka: streams (a real broker)", function()
             local job = h.start_tide(dir, work, a, pids)
             h.wait_log(job, "warn kafka: no broker at 127%.0%.0%.1:1 "
                             .. "answers", 1, "the warning", 30)
-            h.sleep(6)                  -- past its first retry
+            h.sleep(1)
             h.signal(job, "TERM")
             local rc = h.wait_exit(job)
             local log = h.tide_stderr(job)
