@@ -1,8 +1,10 @@
 --- Streams by spec: parses "[system:]name" and opens the stream through
 --- its system module (tide.system.local, tide.system.mem). The interface
 --- every system provides is in docs/runtime.md ("System interface").
-local type, error, require, tostring = type, error, require, tostring
+local type, error, require, tostring, tonumber = type, error, require, tostring, tonumber
 local str_find, str_sub = string.find, string.sub
+
+local ffi_string = require("ffi").string
 
 local _M = {}
 
@@ -67,6 +69,27 @@ function _M.open(env, spec, opts)
         return nil, name
     end
     return require(MODULES[system]).open(env, name, opts)
+end
+
+--- Returns a msg table (docs/runtime.md "Reader object") made from
+--- record `r` (a tide_rec_t) of partition `p` of stream `name`: fresh
+--- strings of its bytes, so nothing points into the C buffer.
+function _M.msg_of(r, p, name)
+    local key, value, hdrs
+    if r.key ~= nil then
+        key = ffi_string(r.key, r.klen)
+    end
+    if r.val ~= nil then
+        value = ffi_string(r.val, r.vlen)
+    end
+    if r.hlen ~= 0 and r.hdrs ~= nil then
+        hdrs = ffi_string(r.hdrs, r.hlen)
+    end
+    return {
+        key = key, value = value, offset = tonumber(r.offset),
+        timestamp = tonumber(r.ts), partition = p, stream = name,
+        headers = hdrs,
+    }
 end
 
 --- The env that systems open streams in for `job`: its data dir, a
