@@ -158,8 +158,10 @@ local function wait_lag0(c, g, topic, parts, total, secs, jobs)
     until h.now() > deadline
     local logs = {}
     for i, j in pairs(jobs or {}) do
-        logs[#logs + 1] = fmt("---- log of process %d (pid %d):\n%s", i,
-                              j.pid, h.tide_stderr(j))
+        local rc = h.read_file(j.base .. ".rc")
+        logs[#logs + 1] = fmt("---- log of process %d (pid %d, %s):\n%s", i,
+                              j.pid, rc and "exited " .. rc:gsub("%s", "")
+                                     or "running", h.tide_stderr(j))
     end
     error(fmt("group %s did not read all %d records of %s within %d s:\n%s"
               .. "\n%s", g, total, topic, secs, text, concat(logs, "\n")), 2)
@@ -192,9 +194,10 @@ local function kill_run(job)
     h.wait_exit(job)
 end
 
--- SIGTERMs those of `jobs` still running, then waits for each. Returns
--- { [i] = { rc = exit status, log =, early = true when job i had ended
--- before the SIGTERM } }.
+-- SIGTERMs those of `jobs` still running, then waits for each (hang
+-- guard: 30 s, then SIGKILL). Returns { [i] = { rc = exit status, log =,
+-- early = true when job i had ended before the SIGTERM, hung = true when
+-- it had to be SIGKILLed } }.
 local function stop_all(jobs)
     local t = {}
     for i, j in pairs(jobs) do
@@ -202,10 +205,26 @@ local function stop_all(jobs)
         if not t[i].early then h.signal(j, "TERM") end
     end
     for i, j in pairs(jobs) do
+        t[i].hung = not broker.wait_for(30, function() return h.exited(j) end)
+        if t[i].hung then kill_run(j) end
         t[i].rc = h.wait_exit(j)
         t[i].log = h.tide_stderr(j)
     end
     return t
+end
+
+-- Why stopped process `s` (from stop_all) did not stop cleanly, or nil.
+local function unclean(s, name)
+    if s.early then
+        return "ended before the SIGTERM, exit status " .. s.rc
+    elseif s.hung then
+        return "did not end within 30 s of SIGTERM"
+    elseif s.rc ~= 0 then
+        return "exited " .. s.rc .. " after SIGTERM"
+    elseif not s.log:find("job '" .. name .. "' stopped cleanly", 1, true)
+        then
+        return "exited 0 without 'stopped cleanly'"
+    end
 end
 
 -- "kafka group: tasks 1,2 assigned in 35 ms" lines of a log: how many of
@@ -336,13 +355,9 @@ describe("a tide job spread over processes (a Kafka consumer group)",
            .. "SIGTERM", function()
             local r = run()
             for _, i in ipairs({ 1, 3, 4 }) do
-                local s = r.stopped[i]
-                assert(not s.early and s.rc == 0
-                       and s.log:find("job '" .. name .. "' stopped cleanly",
-                                      1, true),
-                       fmt("process %d %s, exit status %d:\n%s", i,
-                           s.early and "ended before the SIGTERM"
-                           or "was stopped with SIGTERM", s.rc, logs(r)))
+                local why = unclean(r.stopped[i], name)
+                assert(not why, fmt("process %d %s:\n%s", i, tostring(why),
+                                    logs(r)))
             end
         end)
     end)
@@ -381,6 +396,7 @@ describe("a tide job spread over processes (a Kafka consumer group)",
                        "its tasks")
             h.sleep(3)
             r.leader = c.partitions("kl-in")[0].leader
+            r.port = c.nodes[r.leader].port
             local at = #h.tide_stderr(job)
             c.kill(r.leader)
             h.sleep(8)
@@ -389,7 +405,10 @@ describe("a tide job spread over processes (a Kafka consumer group)",
             c.restart(r.leader)
             h.sleep(3)
             r.sent = stop_producer(work)
-            wait_lag0(c, name, "kl-in", 4, r.sent, 60, { job })
+            -- Not caught up: the counts test says why.
+            local ok, err = pcall(wait_lag0, c, name, "kl-in", 4, r.sent, 60,
+                                  { job })
+            r.lag_err = not ok and err or nil
             r.truth = true_counts(c, "kl-in", r.sent)
             r.last, r.outputs = last_values(c, "kl-out")
             r.stopped = stop_all({ job })[1]
@@ -399,8 +418,19 @@ describe("a tide job spread over processes (a Kafka consumer group)",
             return r
         end)
 
+        -- PRODUCT BUG (snapshot after a failed changelog range): most
+        -- runs, a worker raises "tide worker: lua/tide/state.lua:117: bad
+        -- argument #2 to 'str_format' (number expected, got string)" while
+        -- the broker is down: State:snapshot() takes `local _, end_ =
+        -- spec.cl:range(p)` without checking for (nil, err) and writes the
+        -- error text as the snapshot's offset. That worker's tasks then
+        -- read nothing more, and the process neither restarts the worker
+        -- nor gives the tasks up; the group's lag stays. Other runs end
+        -- with "cannot commit the checkpoint to Kafka group 'kg-loss':
+        -- ...: Broker: Coordinator load in progress" (a retriable error).
         it("ends with each key's true count as its last output", function()
             local r = run()
+            assert(not r.lag_err, r.lag_err)
             assert_counts(r.truth, r.last)
         end)
 
@@ -418,19 +448,31 @@ describe("a tide job spread over processes (a Kafka consumer group)",
         it("keeps running through it and stops cleanly on SIGTERM",
            function()
             local r = run()
-            local s = r.stopped
-            assert(not r.died_down and not s.early and s.rc == 0,
-                   fmt("tide run %s, exit status %d:\n%s",
-                       r.died_down and "ended while the broker was down"
-                       or s.early and "ended after the broker came back"
-                       or "was stopped with SIGTERM", s.rc, s.log))
+            local why = r.died_down and "ended while the broker was down"
+                        or unclean(r.stopped, name)
+            assert(not why, fmt("tide run %s:\n%s", tostring(why),
+                                r.stopped.log))
         end)
 
-        it("logs the broker's loss", function()
+        -- PRODUCT BUG (broker loss logged as librdkafka's raw text):
+        -- while the broker is down, tide run's log has only librdkafka's
+        -- own lines, "tide: kafka: ERROR: [thrd:app]:
+        -- rdkafka#producer-1: 127.0.0.1:PORT/2: Disconnected (after
+        -- 5923ms in state UP)", not in tide's log format (no time, no
+        -- level) and not saying what tide does about it.
+        it("logs the broker's loss in a line of its log naming the broker",
+           function()
             local r = run()
-            assert(r.down:find("kafka", 1, true),
-                   "nothing about Kafka in the log while broker "
-                   .. r.leader .. " was down:\n" .. r.down)
+            local addr = "127.0.0.1:" .. r.port
+            local found
+            for l in r.down:gmatch("[^\n]+") do
+                if l:find("^%d+%-%d+%-%d+T[%d:]+Z %a+ ")
+                   and l:find(addr, 1, true) then
+                    found = l
+                end
+            end
+            assert(found, "no log line naming broker " .. addr
+                          .. " while it was down:\n" .. r.down)
         end)
     end)
 
