@@ -238,7 +238,7 @@ function Client:committed(topic, p, timeout_ms)
                                         META_MAX, timeout_ms or 10000)
     if rc ~= OK then
         local _, msg = client_err(self, rc)
-        return nil, nil, msg
+        return nil, nil, msg, rc
     end
     local off = tonumber(i64a[0])
     if off < 0 then
@@ -307,4 +307,5 @@ function Reader:close()
 end
 
 _M.ENOENT = ENOENT
+_M.EAGAIN = base.EAGAIN
 return _M

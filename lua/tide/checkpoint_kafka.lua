@@ -10,6 +10,7 @@
 local checkpoint = require("tide.checkpoint")
 local system = require("tide.system")
 local kafka_sys = require("tide.system.kafka")
+local kafka = require("tide.kafka")
 
 local pairs, ipairs, tostring = pairs, ipairs, tostring
 local str_format, concat = string.format, table.concat
@@ -49,9 +50,20 @@ function Ckpt:load()
     if not s then
         return nil, err
     end
-    local parts = {}
-    for p = 0, s:count() - 1 do
-        local off, meta, cerr = c:committed(self.lead.name, p)
+    local parts, any = {}, false
+    local n = s:count()
+    for p = 0, n - 1 do
+        -- A cluster that has just started, or a coordinator moving,
+        -- answers after a while: wait for it (a minute at most).
+        local deadline = os.time() + 60
+        local off, meta, cerr, code
+        while true do
+            off, meta, cerr, code = c:committed(self.lead.name, p)
+            if not cerr or code ~= kafka.EAGAIN or os.time() >= deadline then
+                break
+            end
+            require("tide.fs").sleep_ms(500)
+        end
         if cerr then
             return nil, str_format("reading the checkpoint of job '%s' from "
                                    .. "its Kafka group: %s", self.job.name,
@@ -59,7 +71,16 @@ function Ckpt:load()
         end
         if off and meta and meta:sub(1, 1) == "{" then
             parts[#parts + 1] = str_format('"%d":%s', p, meta)
+            any = true
+        else
+            -- Not committed yet: it starts from the beginning, as a task
+            -- of a file checkpoint with no offsets does.
+            parts[#parts + 1] = str_format('"%d":{"inputs":{},'
+                                           .. '"changelogs":{}}', p)
         end
+    end
+    if not any then
+        parts = {}
     end
     local text = str_format('{"version":1,"job":%s,"tasks":{%s}}',
                             require("cjson").encode(self.job.name),
@@ -109,11 +130,23 @@ function Ckpt:save(tasks, only)
         end
         ::next_task::
     end
-    local ok
-    ok, err = c:commit(list)
+    local ok, code
+    -- Outside the group (--drain), a commit refused while the group still
+    -- has a member (a killed process's, until its session times out) or
+    -- while its coordinator moves is tried again, for a minute at most.
+    -- In the group, the caller defers it to the next commit instead.
+    local deadline = os.time() + (self.in_group and 0 or 60)
+    while true do
+        ok, err, code = c:commit(list)
+        if ok or code ~= kafka.EAGAIN or os.time() >= deadline then
+            break
+        end
+        require("tide.fs").sleep_ms(500)
+    end
     if not ok then
         return nil, str_format("cannot commit the checkpoint to Kafka group "
-                               .. "'%s': %s", self.job.name, tostring(err))
+                               .. "'%s': %s", self.job.name, tostring(err)),
+               code == kafka.EAGAIN
     end
     return self.file:save(tasks)
 end

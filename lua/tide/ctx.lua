@@ -2,17 +2,19 @@
 --- init, window and close: a task's view of the container (README "The job
 --- API"). One per task.
 local error, tostring = error, tostring
+local encode_headers = require("tide.headers").encode
 local str_format = string.format
 
 local _M = {}
 local Ctx = {}
 Ctx.__index = Ctx
 
---- Sends `value` with `key` to output `stream`. The send is held until
---- process() returns, so a message that raises sends nothing. The record
---- gets the timestamp of the message being processed (now, from init,
---- window and close), as Kafka Streams does.
-function Ctx:send(stream, key, value)
+--- Sends `value` with `key` to output `stream`, with `headers` ({ name
+--- = string value }, e.g. msg.headers to pass them on; nil: none). The
+--- send is held until process() returns, so a message that raises sends
+--- nothing. The record gets the timestamp of the message being processed
+--- (now, from init, window and close), as Kafka Streams does.
+function Ctx:send(stream, key, value, headers)
     local out = self._outs[stream]
     if not out then
         error(str_format("ctx:send: '%s' is not an output of job '%s' "
@@ -25,7 +27,8 @@ function Ctx:send(stream, key, value)
     pend[n + 2] = key ~= nil and out.kenc(key) or nil
     pend[n + 3] = value ~= nil and out.venc(value) or nil
     pend[n + 4] = self._ts
-    pend.n = n + 4
+    pend[n + 5] = headers ~= nil and encode_headers(headers) or nil
+    pend.n = n + 5
 end
 
 --- Asks for a commit after the current batch.

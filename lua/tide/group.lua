@@ -36,6 +36,7 @@ function Sup:group_join()
         return nil, err
     end
     self.member = c
+    self.ckpt.in_group = true
     self.log("info", str_format("joined Kafka group '%s' on topic %s; "
                                 .. "waiting for its tasks", self.job.name,
                                 lead.name))

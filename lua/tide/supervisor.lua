@@ -304,7 +304,15 @@ function Sup:on_commit(w, msg)
     end
     -- In a Kafka group only this commit's tasks are committed: the
     -- others may be another process's by now.
-    local ok, err = self.ckpt:save(self.saved, entries)
+    local ok, err, passing = self.ckpt:save(self.saved, entries)
+    if not ok and passing and self.member then
+        -- A rebalance or a coordinator moving: these offsets go with the
+        -- next commit; a task that moved meanwhile restarts from its last
+        -- commit elsewhere (its state exact; outputs since, again).
+        self.log("warn", str_format("kafka group: a commit was refused (%s);"
+                                    .. " the next commit carries it", err))
+        return self:send(w, { op = "committed", seq = msg.seq })
+    end
     if not ok then
         self.log("error", err)
         return self:send(w, { op = "commit_failed", seq = msg.seq,

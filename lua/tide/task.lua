@@ -139,17 +139,18 @@ end
 -- ---- sends, errors -----------------------------------------------------------
 
 local function push_pending(w, pend)
-    for j = 1, pend.n, 4 do
+    for j = 1, pend.n, 5 do
         local out = pend[j]
         local ok, err = out.stream:push(pend[j + 1], pend[j + 2], nil,
-                                        pend[j + 3])
+                                        pend[j + 3], pend[j + 4])
         if not ok then
             pend.n = 0
             w.sys_err = str_format("sending to '%s': %s", out.spec, err)
             error(SYSTEM_ERROR)
         end
         out.dirty = true
-        pend[j], pend[j + 1], pend[j + 2], pend[j + 3] = nil, nil, nil, nil
+        pend[j], pend[j + 1], pend[j + 2], pend[j + 3], pend[j + 4] =
+            nil, nil, nil, nil, nil
     end
     pend.n = 0
 end
@@ -199,7 +200,7 @@ local function trace_record(self, part, m, pend, stores)
     local e = { input = part.spec, partition = part.partition,
                 offset = m.offset, key = one_line(m.key),
                 value = one_line(m.value), sends = {}, writes = {} }
-    for j = 1, pend.n, 4 do
+    for j = 1, pend.n, 5 do
         e.sends[#e.sends + 1] = { stream = pend[j].spec,
                                   key = one_line(pend[j + 1]),
                                   value = one_line(pend[j + 2]) }

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Records polled at once by one reader, at most. */
@@ -56,6 +57,27 @@ struct tide_kreader_s {
 /* Routes librdkafka's errors through tide's warnings, dropping the notes
  * that a property is for the other client kind (every property is given
  * to both). */
+/* Writes one line of the job's log (time, level, text) on stderr, as
+ * tide's Lua side does; librdkafka's "[thrd:...]: " prefix is left out. */
+static void
+log_line(const char *buf)
+{
+    char        when[32];
+    time_t      now = time(NULL);
+    struct tm   tm;
+    const char *text = buf, *cut;
+
+    cut = strstr(buf, "]: ");
+    if (buf[0] == '[' && cut != NULL) {
+        text = cut + 3;
+    }
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    fprintf(stderr, "%s warn kafka: %s%s\n", when, text,
+            strstr(text, "Disconnected") != NULL
+            ? "; librdkafka reconnects, and the job goes on" : "");
+}
+
 static void
 log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
@@ -67,7 +89,7 @@ log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
         || strstr(buf, "Connection refused") != NULL) {
         return;
     }
-    tide__warn("kafka: %s: %s", fac, buf);
+    log_line(buf);
 }
 
 static void
@@ -275,6 +297,33 @@ fail(tide_kafka_t *k, int rc, const char *fmt, ...)
     return rc;
 }
 
+/* TIDE_EAGAIN for the errors that pass once the group or the cluster has
+ * settled (a rebalance, a coordinator moving or loading, a broker
+ * lost), else TIDE_EIO. */
+static int
+kind_of(rd_kafka_resp_err_t e)
+{
+    switch (e) {
+    case RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID:
+    case RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS:
+    case RD_KAFKA_RESP_ERR_NOT_COORDINATOR:
+    case RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS:
+    case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR__WAIT_COORD:
+    case RD_KAFKA_RESP_ERR__STATE:
+        return TIDE_EAGAIN;
+    default:
+        return TIDE_EIO;
+    }
+}
+
 /* ---- metadata and admin -------------------------------------------- */
 
 int
@@ -395,7 +444,7 @@ tide_kafka_watermarks(tide_kafka_t *k, const char *topic, int32_t partition,
                                          timeout_ms);
     if (e) {
         return fail(k, e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
-                    ? TIDE_ENOENT : TIDE_EIO, "offsets of %s: %s", topic,
+                    ? TIDE_ENOENT : kind_of(e), "offsets of %s: %s", topic,
                     rd_kafka_err2str(e));
     }
     return TIDE_OK;
@@ -548,13 +597,13 @@ tide_kafka_commit(tide_kafka_t *k, const char *const *topics,
     }
     e = rd_kafka_commit(k->member != NULL ? k->member : k->cons, l, 0);
     if (e) {
-        rc = fail(k, TIDE_EIO, "committing offsets to the kafka group: %s",
+        rc = fail(k, kind_of(e), "committing offsets to the kafka group: %s",
                   rd_kafka_err2str(e));
     } else {
         for (i = 0; i < l->cnt; i++) {
             if (l->elems[i].err) {
-                rc = fail(k, TIDE_EIO, "committing the offset of %s: %s",
-                          l->elems[i].topic,
+                rc = fail(k, kind_of(l->elems[i].err), "committing the "
+                          "offset of %s: %s", l->elems[i].topic,
                           rd_kafka_err2str(l->elems[i].err));
                 break;
             }
@@ -582,7 +631,8 @@ tide_kafka_committed(tide_kafka_t *k, const char *topic, int32_t partition,
     e = rd_kafka_committed(k->member != NULL ? k->member : k->cons, l,
                            timeout_ms);
     if (e || l->elems[0].err) {
-        rc = fail(k, TIDE_EIO, "reading the group's offset of %s: %s", topic,
+        rc = fail(k, kind_of(e ? e : l->elems[0].err), "reading the group's "
+                  "offset of %s: %s", topic,
                   rd_kafka_err2str(e ? e : l->elems[0].err));
     } else {
         *offset = l->elems[0].offset;   /* RD_KAFKA_OFFSET_INVALID: none */

@@ -133,7 +133,16 @@ function Stream:range(p)
         return nil, str_format("no partition %s in kafka:%s (%d partitions)",
                                tostring(p), self.name, self.parts)
     end
-    return self.client:watermarks(self.name, p, TIMEOUT_MS)
+    -- A partition whose leader was lost answers again once another
+    -- broker leads it: wait that long, not more.
+    local deadline = os.time() + 30
+    while true do
+        local lo, hi, code = self.client:watermarks(self.name, p, TIMEOUT_MS)
+        if lo or code ~= base.EAGAIN or os.time() >= deadline then
+            return lo, hi
+        end
+        require("tide.fs").sleep_ms(500)
+    end
 end
 
 --- Queues a record; its partition is Kafka's default partitioner's for a
