@@ -13,7 +13,7 @@
  *       producer with the murmur2_random partitioner (tide's settings,
  *       linger.ms=5 as tide's); one flush at the end, every delivery
  *       report checked. Prints one line:
- *         pass msgs N wall S cpu S user S sys S
+ *         pass msgs N wall S rate R msg/s cpu S user S sys S
  *       (wall from the first line of main to after the flush; cpu from
  *       getrusage(RUSAGE_SELF), librdkafka's threads included).
  *   bench_kafka core BOOTSTRAP IN OUT
@@ -22,7 +22,7 @@
  *       (batches of 256, as the kafka: system reads), tide_kafka_produce
  *       of each record (partition -1: librdkafka's murmur2_random, the
  *       partition tide computes in Lua) and tide_kafka_flush. Prints
- *         core msgs N wall S cpu S user S sys S
+ *         core msgs N wall S rate R msg/s cpu S user S sys S
  *       so that tide's figure splits into its C path and its Lua part.
  *   bench_kafka produce BOOTSTRAP TOPIC N
  *       N messages, keys "user-%05d" (i % 10000, 10 bytes), values of
@@ -350,9 +350,10 @@ cmd_pass(const char *bootstrap, const char *in, const char *out)
     }
     wall = now() - t0;
     getrusage(RUSAGE_SELF, &ru);
-    printf("pass msgs %" PRId64 " wall %.3f cpu %.3f user %.3f sys %.3f\n",
-           n, wall, tv_sec(ru.ru_utime) + tv_sec(ru.ru_stime),
-           tv_sec(ru.ru_utime), tv_sec(ru.ru_stime));
+    printf("pass msgs %" PRId64 " wall %.3f rate %.0f msg/s cpu %.3f "
+           "user %.3f sys %.3f\n", n, wall, (double) n / wall,
+           tv_sec(ru.ru_utime) + tv_sec(ru.ru_stime), tv_sec(ru.ru_utime),
+           tv_sec(ru.ru_stime));
     rc = 0;
 
 done:
@@ -438,9 +439,10 @@ cmd_core(const char *bootstrap, const char *in, const char *out)
     }
     wall = now() - t0;
     getrusage(RUSAGE_SELF, &ru);
-    printf("core msgs %" PRId64 " wall %.3f cpu %.3f user %.3f sys %.3f\n",
-           n, wall, tv_sec(ru.ru_utime) + tv_sec(ru.ru_stime),
-           tv_sec(ru.ru_utime), tv_sec(ru.ru_stime));
+    printf("core msgs %" PRId64 " wall %.3f rate %.0f msg/s cpu %.3f "
+           "user %.3f sys %.3f\n", n, wall, (double) n / wall,
+           tv_sec(ru.ru_utime) + tv_sec(ru.ru_stime), tv_sec(ru.ru_utime),
+           tv_sec(ru.ru_stime));
     rc = 0;
 
 done:
