@@ -47,8 +47,9 @@
 --- (bench/run.sh sets package.path). Needs Java 17+, the Kafka jars
 --- (fetched through Maven by scripts/kafka.lua) and kcat; without Java
 --- it prints one line saying so and exits 0. BENCH_RUNS rounds (default
---- 3 here: a round is about 20 s); each figure is the median of its runs
---- with their spread (min-max), ratios taken run by run (bench/stats.lua).
+--- 3 here: a round of 1 M messages is about 40 s on two busy cores, most
+--- of it Kafka Streams); each figure is the median of its runs with their
+--- spread (min-max), ratios taken run by run (bench/stats.lua).
 local bench_dir = arg[0]:match("^(.*)/[^/]*$") or "."
 package.path = bench_dir .. "/?.lua;" .. package.path
 
@@ -67,8 +68,8 @@ if not tide_bin or not kbin or not base or not n or n < 1 then
     os.exit(2)
 end
 if (os.getenv("BENCH_RUNS") or "") == "" then
-    -- A round takes three full passes over the input; 3 keeps the bench
-    -- within a few minutes on a loaded machine.
+    -- A round is five passes over the input (four with no Maven); 3
+    -- keeps the bench within a few minutes on a loaded machine.
     require("ffi").cdef("int setenv(const char *, const char *, int);")
     require("ffi").C.setenv("BENCH_RUNS", "3", 1)
 end
