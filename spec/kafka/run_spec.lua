@@ -244,7 +244,7 @@ describe("tide run on kafka: streams (a real broker)", function()
         assert.equal(50, keys)
     end)
 
-    -- PRODUCT BUG (restart refused after a SIGKILL before the first
+    -- Regression test (fixed: restart refused after a SIGKILL before the first
     -- commit): a run SIGKILLed while its tasks are being assigned (some
     -- committed, some not yet) leaves a checkpoint.json with entries
     -- "inputs":{} for the others, and every later start refuses with
@@ -268,7 +268,7 @@ describe("tide run on kafka: streams (a real broker)", function()
                       "after a SIGKILL at the start")
     end)
 
-    -- PRODUCT BUG (--drain after a SIGKILL: Unknown member): a --drain
+    -- Regression test (fixed: --drain after a SIGKILL: Unknown member): a --drain
     -- run does not join the group (supervisor's in_group), and its
     -- commits are refused ("Broker: Unknown member") while the group
     -- still has a member: here the SIGKILLed run's, until its session
@@ -383,10 +383,8 @@ describe("tide run on kafka: streams (a real broker)", function()
             assert.is_nil(hd.c)
         end)
 
-        -- PRODUCT BUG (headers dropped by ctx:send): ctx:send(stream, key,
-        -- value) has no headers argument and sends none, so a
-        -- pass-through job cannot keep the input's headers (issue 13:
-        -- "Headers ... round-trip unchanged between kcat and tide").
+        -- Headers round-trip unchanged (issue 13): the job passes
+        -- msg.headers to ctx:send.
         it("keeps headers through a pass-through job", function()
             local inp, out = run_pass()
             assert.equal("h1=v1,h2=v2", inp.a.headers)
