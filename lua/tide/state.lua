@@ -449,6 +449,11 @@ function State:open_one(spec, p, ckpt)
         entry.s, entry.cur_slot = s, slot
         if spec.engine == "memory" and spec.changelog then
             local start, end_ = spec.cl:range(p)
+            if not start then
+                s:close()
+                return nil, str_format("store '%s' task %d: changelog: %s",
+                                       spec.name, p, tostring(end_))
+            end
             local upto = committed or start
             local n, err2 = replay(self, spec, s, spec.cl, p, start, upto)
             if n and not self.read_only then
@@ -466,6 +471,10 @@ function State:open_one(spec, p, ckpt)
     end
 
     local start, end_ = spec.cl:range(p)
+    if not start then
+        return nil, str_format("store '%s' task %d: changelog: %s",
+                               spec.name, p, tostring(end_))
+    end
     if committed and committed > end_ then
         return nil, str_format(
             "changelog '%s' partition %d ends at offset %.0f, before the "
@@ -718,7 +727,14 @@ function State:snapshot()
         for _, e in ipairs(t.entries) do
             local spec = e.spec
             if spec.cl then
-                local _, end_ = spec.cl:range(p)
+                local start, end_ = spec.cl:range(p)
+                if not start then
+                    -- Nothing is written yet: this commit fails, and the
+                    -- job goes on to the next one (tide.worker).
+                    return nil, str_format("store '%s' task %d: the end of "
+                                           .. "its changelog is unknown: %s",
+                                           spec.name, p, tostring(end_))
+                end
                 offs[spec.name] = end_
                 if spec.engine == "rocksdb" then
                     local slot = e.cur_slot == SLOTS[1] and SLOTS[2]
