@@ -183,8 +183,10 @@ local function run_args(c, name, inp, out, extra)
 end
 
 -- SIGKILLs tide run `job` and waits until its workers are gone too.
+-- (pgrep without the ASan build's LD_PRELOAD, under which it hangs.)
 local function kill_run(job)
-    local kids = h.sh("pgrep -P " .. job.pid .. " 2>/dev/null")
+    local kids = h.sh("env -u LD_PRELOAD pgrep -P " .. job.pid
+                      .. " 2>/dev/null")
     h.kill9(job.pid)
     for kid in kids:gmatch("%d+") do
         assert(broker.wait_for(10, function()
@@ -346,7 +348,7 @@ describe("a tide job spread over processes (a Kafka consumer group)",
             assert(group_lines(all, "revoked") >= 2, all)
         end)
 
-        -- PRODUCT BUG (a commit refused by the group ends the process):
+        -- Regression test (fixed: a commit refused by the group ends the process):
         -- a checkpoint commit that meets a rebalance (another member
         -- joined, or died) fails with "Specified group generation id is
         -- not valid", and tide run exits 1 with "commit: cannot commit the
@@ -421,7 +423,7 @@ describe("a tide job spread over processes (a Kafka consumer group)",
             return r
         end)
 
-        -- PRODUCT BUG (snapshot after a failed changelog range): in most
+        -- Regression test (fixed: snapshot after a failed changelog range): in most
         -- runs a worker raises "tide worker: lua/tide/state.lua:117: bad
         -- argument #2 to 'str_format' (number expected, got string)" while
         -- the broker is down: State:snapshot() takes `local _, end_ =
@@ -437,7 +439,7 @@ describe("a tide job spread over processes (a Kafka consumer group)",
             assert_counts(r.truth, r.last)
         end)
 
-        -- PRODUCT BUG (Not coordinator at start): on a cluster that has
+        -- Regression test (fixed: Not coordinator at start): on a cluster that has
         -- just started, tide run reads the group's checkpoint before the
         -- group's coordinator is ready and exits 1 with "reading the
         -- group's offset of kl-in: Broker: Not coordinator", a retriable
@@ -448,7 +450,7 @@ describe("a tide job spread over processes (a Kafka consumer group)",
                    .. concat(r.start_fails, "\n"))
         end)
 
-        -- PRODUCT BUG (a commit refused by the group ends the process):
+        -- Regression test (fixed: a commit refused by the group ends the process):
         -- when the lost broker was the group's coordinator, tide run exits
         -- 1 with "commit: cannot commit the checkpoint to Kafka group
         -- 'kg-loss': committing offsets to the kafka group: Broker:
@@ -464,7 +466,7 @@ describe("a tide job spread over processes (a Kafka consumer group)",
                                 r.stopped.log))
         end)
 
-        -- PRODUCT BUG (broker loss logged as librdkafka's raw text):
+        -- Regression test (fixed: broker loss logged as librdkafka's raw text):
         -- while the broker is down, tide run's log has only librdkafka's
         -- own lines, "tide: kafka: ERROR: [thrd:app]:
         -- rdkafka#producer-1: 127.0.0.1:PORT/2: Disconnected (after
