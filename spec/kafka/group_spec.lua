@@ -308,11 +308,14 @@ describe("a tide job spread over processes (a Kafka consumer group)",
                        "process 4's first tasks")
             h.sleep(2)
             local sent = stop_producer(work)
-            wait_lag0(c, name, "kg-in", 6, sent, 90, p)
-            local r = { moved = moved, sent = sent,
+            -- Not at lag 0: the lag test says why; the outputs are read
+            -- after the SIGTERMs' last commits.
+            local ok, err = pcall(wait_lag0, c, name, "kg-in", 6, sent, 60,
+                                  p)
+            local r = { moved = moved, sent = sent, lag_err = not ok and err,
                         truth = true_counts(c, "kg-in", sent) }
-            r.last, r.outputs = last_values(c, "kg-out")
             r.stopped = stop_all({ [1] = p[1], [3] = p[3], [4] = p[4] })
+            r.last, r.outputs = last_values(c, "kg-out")
             r.stopped[2] = { log = h.tide_stderr(p[2]), killed = true }
             print(fmt("group_spec: %d inputs, %d outputs", sent, r.outputs))
             return r
@@ -331,6 +334,19 @@ describe("a tide job spread over processes (a Kafka consumer group)",
            .. "kcat", function()
             local r = run()
             assert_counts(r.truth, r.last)
+        end)
+
+        -- PRODUCT BUG (a refused commit waits for new input): seen in the
+        -- ASan build, where rebalances are slower: a commit refused with
+        -- "Specified group generation id is not valid" logs "the next
+        -- commit carries it", but when the input has stopped no next
+        -- commit comes; the process has read everything, yet
+        -- kafka-consumer-groups shows lag (137 and 165 on partitions 2
+        -- and 5) for as long as it runs.
+        it("reaches lag 0 in kafka-consumer-groups once the input stops",
+           function()
+            local r = run()
+            assert(not r.lag_err, r.lag_err)
         end)
 
         it("moves the SIGKILLed process's tasks to the others", function()
@@ -418,8 +434,8 @@ describe("a tide job spread over processes (a Kafka consumer group)",
                                   { job })
             r.lag_err = not ok and err or nil
             r.truth = true_counts(c, "kl-in", r.sent)
-            r.last, r.outputs = last_values(c, "kl-out")
             r.stopped = stop_all({ job })[1]
+            r.last, r.outputs = last_values(c, "kl-out")
             print(fmt("group_spec: broker %d killed; %d inputs, %d outputs; "
                       .. "tide logged while it was down:\n%s", r.leader,
                       r.sent, r.outputs, r.down))
