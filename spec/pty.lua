@@ -162,6 +162,17 @@ function Term:status()
         elseif sig ~= "" then
             return 128 + tonumber(sig)
         end
+        -- Else the line remain-on-exit writes says it: "Pane is dead
+        -- (status N, ...)" or "(signal N, ...)".
+        local text = self:capture()
+        local st = text:match("Pane is dead %(status (%d+)")
+        if st then
+            return tonumber(st)
+        end
+        st = text:match("Pane is dead %(signal (%d+)")
+        if st then
+            return 128 + tonumber(st)
+        end
     end
     return nil
 end

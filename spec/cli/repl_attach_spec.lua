@@ -492,10 +492,27 @@ describe("tide repl --attach and tide state on a running job", function()
   -- 7 -----------------------------------------------------------------------
 
   -- As user nobody, with the data dir open to others.
+  -- Runs tide ARGS as user nobody. The binary, its Lua modules and the
+  -- job file are copied into the scratch dir first (readable by all):
+  -- the checkout itself may be in a folder only its owner can read, as
+  -- a clean clone for CI is. `job_arg` in args is replaced by the copy.
   local function as_nobody(args)
-    local words = { "setpriv", "--reuid=65534", "--regid=65534",
-                    "--clear-groups", h.q(h.bin) }
-    for _, a in ipairs(args) do words[#words + 1] = h.q(a) end
+    local pub = work .. "/pub"
+    if not h.read_file(pub .. "/ready") then
+      assert(os.execute(fmt("mkdir -p %s && cp %s %s/tide && cp -R %s/bindings "
+                            .. "%s/lua %s/ && cp %s %s/job.lua && chmod -R "
+                            .. "a+rX %s && touch %s/ready", h.q(pub),
+                            h.q(h.bin), h.q(pub), h.q(SRC), h.q(SRC), h.q(pub),
+                            h.q(JOB), h.q(pub), h.q(pub), h.q(pub))) == 0)
+    end
+    local words = { "TIDE_LUA_PATH=" .. h.q(fmt("%s/bindings/?.lua;%s/lua/?.lua;"
+                                                .. "%s/lua/?/init.lua;;", pub,
+                                                pub, pub)),
+                    "setpriv", "--reuid=65534", "--regid=65534",
+                    "--clear-groups", h.q(pub .. "/tide") }
+    for _, a in ipairs(args) do
+      words[#words + 1] = h.q(a == JOB and pub .. "/job.lua" or a)
+    end
     words[#words + 1] = "--data-dir " .. h.q(dir)
     return h.run(table.concat(words, " "), { stdin = "1 + 1\n" })
   end
