@@ -206,6 +206,14 @@ function Client:flush(timeout_ms)
     return true
 end
 
+--- The offset after the last record this client delivered to partition
+--- p of topic, or nil when it delivered none there.
+function Client:written_end(topic, p)
+    check(self)
+    local e = tonumber(lib.tide_kafka_written_end(self.cdata, topic, p))
+    return e >= 0 and e or nil
+end
+
 --- Commits offsets to the group: list of { topic, partition, offset,
 --- metadata }. Returns true, or nil and an error.
 function Client:commit(list)

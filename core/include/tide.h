@@ -893,6 +893,13 @@ int tide_kafka_produce(tide_kafka_t *k, const char *topic, int32_t partition,
  * (errmsg names the first) or timeout_ms passed. */
 int tide_kafka_flush(tide_kafka_t *k, int timeout_ms);
 
+/* The offset after the last record this client's producer delivered to
+ * a partition (from its delivery reports: no request), or -1 when it
+ * delivered none there. After tide_kafka_flush it is the partition's end
+ * for a partition only this client writes, such as a task's changelog. */
+int64_t tide_kafka_written_end(tide_kafka_t *k, const char *topic,
+                               int32_t partition);
+
 /* Commits 'n' offsets (the next offset to read) of partitions of topics
  * to the client's group, each with its metadata string (metadata NULL,
  * or an entry NULL: none), in one request. Returns TIDE_OK or TIDE_EIO. */

@@ -727,8 +727,15 @@ function State:snapshot()
         for _, e in ipairs(t.entries) do
             local spec = e.spec
             if spec.cl then
-                local start, end_ = spec.cl:range(p)
-                if not start then
+                local start, end_
+                if spec.cl.written_end then
+                    -- Kafka: what this process wrote, as acknowledged.
+                    end_ = spec.cl:written_end(p, e.committed)
+                    start = end_ and 0
+                else
+                    start, end_ = spec.cl:range(p)
+                end
+                if not start or type(end_) ~= "number" then
                     -- Nothing is written yet: this commit fails, and the
                     -- job goes on to the next one (tide.worker).
                     return nil, str_format("store '%s' task %d: the end of "
@@ -767,6 +774,9 @@ function State:committed(offsets)
                 e.cur_slot, e.next_slot = e.next_slot, nil
             end
             local off = offsets[p] and offsets[p][e.spec.name]
+            if off then
+                e.committed = off
+            end
             if off and e.spec.cl and e.spec.cl.log then
                 local ok, err = e.spec.cl.log:set_stable(p, off)
                 if not ok then

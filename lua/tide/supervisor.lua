@@ -311,7 +311,8 @@ function Sup:on_commit(w, msg)
         -- commit elsewhere (its state exact; outputs since, again).
         self.log("warn", str_format("kafka group: a commit was refused (%s);"
                                     .. " the next commit carries it", err))
-        return self:send(w, { op = "committed", seq = msg.seq })
+        return self:send(w, { op = "committed", seq = msg.seq,
+                              deferred = true })
     end
     if not ok then
         self.log("error", err)

@@ -353,7 +353,8 @@ function Worker:commit(force)
     end
     st:committed(cls)
     self.commit_requested = false
-    self.changed = false
+    -- A deferred commit (tide.group) is made again at the next interval.
+    self.changed = err == "deferred"
     return true
 end
 

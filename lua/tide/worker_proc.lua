@@ -236,7 +236,9 @@ function _M.main()
             if reply.op ~= "committed" then
                 return nil, reply.error
             end
-            return true
+            -- Deferred (a Kafka rebalance): committed again next time,
+            -- even if nothing more comes in.
+            return true, reply.deferred and "deferred" or nil
         end,
     })
     if not w then

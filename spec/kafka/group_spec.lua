@@ -336,7 +336,7 @@ describe("a tide job spread over processes (a Kafka consumer group)",
             assert_counts(r.truth, r.last)
         end)
 
-        -- PRODUCT BUG (a refused commit waits for new input): seen in the
+        -- Regression test (fixed: a refused commit waits for new input): seen in the
         -- ASan build, where rebalances are slower: a commit refused with
         -- "Specified group generation id is not valid" logs "the next
         -- commit carries it", but when the input has stopped no next
@@ -442,7 +442,7 @@ describe("a tide job spread over processes (a Kafka consumer group)",
             return r
         end)
 
-        -- PRODUCT BUG (Not leader for a changelog's end ends the
+        -- Regression test (fixed: Not leader for a changelog's end ends the
         -- process): once the broker is killed the job processes nothing
         -- for a minute, though the broker is back after 8 s; then tide
         -- run exits 1 with "commit: store 'counts' task 0: the end of its
@@ -466,7 +466,7 @@ describe("a tide job spread over processes (a Kafka consumer group)",
                    .. concat(r.start_fails, "\n"))
         end)
 
-        -- PRODUCT BUG (Not leader for a changelog's end ends the
+        -- Regression test (fixed: Not leader for a changelog's end ends the
         -- process): see the test before. (Before 0abefd4 tide run exited 1
         -- with "committing offsets to the kafka group: Broker: Unknown
         -- member" or "Coordinator load in progress" when the lost broker

@@ -25,6 +25,17 @@
 /* Records polled at once by one reader, at most. */
 #define READER_BATCH_MAX 4096
 
+/* Slots for the end of each partition this client's producer wrote to,
+ * as its delivery reports tell (open addressing; a full table stops
+ * recording, and the caller asks the broker instead). */
+#define ENDS_SLOTS 1024
+
+typedef struct written_s {
+    const rd_kafka_topic_t  *rkt;   /* NULL: free */
+    int32_t                  partition;
+    int64_t                  end;   /* last delivered offset + 1 */
+} written_t;
+
 struct tide_kafka_s {
     rd_kafka_t  *prod;              /* ours */
     rd_kafka_t  *cons;              /* ours */
@@ -37,6 +48,7 @@ struct tide_kafka_s {
     int64_t      dr_seen;           /* failures reported by flush so far */
     char         dr_err[256];       /* the first failure since dr_seen */
     char         errmsg[512];
+    written_t    ends[ENDS_SLOTS];
 };
 
 struct tide_kreader_s {
@@ -92,12 +104,38 @@ log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
     log_line(buf);
 }
 
+static written_t *
+written_slot(tide_kafka_t *k, const rd_kafka_topic_t *rkt, int32_t p)
+{
+    size_t  h = ((uintptr_t) rkt >> 4) * 31 + (size_t) p, i;
+
+    for (i = 0; i < ENDS_SLOTS; i++) {
+        written_t  *w = &k->ends[(h + i) % ENDS_SLOTS];
+
+        if (w->rkt == NULL || (w->rkt == rkt && w->partition == p)) {
+            return w;
+        }
+    }
+    return NULL;
+}
+
 static void
 dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     tide_kafka_t  *k = opaque;
 
     (void) rk;
+    if (!m->err && m->offset >= 0) {
+        written_t  *w = written_slot(k, m->rkt, m->partition);
+
+        if (w != NULL) {
+            w->rkt = m->rkt;
+            w->partition = m->partition;
+            if (m->offset + 1 > w->end) {
+                w->end = m->offset + 1;
+            }
+        }
+    }
     if (m->err) {
         if (k->dr_failed == k->dr_seen) {
             snprintf(k->dr_err, sizeof(k->dr_err), "%s [%d]: %s",
@@ -558,6 +596,25 @@ tide_kafka_flush(tide_kafka_t *k, int timeout_ms)
                     "kafka broker down?)", rd_kafka_err2str(e));
     }
     return TIDE_OK;
+}
+
+int64_t
+tide_kafka_written_end(tide_kafka_t *k, const char *topic, int32_t partition)
+{
+    size_t  i;
+
+    if (k == NULL || topic == NULL) {
+        return -1;
+    }
+    for (i = 0; i < ENDS_SLOTS; i++) {
+        written_t  *w = &k->ends[i];
+
+        if (w->rkt != NULL && w->partition == partition
+            && strcmp(rd_kafka_topic_name(w->rkt), topic) == 0) {
+            return w->end;
+        }
+    }
+    return -1;
 }
 
 /* ---- group offsets ---------------------------------------------------- */

@@ -145,6 +145,23 @@ function Stream:range(p)
     end
 end
 
+--- The end of partition p for its only writer, this process, after a
+--- flush: from the producer's delivery reports when it wrote there (no
+--- request, so a leader moving does not hold a commit up); else `known`
+--- (the end as of the task's checkpoint, when nothing was written since);
+--- else asked.
+function Stream:written_end(p, known)
+    local e = self.client:written_end(self.name, p)
+    if e then
+        return e
+    end
+    if known then
+        return known
+    end
+    local _, hi = self:range(p)
+    return hi
+end
+
 --- Queues a record; its partition is Kafka's default partitioner's for a
 --- key (murmur2, as local does), round-robin without one.
 function Stream:push(key, value, p, ts, hdrs)
