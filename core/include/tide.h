@@ -855,8 +855,9 @@ int tide_kafka_new(tide_kafka_t **out, const char *group,
                    const char *const *conf, int nconf, char *err,
                    size_t errlen);
 
-/* Closes the consumer and frees the client; records not flushed are
- * dropped. Readers must be freed first. NULL is a no-op. */
+/* Frees the client (records not flushed are dropped); its consumer is
+ * closed once the last of its readers is freed too, in any order (as
+ * garbage collectors free them). NULL is a no-op. */
 void tide_kafka_free(tide_kafka_t *k);
 
 /* The last error detail of the client; valid until its next call. */

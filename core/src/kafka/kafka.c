@@ -44,6 +44,9 @@ struct tide_kafka_s {
     rd_kafka_queue_t *mq;           /* ours: the member's event queue */
     rd_kafka_event_t *held;         /* ours: a rebalance not yet done */
     char        *group;             /* ours */
+    int          refs;              /* the owner's (until tide_kafka_free)
+                                       and one per reader: the consumer
+                                       outlives its readers */
     int64_t      dr_failed;         /* deliveries that failed, in all */
     int64_t      dr_seen;           /* failures reported by flush so far */
     char         dr_err[256];       /* the first failure since dr_seen */
@@ -280,8 +283,20 @@ tide_kafka_new(tide_kafka_t **out, const char *group, const char *const *conf,
         free(k);
         return rc;
     }
+    k->refs = 1;
     *out = k;
     return TIDE_OK;
+}
+
+static void kafka_destroy(tide_kafka_t *k);
+
+/* Drops one reference; the last one destroys the client. */
+static void
+kafka_unref(tide_kafka_t *k)
+{
+    if (--k->refs == 0) {
+        kafka_destroy(k);
+    }
 }
 
 void
@@ -290,6 +305,12 @@ tide_kafka_free(tide_kafka_t *k)
     if (k == NULL) {
         return;
     }
+    kafka_unref(k);
+}
+
+static void
+kafka_destroy(tide_kafka_t *k)
+{
     if (k->held != NULL) {
         rd_kafka_event_destroy(k->held);
     }
@@ -976,6 +997,7 @@ tide_kreader_new(tide_kreader_t **out, tide_kafka_t *k, const char *topic,
         free(r);
         return TIDE_EIO;
     }
+    k->refs++;
     *out = r;
     return TIDE_OK;
 }
@@ -1172,6 +1194,7 @@ tide_kreader_free(tide_kreader_t *r)
     }
     rd_kafka_topic_partition_list_destroy(l);
     rd_kafka_queue_destroy(r->q);
+    kafka_unref(r->k);
     free(r->held);
     free(r->hbuf);
     free(r->topic);
