@@ -87,6 +87,7 @@ int symlink(const char *target, const char *linkpath);
 int access(const char *path, int mode);
 int mkdir(const char *path, unsigned int mode);
 int poll(void *fds, unsigned long nfds, int timeout);
+int isatty(int fd);
 char *strerror(int errnum);
 ]])
 local C = ffi.C
@@ -123,6 +124,11 @@ function _M.symlink(target, link)
         return nil, "cannot link " .. link .. ": " .. errno_text()
     end
     return true
+end
+
+--- Returns true when descriptor `fd` is a terminal.
+function _M.isatty(fd)
+    return C.isatty(fd) == 1
 end
 
 --- Sleeps `ms` milliseconds.

@@ -6,7 +6,6 @@
 --- (a running job).
 local pretty = require("tide.repl.pretty")
 local complete = require("tide.repl.complete")
-local ffi = require("ffi")
 local bit = require("bit")
 
 local type, pairs, ipairs, tostring, select = type, pairs, ipairs, tostring, select
@@ -15,7 +14,6 @@ local xpcall, traceback = xpcall, debug.traceback
 local str_format, str_match, str_sub, str_find = string.format, string.match, string.sub, string.find
 local concat = table.concat
 
-pcall(ffi.cdef, "int isatty(int fd);")
 
 local _M = {}
 
@@ -208,10 +206,7 @@ end
 
 -- ---- the loop ---------------------------------------------------------------------
 
-local function isatty(fd)
-    local ok, r = pcall(function() return ffi.C.isatty(fd) end)
-    return ok and r == 1
-end
+local isatty = require("tide.fs").isatty
 
 -- Reads and evaluates until EOF. Returns the exit code.
 local function loop(self, history)

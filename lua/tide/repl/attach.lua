@@ -108,16 +108,7 @@ end
 
 -- Whether chunk `text` calls one of the REPL's own helpers.
 local function calls_local(text)
-    for _, name in ipairs(LOCAL) do
-        local at = text:match("()%f[%w_]" .. name .. "%s*[%(\"'{]")
-        if at then
-            local prev = text:sub(at - 1, at - 1)
-            if prev ~= "." and prev ~= ":" then
-                return true
-            end
-        end
-    end
-    return false
+    return require("tide.repl.proto").calls_any(text, LOCAL)
 end
 _M.calls_local = calls_local
 

@@ -25,6 +25,20 @@ _M.PROMPT_ONLY = { "stream", "send", "tail", "run", "describe", "save",
                    "help", "reset", "tasks", "store", "pause", "resume",
                    "reload", "tap", "trace", "task", "print" }
 
+--- Whether chunk `text` calls a global function named in `names`
+--- (`name(`, `name "`, `name {`; not `x.name(` or `x:name(`).
+function _M.calls_any(text, names)
+    for _, name in ipairs(names) do
+        for at in text:gmatch("()%f[%w_]" .. name .. "%s*[%(\"'{]") do
+            local prev = text:sub(at - 1, at - 1)
+            if prev ~= "." and prev ~= ":" then
+                return true
+            end
+        end
+    end
+    return false
+end
+
 local HELP = [[
 Prototyping (streams live in the data dir; run() works in a scratch dir):
   stream(name, {partitions = 1, serde = "json"})  make a stream ("mem:x" for
@@ -601,18 +615,8 @@ function _M.install(S, o)
         }
     end
 
-    -- Whether chunk `text` calls a helper that only works at the prompt.
     local function prompt_only(text)
-        for _, name in ipairs(_M.PROMPT_ONLY) do
-            if text:find("%f[%w_]" .. name .. "%s*[%(\"'{]") then
-                local before = text:match("()%f[%w_]" .. name .. "%s*[%(\"'{]")
-                local prev = before and text:sub(before - 1, before - 1)
-                if prev ~= "." and prev ~= ":" then
-                    return true
-                end
-            end
-        end
-        return false
+        return _M.calls_any(text, _M.PROMPT_ONLY)
     end
 
     --- Writes job `j` to `path` as a job file: the chunks typed at the
