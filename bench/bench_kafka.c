@@ -24,9 +24,32 @@
  *       partition tide computes in Lua) and tide_kafka_flush. Prints
  *         core msgs N wall S rate R msg/s cpu S user S sys S
  *       so that tide's figure splits into its C path and its Lua part.
- *   bench_kafka produce BOOTSTRAP TOPIC N
- *       N messages, keys "user-%05d" (i % 10000, 10 bytes), values of
- *       100 bytes ("%010d " then 'x's), as bench/bench_job.lua makes.
+ *   bench_kafka produce BOOTSTRAP TOPIC N [KEYS]
+ *       N messages, keys "user-%05d" (i % KEYS, 10 bytes; KEYS defaults
+ *       to 10000; above 100000, "u%09d"), values of 100 bytes ("%010d "
+ *       then 'x's), as bench/bench_job.lua makes.
+ *   bench_kafka read BOOTSTRAP TOPIC
+ *       The raw side of the restore bench: a consumer assigned every
+ *       partition of TOPIC from the beginning (read_committed, as tide's
+ *       readers), reading until each partition reports its end, counting
+ *       messages and key+value bytes (what tide's restore line counts).
+ *       Prints
+ *         read msgs N bytes B wall S rate R MB/s cpu S
+ *       (wall from the first line of main to the last partition's end,
+ *       so the metadata request and the fetch start are in it, as they
+ *       are in a restore). Also the count of committed messages of a
+ *       topic written in transactions, whose watermarks count markers.
+ *   bench_kafka probe BOOTSTRAP IN OUT PARTS PID TIMEOUT_S
+ *       The rebalance bench's stopwatch. PARTS is a comma list of
+ *       partitions of IN (the tasks of the process PID). Reads the high
+ *       watermarks of those partitions of OUT, SIGKILLs PID, then at once
+ *       produces one message to each partition p of PARTS, keyed so that
+ *       murmur2 places the key in p (where tide sends its output), and
+ *       polls OUT's watermarks every 20 ms until each of PARTS grew: the
+ *       killed process's tasks process again somewhere else. Prints
+ *         probe ms T parts P:T,...
+ *       T: from the SIGKILL to the last partition's first new output;
+ *       per partition its own time. Fails after TIMEOUT_S seconds.
  *   bench_kafka create BOOTSTRAP TOPIC PARTITIONS
  *   bench_kafka delete BOOTSTRAP TOPIC...
  *       Admin API; the replication factor is the broker's default.
@@ -49,6 +72,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -201,7 +225,7 @@ finish(rd_kafka_t *p, dr_count_t *d, int64_t sent)
 }
 
 static int
-cmd_produce(const char *bootstrap, const char *topic, long n)
+cmd_produce(const char *bootstrap, const char *topic, long n, long keys)
 {
     dr_count_t         d = { 0, 0, "" };
     rd_kafka_t        *p;
@@ -217,7 +241,8 @@ cmd_produce(const char *bootstrap, const char *topic, long n)
     t = rd_kafka_topic_new(p, topic, NULL);
     memset(val, 'x', VAL_LEN);
     for (i = 0; i < n && rc == 0; i++) {
-        snprintf(key, sizeof(key), "user-%05ld", i % NKEYS);
+        snprintf(key, sizeof(key), keys <= 100000 ? "user-%05ld" : "u%09ld",
+                 i % keys);
         snprintf(val, sizeof(val), "%010ld ", i);
         val[11] = 'x';
         rc = produce(p, t, key, 10, val, VAL_LEN);
@@ -263,8 +288,14 @@ all_partitions(rd_kafka_t *rk, const char *topic)
     return l;
 }
 
+/* Calls 'each' on every message of 'topic' (every partition, from the
+ * beginning, read_committed as tide's readers, batches from the consumer
+ * queue), until each partition reports its end. A consumer assigned by
+ * hand: no group join, no commits. Returns 0, or 1 after a one-line error
+ * (also when 'each' returns non-zero: it printed its own). */
 static int
-cmd_pass(const char *bootstrap, const char *in, const char *out)
+read_all(const char *bootstrap, const char *topic,
+         int (*each)(const rd_kafka_message_t *m, void *arg), void *arg)
 {
     const char *const                 ckv[] = {
         "bootstrap.servers", bootstrap,
@@ -276,17 +307,12 @@ cmd_pass(const char *bootstrap, const char *in, const char *out)
         "fetch.wait.max.ms", "100",
         NULL
     };
-    double                            t0 = now(), wall;
-    dr_count_t                        d = { 0, 0, "" };
-    rd_kafka_t                       *c = NULL, *p = NULL;
+    rd_kafka_t                       *c;
     rd_kafka_conf_t                  *conf;
     rd_kafka_queue_t                 *q = NULL;
-    rd_kafka_topic_t                 *t = NULL;
-    rd_kafka_topic_partition_list_t  *parts = NULL;
+    rd_kafka_topic_partition_list_t  *parts;
     rd_kafka_message_t               *msgs[BATCH];
     rd_kafka_resp_err_t               err;
-    struct rusage                     ru;
-    int64_t                           n = 0;
     ssize_t                           got, i;
     int                               eofs = 0, rc = 1;
     char                              e[512];
@@ -299,43 +325,38 @@ cmd_pass(const char *bootstrap, const char *in, const char *out)
     if (c == NULL) {
         return fail("consumer: %s", e);
     }
-    p = producer_new(bootstrap, &d);
-    if (p == NULL) {
-        goto done;
-    }
-    t = rd_kafka_topic_new(p, out, NULL);
-    parts = all_partitions(c, in);
+    parts = all_partitions(c, topic);
     if (parts == NULL) {
         goto done;
     }
     err = rd_kafka_assign(c, parts);
     if (err) {
-        fail("assign %s: %s", in, rd_kafka_err2str(err));
+        fail("assign %s: %s", topic, rd_kafka_err2str(err));
         goto done;
     }
     q = rd_kafka_queue_get_consumer(c);
+    /* A short wait: consume_batch waits out its timeout for a full batch,
+     * which would add it to the end of every read. */
     while (eofs < parts->cnt) {
-        got = rd_kafka_consume_batch_queue(q, 1000, msgs, BATCH);
+        got = rd_kafka_consume_batch_queue(q, 10, msgs, BATCH);
         if (got < 0) {
-            fail("consume %s: %s", in,
+            fail("consume %s: %s", topic,
                  rd_kafka_err2str(rd_kafka_last_error()));
             goto done;
         }
         for (i = 0; i < got; i++) {
             rd_kafka_message_t  *m = msgs[i];
+            int                  bad = 0;
 
             if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 eofs++;
             } else if (m->err) {
-                fail("consume %s: %s", in, rd_kafka_message_errstr(m));
-                for (; i < got; i++) {
-                    rd_kafka_message_destroy(msgs[i]);
-                }
-                goto done;
-            } else if (produce(p, t, m->key, m->key_len, m->payload,
-                               m->len) == 0) {
-                n++;
+                bad = fail("consume %s: %s", topic,
+                           rd_kafka_message_errstr(m));
             } else {
+                bad = each(m, arg);
+            }
+            if (bad) {
                 for (; i < got; i++) {
                     rd_kafka_message_destroy(msgs[i]);
                 }
@@ -343,17 +364,7 @@ cmd_pass(const char *bootstrap, const char *in, const char *out)
             }
             rd_kafka_message_destroy(m);
         }
-        rd_kafka_poll(p, 0);
     }
-    if (finish(p, &d, n) != 0) {
-        goto done;
-    }
-    wall = now() - t0;
-    getrusage(RUSAGE_SELF, &ru);
-    printf("pass msgs %" PRId64 " wall %.3f rate %.0f msg/s cpu %.3f "
-           "user %.3f sys %.3f\n", n, wall, (double) n / wall,
-           tv_sec(ru.ru_utime) + tv_sec(ru.ru_stime), tv_sec(ru.ru_utime),
-           tv_sec(ru.ru_stime));
     rc = 0;
 
 done:
@@ -363,14 +374,58 @@ done:
     if (parts != NULL) {
         rd_kafka_topic_partition_list_destroy(parts);
     }
-    if (t != NULL) {
-        rd_kafka_topic_destroy(t);
-    }
-    if (p != NULL) {
-        rd_kafka_destroy(p);
-    }
     rd_kafka_consumer_close(c);
     rd_kafka_destroy(c);
+    return rc;
+}
+
+/* The pass loop's state: its producer and how many it produced. */
+typedef struct {
+    rd_kafka_t        *p;
+    rd_kafka_topic_t  *t;
+    int64_t            n;
+} pass_t;
+
+static int
+pass_one(const rd_kafka_message_t *m, void *arg)
+{
+    pass_t  *ps = arg;
+
+    if (produce(ps->p, ps->t, m->key, m->key_len, m->payload, m->len) != 0) {
+        return 1;
+    }
+    if (++ps->n % BATCH == 0) {
+        rd_kafka_poll(ps->p, 0);
+    }
+    return 0;
+}
+
+static int
+cmd_pass(const char *bootstrap, const char *in, const char *out)
+{
+    double         t0 = now(), wall;
+    dr_count_t     d = { 0, 0, "" };
+    pass_t         ps = { NULL, NULL, 0 };
+    struct rusage  ru;
+    int            rc = 1;
+
+    ps.p = producer_new(bootstrap, &d);
+    if (ps.p == NULL) {
+        return 1;
+    }
+    ps.t = rd_kafka_topic_new(ps.p, out, NULL);
+    if (read_all(bootstrap, in, pass_one, &ps) == 0
+        && finish(ps.p, &d, ps.n) == 0) {
+        wall = now() - t0;
+        getrusage(RUSAGE_SELF, &ru);
+        printf("pass msgs %" PRId64 " wall %.3f rate %.0f msg/s cpu %.3f "
+               "user %.3f sys %.3f\n", ps.n, wall, (double) ps.n / wall,
+               tv_sec(ru.ru_utime) + tv_sec(ru.ru_stime),
+               tv_sec(ru.ru_utime), tv_sec(ru.ru_stime));
+        rc = 0;
+    }
+    rd_kafka_topic_destroy(ps.t);
+    rd_kafka_destroy(ps.p);
     return rc;
 }
 
@@ -641,6 +696,171 @@ cmd_count(const char *bootstrap, const char *topic)
 }
 
 static int
+read_one(const rd_kafka_message_t *m, void *arg)
+{
+    int64_t  *nb = arg;
+
+    nb[0]++;
+    nb[1] += (int64_t) (m->key_len + m->len);
+    return 0;
+}
+
+static int
+cmd_read(const char *bootstrap, const char *topic)
+{
+    double         t0 = now(), wall;
+    int64_t        nb[2] = { 0, 0 };     /* messages, key+value bytes */
+    struct rusage  ru;
+
+    if (read_all(bootstrap, topic, read_one, nb) != 0) {
+        return 1;
+    }
+    wall = now() - t0;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("read msgs %" PRId64 " bytes %" PRId64 " wall %.3f rate %.1f MB/s "
+           "cpu %.3f\n", nb[0], nb[1], wall, (double) nb[1] / 1e6 / wall,
+           tv_sec(ru.ru_utime) + tv_sec(ru.ru_stime));
+    return 0;
+}
+
+#define PROBE_MAX 64
+
+/* Sums of the high watermarks of 'parts' of 'topic' into hi[]; 0, or 1
+ * after a one-line error. */
+static int
+high_marks(rd_kafka_t *rk, const char *topic, const int32_t *parts, int n,
+           int64_t *hi)
+{
+    rd_kafka_resp_err_t  err;
+    int64_t              lo;
+    int                  i;
+
+    for (i = 0; i < n; i++) {
+        err = rd_kafka_query_watermark_offsets(rk, topic, parts[i], &lo,
+                                               &hi[i], 5000);
+        if (err) {
+            return fail("watermarks of %s [%d]: %s", topic, (int) parts[i],
+                        rd_kafka_err2str(err));
+        }
+    }
+    return 0;
+}
+
+static int
+cmd_probe(const char *bootstrap, const char *in, const char *out,
+          const char *list, pid_t pid, int timeout_s)
+{
+    dr_count_t         d = { 0, 0, "" };
+    rd_kafka_t        *p;
+    rd_kafka_topic_t  *t;
+    int32_t            parts[PROBE_MAX], cnt;
+    int64_t            base[PROBE_MAX], hi[PROBE_MAX];
+    double             t0, seen[PROBE_MAX], last = 0;
+    const char        *s = list;
+    char              *end, key[32];
+    int                n = 0, left, i, k, rc = 1;
+
+    while (*s != '\0' && n < PROBE_MAX) {
+        parts[n++] = (int32_t) strtol(s, &end, 10);
+        if (end == s || (*end != ',' && *end != '\0')) {
+            return fail("partitions '%s': give a comma list, e.g. 2,3",
+                        list);
+        }
+        s = *end == ',' ? end + 1 : end;
+    }
+    p = producer_new(bootstrap, &d);
+    if (p == NULL) {
+        return 1;
+    }
+    t = rd_kafka_topic_new(p, in, NULL);
+    cnt = 0;
+    {
+        const struct rd_kafka_metadata  *md;
+        rd_kafka_topic_t                *ot = rd_kafka_topic_new(p, out,
+                                                                 NULL);
+        rd_kafka_resp_err_t              err;
+
+        err = rd_kafka_metadata(p, 0, ot, &md, TIMEOUT);
+        rd_kafka_topic_destroy(ot);
+        if (err) {
+            fail("metadata of %s: %s", out, rd_kafka_err2str(err));
+            goto done;
+        }
+        if (md->topic_cnt == 1 && md->topics[0].err == 0) {
+            cnt = md->topics[0].partition_cnt;
+        }
+        rd_kafka_metadata_destroy(md);
+    }
+    if (cnt < 1) {
+        fail("topic %s: not in the metadata", out);
+        goto done;
+    }
+    if (high_marks(p, out, parts, n, base) != 0) {
+        goto done;
+    }
+    if (kill(pid, SIGKILL) != 0) {
+        fail("kill %d: %s", (int) pid, strerror(errno));
+        goto done;
+    }
+    t0 = now();
+    for (i = 0; i < n; i++) {
+        /* A key that the murmur2 partitioner (tide's, Kafka's) places
+         * in parts[i] of OUT, so that its output lands there. */
+        for (k = 0;; k++) {
+            snprintf(key, sizeof(key), "probe-%d", k);
+            if (rd_kafka_msg_partitioner_murmur2_random(
+                    t, key, strlen(key), cnt, NULL, NULL) == parts[i]) {
+                break;
+            }
+        }
+        if (rd_kafka_producev(p, RD_KAFKA_V_TOPIC(in),
+                              RD_KAFKA_V_PARTITION(parts[i]),
+                              RD_KAFKA_V_KEY(key, strlen(key)),
+                              RD_KAFKA_V_VALUE("probe", 5),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_END) != 0) {
+            fail("produce to %s: %s", in,
+                 rd_kafka_err2str(rd_kafka_last_error()));
+            goto done;
+        }
+        seen[i] = -1;
+    }
+    if (finish(p, &d, n) != 0) {
+        goto done;
+    }
+    do {
+        if (now() - t0 > timeout_s) {
+            fail("%s: no new output in some of partitions %s within %d s "
+                 "of the SIGKILL", out, list, timeout_s);
+            goto done;
+        }
+        usleep(20000);
+        if (high_marks(p, out, parts, n, hi) != 0) {
+            goto done;
+        }
+        left = 0;
+        for (i = 0; i < n; i++) {
+            if (seen[i] < 0 && hi[i] > base[i]) {
+                seen[i] = now() - t0;
+                last = seen[i];
+            }
+            left += seen[i] < 0;
+        }
+    } while (left > 0);
+    printf("probe ms %.0f parts", last * 1000);
+    for (i = 0; i < n; i++) {
+        printf("%s%d:%.0f", i ? "," : " ", (int) parts[i], seen[i] * 1000);
+    }
+    printf("\n");
+    rc = 0;
+
+done:
+    rd_kafka_topic_destroy(t);
+    rd_kafka_destroy(p);
+    return rc;
+}
+
+static int
 cmd_time(char **argv)
 {
     double         t0 = now(), wall;
@@ -676,7 +896,9 @@ main(int argc, char **argv)
     const char  *usage =
         "usage: bench_kafka pass BOOTSTRAP IN OUT\n"
         "       bench_kafka core BOOTSTRAP IN OUT\n"
-        "       bench_kafka produce BOOTSTRAP TOPIC N\n"
+        "       bench_kafka produce BOOTSTRAP TOPIC N [KEYS]\n"
+        "       bench_kafka read BOOTSTRAP TOPIC\n"
+        "       bench_kafka probe BOOTSTRAP IN OUT PARTS PID TIMEOUT_S\n"
         "       bench_kafka create BOOTSTRAP TOPIC PARTITIONS\n"
         "       bench_kafka delete BOOTSTRAP TOPIC...\n"
         "       bench_kafka count BOOTSTRAP TOPIC\n"
@@ -690,8 +912,18 @@ main(int argc, char **argv)
     if (strcmp(cmd, "core") == 0 && argc == 5) {
         return cmd_core(argv[2], argv[3], argv[4]);
     }
-    if (strcmp(cmd, "produce") == 0 && argc == 5 && atol(argv[4]) > 0) {
-        return cmd_produce(argv[2], argv[3], atol(argv[4]));
+    if (strcmp(cmd, "produce") == 0 && (argc == 5 || argc == 6)
+        && atol(argv[4]) > 0 && (argc == 5 || atol(argv[5]) > 0)) {
+        return cmd_produce(argv[2], argv[3], atol(argv[4]),
+                           argc == 6 ? atol(argv[5]) : NKEYS);
+    }
+    if (strcmp(cmd, "read") == 0 && argc == 4) {
+        return cmd_read(argv[2], argv[3]);
+    }
+    if (strcmp(cmd, "probe") == 0 && argc == 8 && atoi(argv[6]) > 0
+        && atoi(argv[7]) > 0) {
+        return cmd_probe(argv[2], argv[3], argv[4], argv[5],
+                         (pid_t) atoi(argv[6]), atoi(argv[7]));
     }
     if (strcmp(cmd, "create") == 0 && argc == 5 && atoi(argv[4]) > 0) {
         return cmd_create(argv[2], argv[3], atoi(argv[4]));

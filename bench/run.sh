@@ -101,7 +101,23 @@ part latency
 part move
 luajit bench/bench_move.lua "$BUILD/tide" "$TMP" "$MOVE_KEYS"
 
-part kafka; luajit bench/bench_kafka.lua "$BUILD/tide" "$BUILD/bench_kafka" "$TMP" "${KAFKA_MSGS:-$([ "${BENCH_QUICK:-0}" = 1 ] && echo 100000 || echo 1000000)}"
+# Kafka (bench/bench_kafka.lua, its own broker): pass-through and keyed
+# count beside a raw librdkafka loop, kcat and Kafka Streams, at-least-once
+# and exactly-once; restore of a changelog topic; the move of a SIGKILLed
+# process's tasks. Sizes: messages, restore keys, messages before the
+# rebalance runs. BENCH_QUICK runs it once: its rebalance waits out two
+# session timeouts whatever the size.
+part kafka
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+    : "${KAFKA_MSGS:=20000}" "${KAFKA_RESTORE_KEYS:=20000}"
+    : "${KAFKA_RB_MSGS:=2000}" "${KAFKA_RUNS:=1}"
+else
+    : "${KAFKA_MSGS:=500000}" "${KAFKA_RESTORE_KEYS:=1000000}"
+    : "${KAFKA_RB_MSGS:=20000}" "${KAFKA_RUNS:=$BENCH_RUNS}"
+fi
+BENCH_RUNS=$KAFKA_RUNS luajit bench/bench_kafka.lua "$BUILD/tide" \
+    "$BUILD/bench_kafka" "$TMP" "$KAFKA_MSGS" "$KAFKA_RESTORE_KEYS" \
+    "$KAFKA_RB_MSGS"
 
 part done
 rmdir "$TMP" 2>/dev/null || true

@@ -155,6 +155,27 @@ function Client:group_owner(topic, p, timeout_ms)
     return ffi_string(buf)
 end
 
+--- The group's assignment of `topic`'s partitions 0 .. nparts - 1, as
+--- its coordinator has it: owner[p] is the place (0-based, in the order
+--- of the member ids) of the member holding p, or -1; `members` is their
+--- number and `self` this client's place (-1: not a member). Returns
+--- owner, members, self; or nil and an error.
+function Client:group_assignment(topic, nparts, timeout_ms)
+    check(self)
+    local buf = ffi_new("int32_t[?]", nparts > 0 and nparts or 1)
+    local nm, me = ffi_new("int32_t[1]"), ffi_new("int32_t[1]")
+    local rc = lib.tide_kafka_group_assignment(self.cdata, topic, buf, nparts,
+                                               nm, me, timeout_ms or 10000)
+    if rc ~= OK then
+        return client_err(self, rc)
+    end
+    local owner = {}
+    for p = 0, nparts - 1 do
+        owner[p] = buf[p]
+    end
+    return owner, nm[0], me[0]
+end
+
 --- Acknowledges the event group_poll() returned.
 function Client:rebalance_done()
     check(self)
@@ -214,10 +235,9 @@ function Client:written_end(topic, p)
     return e >= 0 and e or nil
 end
 
---- Commits offsets to the group: list of { topic, partition, offset,
---- metadata }. Returns true, or nil and an error.
-function Client:commit(list)
-    check(self)
+-- The C arrays of an offsets list ({ topic, partition, offset, metadata
+-- }...); the Lua strings stay referenced by `list`.
+local function offset_arrays(list)
     local n = #list
     local topics = ffi_new("const char *[?]", n + 1)
     local parts = ffi_new("int32_t[?]", n + 1)
@@ -230,11 +250,72 @@ function Client:commit(list)
         offs[i - 1] = e.offset
         metas[i - 1] = e.metadata
     end
+    return topics, parts, offs, metas, n
+end
+
+--- Commits offsets to the group: list of { topic, partition, offset,
+--- metadata }. Returns true, or nil and an error.
+function Client:commit(list)
+    check(self)
+    local topics, parts, offs, metas, n = offset_arrays(list)
     local rc = lib.tide_kafka_commit(self.cdata, topics, parts, offs, metas, n)
     if rc ~= OK then
         return client_err(self, rc)
     end
     return true
+end
+
+--- Exactly-once: readies the transactional producer (the client was
+--- made with a transactional.id), fencing an older one with the same id.
+--- Returns true, or nil, an error and the code (EAGAIN: no answer yet).
+function Client:txn_init(timeout_ms)
+    check(self)
+    local rc = lib.tide_kafka_txn_init(self.cdata, timeout_ms or 30000)
+    if rc ~= OK then
+        return client_err(self, rc)
+    end
+    return true
+end
+
+--- Commits the open transaction with the offsets of `list` (as commit()),
+--- sent to the group that `gmeta` (group_meta() of the member, a string;
+--- nil: the group outside membership) names. Returns true, or nil and an
+--- error: the transaction was aborted.
+function Client:txn_commit(list, gmeta, timeout_ms)
+    check(self)
+    local topics, parts, offs, metas, n = offset_arrays(list)
+    local rc = lib.tide_kafka_txn_commit(self.cdata, topics, parts, offs,
+                                         metas, n, gmeta, gmeta and #gmeta
+                                         or 0, timeout_ms or 60000)
+    if rc ~= OK then
+        return client_err(self, rc)
+    end
+    return true
+end
+
+--- Aborts the open transaction, if any. Returns true, or nil and an
+--- error.
+function Client:txn_abort(timeout_ms)
+    check(self)
+    local rc = lib.tide_kafka_txn_abort(self.cdata, timeout_ms or 30000)
+    if rc ~= OK then
+        return client_err(self, rc)
+    end
+    return true
+end
+
+local psize = ffi_new("size_t[1]")
+
+--- The group member's metadata (generation and member id) as a string,
+--- for txn_commit in another process; or nil and an error.
+function Client:group_meta()
+    check(self)
+    local buf = ffi_new("char[?]", META_MAX)
+    local rc = lib.tide_kafka_group_meta(self.cdata, buf, META_MAX, psize)
+    if rc ~= OK then
+        return client_err(self, rc)
+    end
+    return ffi_string(buf, psize[0])
 end
 
 --- Returns the group's committed offset of a partition (nil when none)

@@ -908,6 +908,35 @@ int tide_kafka_commit(tide_kafka_t *k, const char *const *topics,
                       const int32_t *partitions, const int64_t *offsets,
                       const char *const *metadata, int n);
 
+/* Exactly-once. A client made with the property transactional.id has a
+ * transactional producer: call tide_kafka_txn_init once before the first
+ * record (it fences an older producer with the same id and aborts the
+ * transaction that one left open). The first record after a commit
+ * opens a transaction; tide_kafka_txn_commit commits it with the input
+ * offsets (as tide_kafka_commit's arguments) sent to the group named by
+ * 'gmeta' (gmlen bytes from tide_kafka_group_meta of the group member;
+ * NULL: the client's group, outside membership). Retriable errors are
+ * tried again until timeout_ms. On failure the transaction is aborted
+ * (its records are never seen by read_committed consumers) and TIDE_EIO
+ * is returned: the caller must go back to its last commit. Both return
+ * TIDE_EAGAIN when the cluster did not answer in time (init only),
+ * TIDE_EINVAL without a transactional.id. */
+int tide_kafka_txn_init(tide_kafka_t *k, int timeout_ms);
+int tide_kafka_txn_commit(tide_kafka_t *k, const char *const *topics,
+                          const int32_t *partitions, const int64_t *offsets,
+                          const char *const *metadata, int n,
+                          const void *gmeta, size_t gmlen, int timeout_ms);
+
+/* Aborts the open transaction, if any. Returns TIDE_OK or TIDE_EIO. */
+int tide_kafka_txn_abort(tide_kafka_t *k, int timeout_ms);
+
+/* Writes the group member's metadata (group, generation, member id) to
+ * buf[cap], its size to *len. Returns TIDE_OK, TIDE_ENOBUFS (*len says
+ * the size), TIDE_ENOENT (not a member: no tide_kafka_subscribe), or
+ * TIDE_EIO. */
+int tide_kafka_group_meta(tide_kafka_t *k, void *buf, size_t cap,
+                          size_t *len);
+
 /* Reads the group's committed offset of a partition into *offset (-1001
  * when there is none) and its metadata into metadata[metalen] (NUL
  * ended; metalen 0: not read). Returns TIDE_OK, TIDE_ENOBUFS (metadata
@@ -948,6 +977,16 @@ int tide_kafka_rebalance_done(tide_kafka_t *k);
 int tide_kafka_group_owner(tide_kafka_t *k, const char *topic,
                            int32_t partition, char *who, size_t wholen,
                            int timeout_ms);
+
+/* The group's assignment of 'topic' as the coordinator has it: for each
+ * partition below nparts, owner[p] is the place of the member that holds
+ * it among the *members members in the order of their ids (-1: none),
+ * and *self is this client's place (-1: not a member). Returns TIDE_OK or
+ * TIDE_EIO. */
+int tide_kafka_group_assignment(tide_kafka_t *k, const char *topic,
+                                int32_t *owner, int32_t nparts,
+                                int32_t *members, int32_t *self,
+                                int timeout_ms);
 
 /* A reader of one partition from 'offset' (a real offset; resolve
  * beginning and end with tide_kafka_watermarks). 'k' must outlive it. */

@@ -38,6 +38,35 @@ function _M.new(file, env, job)
                           path = file.path }, Ckpt)
 end
 
+-- The group's committed metadata of partition p of the lead input (the
+-- task's entry as JSON), false when it has none, or nil and an error. A
+-- cluster that has just started, or a coordinator moving, answers after
+-- a while: waited for up to `wait_s` seconds.
+function Ckpt:fetch(c, p, wait_s, timeout_ms)
+    local deadline = os.time() + wait_s
+    local off, meta, cerr, code
+    while true do
+        off, meta, cerr, code = c:committed(self.lead.name, p, timeout_ms)
+        if not cerr or code ~= kafka.EAGAIN or os.time() >= deadline then
+            break
+        end
+        require("tide.fs").sleep_ms(500)
+    end
+    if cerr then
+        return nil, str_format("reading the checkpoint of job '%s' from its "
+                               .. "Kafka group: %s", self.job.name, cerr)
+    end
+    return off ~= nil and meta ~= nil and meta:sub(1, 1) == "{" and meta
+end
+
+local function decode(self, parts)
+    local text = str_format('{"version":1,"job":%s,"tasks":{%s}}',
+                            require("cjson").encode(self.job.name),
+                            concat(parts, ","))
+    return checkpoint.decode(text, str_format("Kafka group '%s'",
+                                              self.job.name), self.job.name)
+end
+
 --- Loads the tasks from the group (see tide.checkpoint's load for the
 --- shape). A task the group has nothing for is absent.
 function Ckpt:load()
@@ -53,23 +82,12 @@ function Ckpt:load()
     local parts, any = {}, false
     local n = s:count()
     for p = 0, n - 1 do
-        -- A cluster that has just started, or a coordinator moving,
-        -- answers after a while: wait for it (a minute at most).
-        local deadline = os.time() + 60
-        local off, meta, cerr, code
-        while true do
-            off, meta, cerr, code = c:committed(self.lead.name, p)
-            if not cerr or code ~= kafka.EAGAIN or os.time() >= deadline then
-                break
-            end
-            require("tide.fs").sleep_ms(500)
+        local meta
+        meta, err = self:fetch(c, p, 60)
+        if meta == nil then
+            return nil, err
         end
-        if cerr then
-            return nil, str_format("reading the checkpoint of job '%s' from "
-                                   .. "its Kafka group: %s", self.job.name,
-                                   cerr)
-        end
-        if off and meta and meta:sub(1, 1) == "{" then
+        if meta then
             parts[#parts + 1] = str_format('"%d":%s', p, meta)
             any = true
         else
@@ -82,11 +100,28 @@ function Ckpt:load()
     if not any then
         parts = {}
     end
-    local text = str_format('{"version":1,"job":%s,"tasks":{%s}}',
-                            require("cjson").encode(self.job.name),
-                            concat(parts, ","))
-    return checkpoint.decode(text, str_format("Kafka group '%s'",
-                                              self.job.name), self.job.name)
+    return decode(self, parts)
+end
+
+--- The entry of task p as the group has it now, asked once within
+--- `timeout_ms` (for a standby, which must not hold its worker up): the
+--- entry, false when the group has none, or nil and an error.
+function Ckpt:load_one(p, timeout_ms)
+    local c, err = kafka_sys.client(self.env)
+    if not c then
+        return nil, err
+    end
+    local meta
+    meta, err = self:fetch(c, p, 0, timeout_ms)
+    if not meta then
+        return meta, err
+    end
+    local tasks
+    tasks, err = decode(self, { str_format('"%d":%s', p, meta) })
+    if not tasks then
+        return nil, err
+    end
+    return tasks[p] or false
 end
 
 --- The entry of task p as the group has it now, or nil when it has
@@ -99,25 +134,21 @@ function Ckpt:load_task(p)
     return tasks[p]
 end
 
---- Commits `tasks` to the group (only those in `only`, when given: the
---- tasks this commit is about), then writes the local copy.
-function Ckpt:save(tasks, only)
-    local c, err = kafka_sys.client(self.env)
-    if not c then
-        return nil, err
-    end
+--- The offsets a commit of `tasks` (only those in `only`, when given)
+--- sends to the group: every task's offsets of its kafka inputs, with
+--- its whole entry (input and changelog offsets, JSON) in the metadata
+--- of its partition of the lead input `lead_name`. A task with no offset
+--- there yet is left out.
+function _M.offset_list(lead_name, tasks, only)
     local list = {}
+    local lead_key = "kafka:" .. lead_name
     for p, t in pairs(tasks) do
-        if only and not only[p] then
-            goto next_task
-        end
-        local lead_key = "kafka:" .. self.lead.name
         local lead_off = t.inputs and t.inputs[lead_key]
-        if lead_off then
+        if lead_off and (not only or only[p]) then
             local meta = str_format('{"inputs":%s,"changelogs":%s}',
                                     checkpoint.offsets_json(t.inputs),
                                     checkpoint.offsets_json(t.changelogs))
-            list[#list + 1] = { topic = self.lead.name, partition = p,
+            list[#list + 1] = { topic = lead_name, partition = p,
                                 offset = lead_off, metadata = meta }
             for key, off in pairs(t.inputs) do
                 local topic = key:match("^kafka:(.*)$")
@@ -128,8 +159,18 @@ function Ckpt:save(tasks, only)
                 end
             end
         end
-        ::next_task::
     end
+    return list
+end
+
+--- Commits `tasks` to the group (only those in `only`, when given: the
+--- tasks this commit is about), then writes the local copy.
+function Ckpt:save(tasks, only)
+    local c, err = kafka_sys.client(self.env)
+    if not c then
+        return nil, err
+    end
+    local list = _M.offset_list(self.lead.name, tasks, only)
     local ok, code
     -- Outside the group (--drain), a commit refused while the group still
     -- has a member (a killed process's, until its session times out) or

@@ -15,7 +15,12 @@ local str_format, concat, sort = string.format, table.concat, table.sort
 
 local now_ms = require("tide.loop").now
 
-return function(Sup)
+-- How often standby copies are placed again (the group's assignment is
+-- read with DescribeGroups; a rebalance places them at once).
+local STANDBY_EVERY_MS = 5000
+
+return function(Sup, util)
+local alive = util.alive
 
 --- True when the job's tasks follow a kafka: input and it does not run
 --- with --drain (a drain reads every partition alone).
@@ -55,6 +60,15 @@ end
 -- Takes task p: its checkpoint as the group has it now (another process
 -- may have committed since this one started), a worker, then running.
 function Sup:group_take(p)
+    -- A standby copy of it here is closed first: the restore starts from
+    -- its snapshot, in whichever worker.
+    local sw = self.standby and self.standby[p]
+    if sw then
+        self.standby[p] = nil
+        if alive(sw) then
+            self:request(sw, { op = "standby", task = p, on = false })
+        end
+    end
     local entry, err = self.ckpt:load_task(p)
     if err then
         return nil, err
@@ -137,6 +151,67 @@ function Sup:group_poll()
         local ok, err = c:rebalance_done()
         if not ok then
             return nil, err
+        end
+        self.standby_next = 0          -- placed again at once
+    end
+end
+
+--- Places standby copies (`standby_replicas = 1`, docs/kafka.md "Standby
+--- replicas"): the group's members in the order of their ids form a
+--- ring, and the member after a task's owner keeps its copy, in one of
+--- its workers. Runs every STANDBY_EVERY_MS and after each rebalance;
+--- a copy whose worker died is placed again.
+function Sup:group_standbys()
+    if (self.job.standby_replicas or 0) < 1 or not self.member
+        or self.stopping then
+        return
+    end
+    local now = now_ms()
+    if now < (self.standby_next or 0) then
+        return
+    end
+    self.standby_next = now + STANDBY_EVERY_MS
+    local lead = ckpt_kafka.lead_input(self.job)
+    local owner, n, me = self.member:group_assignment(lead.name, self.nparts,
+                                                      2000)
+    if not owner then
+        self.log("warn", str_format("standby replicas: cannot read the "
+                                    .. "group's assignment: %s; trying "
+                                    .. "again", tostring(n)))
+        return
+    end
+    local want = {}
+    if n > 1 and me >= 0 then
+        for p = 0, self.nparts - 1 do
+            local o = owner[p]
+            if o >= 0 and o ~= me and (o + 1) % n == me and not self.owner[p]
+                then
+                want[p] = true
+            end
+        end
+    end
+    self.standby = self.standby or {}
+    for p, w in pairs(self.standby) do
+        if not want[p] or not alive(w) then
+            self.standby[p] = nil
+            if alive(w) then
+                self:request(w, { op = "standby", task = p, on = false })
+            end
+        end
+    end
+    for p in pairs(want) do
+        local w = not self.standby[p] and self:least_loaded()
+        if w then
+            local reply, err = self:request(w, { op = "standby", task = p,
+                                                 on = true })
+            if reply then
+                self.standby[p] = w
+                self.log("info", str_format("task %d: standby copy kept by "
+                                            .. "worker %d", p, w.id))
+            else
+                self.log("warn", str_format("task %d: no standby copy: %s",
+                                            p, tostring(err)))
+            end
         end
     end
 end

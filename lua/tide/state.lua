@@ -284,7 +284,7 @@ end
 
 -- Replays changelog records [from, until) of partition p into store s,
 -- logging progress. Returns records, bytes; or nil, err.
-local function replay(self, spec, s, cl, p, from, upto)
+local function replay(self, spec, s, cl, p, from, upto, what)
     if upto <= from then
         return 0, 0
     end
@@ -339,8 +339,9 @@ local function replay(self, spec, s, cl, p, from, upto)
             local secs = (now - t0) / 1000
             local rate = total / secs
             self.log("info", str_format(
-                "restoring %s task %d: %d of about %d records, %.1f MB/s, "
-                .. "about %.0f s left", spec.name, p, total, want,
+                "%s %s task %d: %d of about %d records, %.1f MB/s, "
+                .. "about %.0f s left", what or "restoring", spec.name, p,
+                total, want,
                 bytes / secs / 1e6, rate > 0 and (want - total) / rate or 0))
             last_log = now
         end
@@ -499,6 +500,21 @@ function State:open_one(spec, p, ckpt)
     if best_off and best_off < start and best_off < upto then
         best, best_off = nil, nil    -- its tail was compacted away
     end
+    -- A snapshot past the checkpoint is from a commit that did not
+    -- finish: never valid, and under exactly-once its changelog records
+    -- were aborted, so it must not be found by a later restore below a
+    -- later checkpoint either. Removed.
+    for _, sl in ipairs(SLOTS) do
+        local off = read_offset(dir .. "/" .. sl)
+        if off and (not committed or off > upto) and not self.read_only then
+            local ok, err = tstore.remove(dir .. "/" .. sl)
+            if not ok then
+                return nil, str_format("cannot remove the unfinished "
+                                       .. "snapshot %s/%s: %s; remove it by "
+                                       .. "hand", dir, sl, err)
+            end
+        end
+    end
     local removed, rerr = remove_live(dir)
     if not removed then
         return nil, rerr
@@ -562,6 +578,7 @@ function _M.open(job, env, nparts, ckpt, log, read_only, parts)
     local self = setmetatable({ job = job, env = env, log = log,
                                 read_only = read_only,
                                 specs = job.store_list or {}, tasks = {},
+                                standbys = {},
                                 streams = {} }, State)
     if #self.specs == 0 then
         return self
@@ -667,6 +684,151 @@ function State:remove_task(p)
             e.s:close()
         end
         self.tasks[p] = nil
+    end
+end
+
+-- ---- standby copies (docs/kafka.md "Standby replicas") --------------------
+
+-- Opens the standby copy of one store of task p: its newest local
+-- snapshot at or below `committed` (the group's checkpoint; others are
+-- from a commit that did not finish and are removed), or empty.
+local function open_standby(self, spec, p, committed)
+    local dir = task_dir(self.env, self.job.name, spec.name, p)
+    local start, end_ = spec.cl:range(p)
+    if not start then
+        return nil, str_format("store '%s' task %d: changelog: %s",
+                               spec.name, p, tostring(end_))
+    end
+    local best, best_off
+    for _, sl in ipairs(SLOTS) do
+        local off = read_offset(dir .. "/" .. sl)
+        if off and (committed == nil or off > committed) then
+            local ok, err = tstore.remove(dir .. "/" .. sl)
+            if not ok then
+                return nil, str_format("cannot remove the unfinished "
+                                       .. "snapshot %s/%s: %s", dir, sl, err)
+            end
+        elseif off and off >= start and (best_off == nil or off > best_off)
+            then
+            best, best_off = sl, off
+        end
+    end
+    local ok, rerr = remove_live(dir)
+    if not ok then
+        return nil, rerr
+    end
+    local s, err = tstore.open(dir .. "/db", {
+        engine = "rocksdb", partition = p,
+        from = best and (dir .. "/" .. best) or nil,
+        cache_entries = spec.cache_entries })
+    if not s then
+        return nil, err
+    end
+    return { spec = spec, dir = dir, s = s, cur_slot = best,
+             committed = best_off or start }
+end
+
+--- Opens a standby copy of task `p`'s stores (a task another process of
+--- the Kafka group owns): each RocksDB store with a changelog, from its
+--- newest local snapshot at or below `entry` (the group's checkpoint of
+--- the task, or nil), kept up by advance_standby. Nothing is written to
+--- the changelogs. Returns true, or nil and an error.
+function State:add_standby(p, entry)
+    if self.standbys[p] or self.tasks[p] then
+        return nil, str_format("task %d is open here already", p)
+    end
+    local list = {}
+    for _, spec in ipairs(self.specs) do
+        if spec.cl and spec.engine ~= "memory" and self.env.data_dir then
+            local committed = entry and entry.changelogs
+                              and entry.changelogs[spec.name]
+            local e, err = open_standby(self, spec, p, committed)
+            if not e then
+                for _, opened in ipairs(list) do
+                    opened.s:close()
+                end
+                return nil, err
+            end
+            list[#list + 1] = e
+        end
+    end
+    self.standbys[p] = list
+    return true
+end
+
+--- Brings task `p`'s standby copy towards `changelogs` (the changelog
+--- offsets of the group's checkpoint of the task), replaying at most
+--- `max` records per store, then snapshots each store that moved, so that
+--- taking the task over replays only what came after. Returns the number
+--- of records replayed and whether the copy is at `changelogs`; or nil
+--- and an error (a checkpoint below the copy: offsets were reset; the
+--- caller opens the copy again).
+function State:advance_standby(p, changelogs, max)
+    local list = self.standbys[p]
+    if not list then
+        return nil, str_format("task %d has no standby here", p)
+    end
+    local total, caught_up = 0, true
+    for _, e in ipairs(list) do
+        local spec = e.spec
+        local target = changelogs and changelogs[spec.name]
+        if target and target < e.committed then
+            return nil, str_format("store '%s' task %d: the checkpoint's "
+                                   .. "changelog offset %.0f is below the "
+                                   .. "standby's %.0f", spec.name, p,
+                                   target, e.committed)
+        end
+        if target and target > e.committed then
+            local upto = target
+            if max and upto - e.committed > max then
+                upto, caught_up = e.committed + max, false
+            end
+            local n, bytes = replay(self, spec, e.s, spec.cl, p,
+                                    e.committed, upto, "standby of")
+            if not n then
+                return nil, str_format("standby of store '%s' task %d: %s",
+                                       spec.name, p, bytes)
+            end
+            local slot = e.cur_slot == SLOTS[1] and SLOTS[2] or SLOTS[1]
+            local sdir = e.dir .. "/" .. slot
+            local ok, err = e.s:snapshot(sdir)
+            if ok then
+                ok, err = write_offset(sdir, upto)
+            end
+            if not ok then
+                return nil, str_format("standby of store '%s' task %d: %s",
+                                       spec.name, p, tostring(err))
+            end
+            e.cur_slot, e.committed = slot, upto
+            total = total + n
+        end
+    end
+    return total, caught_up
+end
+
+--- The changelog offsets task `p`'s standby copy is at ({ [store] =
+--- offset }), or nil when it has none.
+function State:standby_offsets(p)
+    local list = self.standbys[p]
+    if not list then
+        return nil
+    end
+    local offs = {}
+    for _, e in ipairs(list) do
+        offs[e.spec.name] = e.committed
+    end
+    return offs
+end
+
+--- Closes task `p`'s standby copy; its snapshots stay for a later
+--- restore of the task here. No-op without one.
+function State:remove_standby(p)
+    local list = self.standbys[p]
+    if list then
+        for _, e in ipairs(list) do
+            e.s:close()
+        end
+        self.standbys[p] = nil
     end
 end
 
@@ -799,6 +961,9 @@ function State:close()
         end
     end
     self.tasks = {}
+    for p in pairs(self.standbys) do
+        self:remove_standby(p)
+    end
 end
 
 --- Returns the contents of every store, merged over tasks: { [store] =

@@ -10,6 +10,7 @@ local topology = require("tide.topology")
 local reload_mod = require("tide.reload")
 local proc = require("tide.proc")
 local wire = require("tide.wire")
+local ckpt_kafka = require("tide.checkpoint_kafka")
 
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local setmetatable = setmetatable
@@ -73,6 +74,17 @@ function _M.new(job, opts)
     end
     self.nparts = topo.nparts
     self.topo = topo
+    self.eos = job.processing == "exactly_once"
+    local lead = ckpt_kafka.lead_input(job)
+    if self.eos and not lead then
+        topo:close()
+        return nil, "processing = \"exactly_once\" needs the job's first "
+                    .. "input on kafka: (its transactions commit the input "
+                    .. "offsets to the job's Kafka group); on local: streams "
+                    .. "state is exact in either mode, and outputs are "
+                    .. "at-least-once"
+    end
+    self.lead = lead and lead.name
     self.ckpt = checkpoint.for_job(env, job)
     local saved
     saved, err = self.ckpt:load()
@@ -125,7 +137,7 @@ local util = { alive = alive, mib = mib }
 local RSS_EVERY_MS = require("tide.watchdog")(Sup, util)
 require("tide.versions")(Sup, util)
 require("tide.control")(Sup, util)
-require("tide.group")(Sup)
+require("tide.group")(Sup, util)
 
 -- Sends `msg` to worker `w`. Returns true, or nil and an error.
 function Sup:send(w, msg)
@@ -165,7 +177,9 @@ function Sup:spawn(id)
         sources = self.job.sources, version = self.version,
         overrides = self.opts.overrides or {}, data_dir = self.env.data_dir,
         load_limit_ms = self.opts.load_limit_ms, drain = self.opts.drain,
-        bad = self.bad,
+        final = self.opts.final,
+        bad = self.bad, lead = self.lead,
+        txn_id = self.eos and self:txn_id(id) or nil,
     })
     if not ok then
         return nil, err
@@ -178,6 +192,24 @@ function Sup:spawn(id)
     w.ready = true
     w.pid = p:pid()
     return w
+end
+
+-- Exactly-once: the transactional.id of worker `id`. The same worker of
+-- the same job and data dir on the same host gets it again after a
+-- restart, so that its new producer fences the killed one's and aborts
+-- the transaction that one left open; no two live workers share it.
+function Sup:txn_id(id)
+    local f = io.open("/proc/sys/kernel/hostname")
+    local host = f and f:read("*l") or "localhost"
+    if f then
+        f:close()
+    end
+    local dir = self.env.data_dir
+    if dir:sub(1, 1) ~= "/" then
+        dir = (os.getenv("PWD") or ".") .. "/" .. dir
+    end
+    return str_format("tide-%s-%s-%08x-w%d", self.job.name, host,
+                      require("tide.partition").murmur2(dir) % 2 ^ 32, id)
 end
 
 -- Why worker `w` is gone, as a phrase.
@@ -281,16 +313,8 @@ end
 
 -- ---- messages from workers -----------------------------------------------------
 
-function Sup:on_commit(w, msg)
-    local entries = wire.by_task(msg.entries)
-    for p in pairs(entries) do
-        if not w.tasks[p] then
-            return self:send(w, { op = "commit_failed", seq = msg.seq,
-                                  error = str_format("task %d is not "
-                                                     .. "assigned to worker "
-                                                     .. "%d", p, w.id) })
-        end
-    end
+-- Keeps what a commit of worker `w` wrote, with its local copy.
+function Sup:keep_entries(entries)
     for p, e in pairs(entries) do
         self.saved[p] = { inputs = e.inputs or {},
                           changelogs = e.changelogs or {} }
@@ -302,6 +326,35 @@ function Sup:on_commit(w, msg)
             self.saved[p] = { inputs = {}, changelogs = {} }
         end
     end
+end
+
+function Sup:on_commit(w, msg)
+    local entries = wire.by_task(msg.entries)
+    for p in pairs(entries) do
+        if not w.tasks[p] then
+            return self:send(w, { op = "commit_failed", seq = msg.seq,
+                                  error = str_format("task %d is not "
+                                                     .. "assigned to worker "
+                                                     .. "%d", p, w.id) })
+        end
+    end
+    if msg.txn then
+        -- Exactly-once: the worker commits its transaction with the
+        -- group member's metadata as it is now (a member fenced since
+        -- cannot commit), then says so (txn_done).
+        local gmeta
+        if self.member then
+            local err
+            gmeta, err = self.member:group_meta()
+            if not gmeta then
+                return self:send(w, { op = "commit_failed", seq = msg.seq,
+                                      error = err })
+            end
+        end
+        return self:send(w, { op = "committed", seq = msg.seq,
+                              gmeta = gmeta and wire.hex(gmeta) or nil })
+    end
+    self:keep_entries(entries)
     -- In a Kafka group only this commit's tasks are committed: the
     -- others may be another process's by now.
     local ok, err, passing = self.ckpt:save(self.saved, entries)
@@ -334,6 +387,13 @@ function Sup:handle(w, msg)
         self.replies[msg.rid] = msg
     elseif op == "commit" then
         self:on_commit(w, msg)
+    elseif op == "txn_done" then
+        self:keep_entries(wire.by_task(msg.entries))
+        local ok, err = self.ckpt.file:save(self.saved)
+        if not ok then
+            self.log("warn", "the local copy of the checkpoint: " .. err)
+        end
+        self.commits = (self.commits or 0) + 1
     elseif op == "ready" then
         self.replies["ready" .. w.id] = msg
     elseif op == "rolled_back" then
@@ -570,6 +630,18 @@ function Sup:heal()
             table.insert(self.orphans, 1, p)
             return
         end
+        if self.eos and self.member then
+            -- Its worker may have committed a transaction and died
+            -- before saying so: the group has the last commit.
+            local entry, lerr = self.ckpt:load_task(p)
+            if lerr then
+                self:add_orphan(p, true)
+                self.log("warn", str_format("task %d: %s; trying again", p,
+                                            lerr))
+                return
+            end
+            self.saved[p] = entry
+        end
         local ok, err = self:assign(p, w, "restart")
         if not ok then
             self:add_orphan(p, true)
@@ -775,6 +847,7 @@ function Sup:run()
                 self.fatal = "kafka group: " .. tostring(err)
                 break
             end
+            self:group_standbys()
         end
         if self.command_waiting then
             self:serve_commands()

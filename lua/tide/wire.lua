@@ -83,4 +83,17 @@ end
 --- Turns an object keyed "1", "2", ... back into a list.
 _M.list = _M.by_task
 
+--- Bytes as hex text, for binary values in a message (and back).
+function _M.hex(bytes)
+    return (bytes:gsub(".", function(c)
+        return string.format("%02x", c:byte())
+    end))
+end
+
+function _M.unhex(text)
+    return (text:gsub("%x%x", function(h)
+        return string.char(tonumber(h, 16))
+    end))
+end
+
 return _M

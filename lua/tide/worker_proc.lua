@@ -140,10 +140,34 @@ local function dispatch(link, w, init, msg)
         -- Lost to another process of the Kafka group: closed, not
         -- committed (the group would refuse the commit).
         local task = w.tasks[tonumber(msg.task)]
+        local err
         if task then
             w:drop(task)
+            if w.eos and w.changed then
+                -- Its records since the last commit are in this worker's
+                -- open transaction, with the other tasks' ones: abort it,
+                -- and take the others back to their last commit.
+                local ok, aerr = w.txn_client:txn_abort()
+                if ok then
+                    ok, aerr = w:rewind("task " .. tostring(msg.task)
+                                        .. " was lost to the group")
+                end
+                err = not ok and aerr or nil
+            end
         end
-        reply({ op = "dropped" })
+        reply({ op = "dropped", error = err })
+    elseif op == "standby" then
+        -- Keep (or stop keeping) a warm copy of a task another process of
+        -- the Kafka group owns (tide.standby).
+        local p = tonumber(msg.task)
+        w.standby = w.standby or require("tide.standby").new(w)
+        local ok, err = true, nil
+        if msg.on then
+            ok, err = w.standby:on(p)
+        else
+            w.standby:off(p)
+        end
+        reply({ op = "standby", error = not ok and err or nil })
     elseif op == "pause" or op == "resume" then
         local ok, err = w[op](w, tonumber(msg.task))
         reply({ op = op, error = not ok and err or nil })
@@ -222,19 +246,52 @@ function _M.main()
     end
     loop:watch_fd(chan:fd())
     local seq = 0
+    local env = require("tide.system").env(job, init.data_dir)
+    local eos = job.processing == "exactly_once"
+    if eos and env.kafka then
+        -- Exactly-once: this worker's producer is transactional, with an
+        -- id that the same worker of the same data dir keeps over
+        -- restarts (so that a new one fences the killed one's leftovers).
+        env.kafka.txn_id = init.txn_id
+    end
     local w
-    w, err = worker_mod.new(job, require("tide.system").env(job, init.data_dir), {
+    -- Exactly-once (docs/kafka.md "Exactly-once"): the supervisor checks
+    -- the tasks are still this worker's and hands over the group member's
+    -- metadata; this worker commits its transaction with the offsets;
+    -- then the supervisor keeps the entries. A failed transaction is
+    -- aborted, and the tasks go back to their last commit (rewind).
+    local function commit_txn(entries, reply)
+        local client, cerr = require("tide.system.kafka").client(env)
+        if not client then
+            return nil, cerr
+        end
+        local list = require("tide.checkpoint_kafka").offset_list(
+            init.lead, entries)
+        local ok, terr = client:txn_commit(list, reply.gmeta
+                                           and wire.unhex(reply.gmeta))
+        if not ok then
+            return nil, terr, true
+        end
+        link:send({ op = "txn_done", seq = seq, entries = entries })
+        return true
+    end
+    w, err = worker_mod.new(job, env, {
         loop = loop, log = log, drain = init.drain, watch = watch,
+        final_window = init.final,
         notify = wake, version = init.version, tasks = {},
         commit = function(entries)
             seq = seq + 1
-            link:send({ op = "commit", seq = seq, entries = entries })
+            link:send({ op = "commit", seq = seq, entries = entries,
+                        txn = eos or nil })
             local reply = link:expect(seq, COMMIT_WAIT_MS)
             if not reply then
                 return nil, "the supervisor did not answer the commit"
             end
             if reply.op ~= "committed" then
                 return nil, reply.error
+            end
+            if eos then
+                return commit_txn(entries, reply)
             end
             -- Deferred (a Kafka rebalance): committed again next time,
             -- even if nothing more comes in.
@@ -244,6 +301,15 @@ function _M.main()
     if not w then
         link:send({ op = "failed", error = err })
         return EXIT_FAILED
+    end
+    if eos then
+        local c
+        c, err = require("tide.system.kafka").client(env)
+        if not c then
+            link:send({ op = "failed", error = err })
+            return EXIT_FAILED
+        end
+        w.txn_client = c
     end
     for k in pairs(init.bad or {}) do
         w.bad[k] = true

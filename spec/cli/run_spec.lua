@@ -615,6 +615,15 @@ describe("tide run", function()
         { "partition count", "'in' has 2", "'in3' has 3" } },
       { "a syntax error", 'return { name = "j",\n inputs = { "in" }\n process = 1 }',
         { "job.lua:3:" } },
+      { "an unknown processing mode",
+        'return { name = "j", inputs = { "in" }, processing = "twice", process = function() end }',
+        { "field 'processing' must be at_least_once or exactly_once, not 'twice'" } },
+      { "exactly_once on a local: job",
+        'return { name = "j", inputs = { "in" }, processing = "exactly_once", process = function() end }',
+        { "exactly_once", "first input on kafka:" } },
+      { "a standby count other than 0 or 1",
+        'return { name = "j", inputs = { "in" }, standby_replicas = 2, process = function() end }',
+        { "field 'standby_replicas' must be 0 or 1, not 2" } },
     }
     for _, c in ipairs(cases) do
       it("fails with one line for " .. c[1], function()

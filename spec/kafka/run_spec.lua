@@ -138,7 +138,7 @@ describe("tide run on kafka: streams (a real broker)", function()
                     -- A SIGKILLed run's tasks are free again after it.
                     "-c", "kafka.session.timeout.ms=2000",
                     "-c", "kafka.heartbeat.interval.ms=500",
-                    "--workers", "2" }
+                    "--workers", "2", "--create" }
         for _, w in ipairs(extra or {}) do a[#a + 1] = w end
         return a
     end

@@ -173,3 +173,118 @@ describe("tide.state restore around the first checkpoint", function()
         assert.matches("\ncompact=1\n", conf)
     end)
 end)
+
+-- A standby copy (docs/kafka.md "Standby replicas") in a second data dir
+-- that shares the owner's changelog (its streams/ is a link to the
+-- owner's), as a second machine shares a Kafka changelog topic.
+describe("tide.state standby copies", function()
+    local dir, other
+
+    before_each(function()
+        dir = helper.tmpdir(true)
+        other = helper.tmpdir(true)
+        make_changelog(dir)
+        assert(os.execute(string.format("ln -s '%s/streams' '%s/streams'",
+                                        dir, other)) == 0)
+    end)
+    after_each(function()
+        helper.rmrf(dir)
+        helper.rmrf(other)
+    end)
+
+    -- The owner's commit: drain, flush, snapshot, committed. Returns the
+    -- task's changelog offsets.
+    local function commit(st)
+        assert(st:drain())
+        for _, cl in ipairs(st:changelogs()) do
+            assert(cl:flush())
+        end
+        local offs = assert(st:snapshot())
+        st:committed(offs)
+        return offs[0]
+    end
+
+    local function close(st)
+        st:close()
+        for _, cl in ipairs(st:changelogs()) do
+            cl:close()
+        end
+    end
+
+    it("follows the owner's checkpoints in pieces, and a takeover replays "
+       .. "only what came after the last one", function()
+        local owner = assert(state.open(make_job(), { data_dir = dir }, 1,
+                                        {}, function() end))
+        incr_all(owner:stores(0).counts, 1)
+        local c1 = commit(owner)
+        assert.equals(KEYS, c1.counts)
+
+        local logs = {}
+        local sb = assert(state.open(make_job(), { data_dir = other }, 1, {},
+                                     function(_, m) logs[#logs + 1] = m end,
+                                     false, {}))
+        assert(sb:add_standby(0, { changelogs = c1 }))
+        assert.same({ counts = 0 }, sb:standby_offsets(0))
+        -- At most 60 records a step: four steps to the checkpoint.
+        local steps, total, caught = 0, 0, false
+        while not caught do
+            local n
+            n, caught = assert(sb:advance_standby(0, c1, 60))
+            total, steps = total + n, steps + 1
+        end
+        assert.equals(KEYS, total)
+        assert.equals(4, steps)
+        assert.same({ counts = KEYS }, sb:standby_offsets(0))
+
+        -- The owner goes on: a commit, then writes past it that no
+        -- checkpoint covers. The copy takes the commit, not the rest.
+        incr_all(owner:stores(0).counts, 2)
+        local c2 = commit(owner)
+        incr_all(owner:stores(0).counts, 100)
+        assert(owner:drain())
+        for _, cl in ipairs(owner:changelogs()) do
+            assert(cl:flush())
+        end
+        local n = assert(sb:advance_standby(0, c2))
+        assert.equals(KEYS, n)
+        assert.equals(0, (assert(sb:advance_standby(0, c2))))
+        close(owner)
+        sb:remove_standby(0)
+
+        -- The owner dies; the standby's data dir takes the task over at
+        -- checkpoint c2: it starts from its own snapshot, nothing left.
+        local t = assert(sb:add_task(0, { changelogs = c2 }))
+        assert.truthy(t)
+        local s = sb:stores(0).counts
+        for i = 1, KEYS do
+            assert.equals("3", s:get(key(i)), "key " .. i)
+        end
+        local line = logs[#logs]
+        assert.matches("from local snapshot at offset " .. c2.counts, line,
+                       1, true)
+        assert.matches("replayed 0 changelog records", line, 1, true)
+        close(sb)
+    end)
+
+    it("refuses to go back: a checkpoint below the copy means offsets "
+       .. "were reset", function()
+        local owner = assert(state.open(make_job(), { data_dir = dir }, 1,
+                                        {}, function() end))
+        incr_all(owner:stores(0).counts, 1)
+        local c1 = commit(owner)
+        close(owner)
+        local sb = assert(state.open(make_job(), { data_dir = other }, 1, {},
+                                     function() end, false, {}))
+        assert(sb:add_standby(0, { changelogs = c1 }))
+        assert(sb:advance_standby(0, c1))
+        local ok, err = sb:advance_standby(0, { counts = 10 })
+        assert.is_nil(ok)
+        assert.matches("changelog offset 10 is below the standby's " .. KEYS,
+                       err, 1, true)
+        -- Opened again at that checkpoint, it drops its later snapshot.
+        sb:remove_standby(0)
+        assert(sb:add_standby(0, { changelogs = { counts = 10 } }))
+        assert.same({ counts = 0 }, sb:standby_offsets(0))
+        close(sb)
+    end)
+end)

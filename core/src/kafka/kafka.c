@@ -4,7 +4,11 @@
  * so that keys land where `local` puts them) and a consumer (manual
  * assignment, no auto-commit, read_committed) whose group is the job's:
  * readers take one partition each through its own queue, and offsets are
- * committed to the group with the checkpoint in their metadata.
+ * committed to the group with the checkpoint in their metadata. With a
+ * transactional.id (exactly-once), the producer's records and the input
+ * offsets of a commit are one Kafka transaction, opened by the first
+ * record after a commit (KIP-447: the offsets carry the group member's
+ * metadata, so that a member fenced by a rebalance cannot commit).
  *
  * Threads: librdkafka runs its own; every function here is called from
  * the owner's thread only. Delivery reports are served by rd_kafka_poll
@@ -44,6 +48,8 @@ struct tide_kafka_s {
     rd_kafka_queue_t *mq;           /* ours: the member's event queue */
     rd_kafka_event_t *held;         /* ours: a rebalance not yet done */
     char        *group;             /* ours */
+    int          txn;               /* the producer is transactional */
+    int          in_txn;            /* a transaction is open */
     int          refs;              /* the owner's (until tide_kafka_free)
                                        and one per reader: the consumer
                                        outlives its readers */
@@ -179,6 +185,12 @@ make_conf(rd_kafka_conf_t **out, rd_kafka_type_t type, const char *group,
     /* Defaults the user may change. */
     if (type == RD_KAFKA_PRODUCER) {
         rc = set(c, "linger.ms", "5", err, errlen);
+        /* A transaction left open by a killed process holds back what
+         * read_committed consumers see until the broker aborts it: 10 s,
+         * as Kafka Streams under exactly-once, not the 60 s default. */
+        if (rc == TIDE_OK) {
+            rc = set(c, "transaction.timeout.ms", "10000", err, errlen);
+        }
     } else {
         rc = set(c, "fetch.wait.max.ms", "100", err, errlen);
     }
@@ -228,6 +240,9 @@ make_conf(rd_kafka_conf_t **out, rd_kafka_type_t type, const char *group,
     *out = c;
     return TIDE_OK;
 }
+
+static int has_key(const char *const *conf, int nconf, const char *key);
+static int txn_begin(tide_kafka_t *k);
 
 int
 tide_kafka_new(tide_kafka_t **out, const char *group, const char *const *conf,
@@ -283,6 +298,7 @@ tide_kafka_new(tide_kafka_t **out, const char *group, const char *const *conf,
         free(k);
         return rc;
     }
+    k->txn = has_key(conf, nconf, "transactional.id");
     k->refs = 1;
     *out = k;
     return TIDE_OK;
@@ -323,6 +339,15 @@ kafka_destroy(tide_kafka_t *k)
     if (k->cons != NULL) {
         rd_kafka_consumer_close(k->cons);
         rd_kafka_destroy(k->cons);
+    }
+    if (k->prod != NULL && k->in_txn) {
+        /* Not committed: aborted now, so that read_committed consumers
+         * need not wait for the broker's timeout to read past it. */
+        rd_kafka_error_t  *e = rd_kafka_abort_transaction(k->prod, 5000);
+
+        if (e != NULL) {
+            rd_kafka_error_destroy(e);
+        }
     }
     if (k->prod != NULL) {
         /* Whatever was not flushed is dropped: a commit flushes first. */
@@ -567,6 +592,13 @@ tide_kafka_produce(tide_kafka_t *k, const char *topic, int32_t partition,
     if (k == NULL || topic == NULL || rec == NULL) {
         return TIDE_EINVAL;
     }
+    if (k->txn && !k->in_txn) {
+        int  rc = txn_begin(k);
+
+        if (rc != TIDE_OK) {
+            return rc;
+        }
+    }
     klen = rec->key != NULL ? (size_t) rec->klen : 0;
     vlen = rec->val != NULL ? (size_t) rec->vlen : 0;
     part = partition >= 0 ? partition : RD_KAFKA_PARTITION_UA;
@@ -636,6 +668,238 @@ tide_kafka_written_end(tide_kafka_t *k, const char *topic, int32_t partition)
         }
     }
     return -1;
+}
+
+
+/* ---- transactions (exactly-once) --------------------------------------- */
+
+/* Takes a transactional call's error: TIDE_OK when none. A retriable one
+ * returns TIDE_EAGAIN (the caller tries again); one that needs an abort
+ * aborts the transaction; a fatal one (the producer was fenced) leaves it
+ * unusable. 'what' names the step in errmsg. */
+static int
+txn_error(tide_kafka_t *k, rd_kafka_error_t *e, const char *what)
+{
+    int  rc;
+
+    if (e == NULL) {
+        return TIDE_OK;
+    }
+    if (rd_kafka_error_is_retriable(e)) {
+        rc = fail(k, TIDE_EAGAIN, "kafka transaction: %s: %s", what,
+                  rd_kafka_error_string(e));
+    } else if (rd_kafka_error_txn_requires_abort(e)) {
+        rd_kafka_error_t  *a;
+
+        rc = fail(k, TIDE_EIO, "kafka transaction: %s: %s; the transaction "
+                  "was aborted", what, rd_kafka_error_string(e));
+        a = rd_kafka_abort_transaction(k->prod, 30000);
+        if (a != NULL) {
+            rd_kafka_error_destroy(a);
+        }
+        k->in_txn = 0;
+    } else if (rd_kafka_error_is_fatal(e)) {
+        rc = fail(k, TIDE_EIO, "kafka transaction: %s: %s (fatal: another "
+                  "producer with this transactional.id took over)", what,
+                  rd_kafka_error_string(e));
+        k->in_txn = 0;
+    } else {
+        rc = fail(k, TIDE_EIO, "kafka transaction: %s: %s", what,
+                  rd_kafka_error_string(e));
+    }
+    rd_kafka_error_destroy(e);
+    return rc;
+}
+
+static int
+txn_begin(tide_kafka_t *k)
+{
+    int  rc = txn_error(k, rd_kafka_begin_transaction(k->prod), "begin");
+
+    if (rc == TIDE_OK) {
+        k->in_txn = 1;
+    }
+    return rc;
+}
+
+int
+tide_kafka_txn_init(tide_kafka_t *k, int timeout_ms)
+{
+    if (k == NULL) {
+        return TIDE_EINVAL;
+    }
+    if (!k->txn) {
+        return fail(k, TIDE_EINVAL, "the client has no transactional.id");
+    }
+    return txn_error(k, rd_kafka_init_transactions(k->prod, timeout_ms),
+                     "init");
+}
+
+int
+tide_kafka_group_meta(tide_kafka_t *k, void *buf, size_t cap, size_t *len)
+{
+    rd_kafka_consumer_group_metadata_t  *m;
+    rd_kafka_error_t                    *e;
+    void                                *data = NULL;
+    size_t                               size = 0;
+    int                                  rc = TIDE_OK;
+
+    if (k == NULL || buf == NULL || len == NULL) {
+        return TIDE_EINVAL;
+    }
+    if (k->member == NULL) {
+        return fail(k, TIDE_ENOENT, "not a member of the group");
+    }
+    m = rd_kafka_consumer_group_metadata(k->member);
+    if (m == NULL) {
+        return fail(k, TIDE_ENOMEM, "out of memory");
+    }
+    e = rd_kafka_consumer_group_metadata_write(m, &data, &size);
+    rd_kafka_consumer_group_metadata_destroy(m);
+    if (e != NULL) {
+        rc = fail(k, TIDE_EIO, "group metadata: %s",
+                  rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        return rc;
+    }
+    *len = size;
+    if (size > cap) {
+        rc = TIDE_ENOBUFS;
+    } else {
+        memcpy(buf, data, size);
+    }
+    rd_kafka_mem_free(NULL, data);
+    return rc;
+}
+
+/* Milliseconds left until 'deadline' (at least 1000: one more try). */
+static int
+left_ms(time_t deadline)
+{
+    time_t  left = deadline - time(NULL);
+
+    return left > 1 ? (int) left * 1000 : 1000;
+}
+
+int
+tide_kafka_txn_commit(tide_kafka_t *k, const char *const *topics,
+                      const int32_t *partitions, const int64_t *offsets,
+                      const char *const *metadata, int n, const void *gmeta,
+                      size_t gmlen, int timeout_ms)
+{
+    rd_kafka_topic_partition_list_t     *l = NULL;
+    rd_kafka_consumer_group_metadata_t  *m = NULL;
+    rd_kafka_error_t                    *e;
+    time_t                               deadline;
+    int                                  i, rc = TIDE_OK;
+
+    if (k == NULL || n < 0 || (n > 0 && (topics == NULL
+                                         || partitions == NULL
+                                         || offsets == NULL))
+        || (gmeta == NULL && gmlen > 0) || timeout_ms < 0) {
+        return TIDE_EINVAL;
+    }
+    if (!k->txn) {
+        return fail(k, TIDE_EINVAL, "the client has no transactional.id");
+    }
+    if (n == 0 && !k->in_txn) {
+        return TIDE_OK;                 /* nothing read, nothing written */
+    }
+    if (!k->in_txn) {
+        rc = txn_begin(k);
+        if (rc != TIDE_OK) {
+            return rc;
+        }
+    }
+    deadline = time(NULL) + (timeout_ms + 999) / 1000;
+    if (n > 0) {
+        if (gmeta != NULL) {
+            e = rd_kafka_consumer_group_metadata_read(&m, gmeta, gmlen);
+            if (e != NULL) {
+                rc = fail(k, TIDE_EINVAL, "group metadata: %s",
+                          rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+                return rc;
+            }
+        } else {
+            /* Outside the group (a drain): offsets as a simple commit. */
+            m = rd_kafka_consumer_group_metadata_new(k->group);
+        }
+        l = rd_kafka_topic_partition_list_new(n);
+        for (i = 0; i < n && rc == TIDE_OK; i++) {
+            rd_kafka_topic_partition_t  *tp;
+
+            tp = rd_kafka_topic_partition_list_add(l, topics[i],
+                                                   partitions[i]);
+            tp->offset = offsets[i];
+            if (metadata != NULL && metadata[i] != NULL) {
+                tp->metadata_size = strlen(metadata[i]);
+                tp->metadata = malloc(tp->metadata_size);
+                if (tp->metadata == NULL) {
+                    rc = TIDE_ENOMEM;
+                } else {
+                    memcpy(tp->metadata, metadata[i], tp->metadata_size);
+                }
+            }
+        }
+        while (rc == TIDE_OK || rc == TIDE_EAGAIN) {
+            e = rd_kafka_send_offsets_to_transaction(k->prod, l, m,
+                                                     left_ms(deadline));
+            rc = txn_error(k, e, "sending the offsets");
+            if (rc != TIDE_EAGAIN || time(NULL) >= deadline) {
+                break;
+            }
+            usleep(100 * 1000);
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+        rd_kafka_consumer_group_metadata_destroy(m);
+        if (rc != TIDE_OK) {
+            if (rc == TIDE_EAGAIN || rc == TIDE_ENOMEM) {
+                tide_kafka_txn_abort(k, 30000);
+            }
+            return rc == TIDE_EAGAIN ? TIDE_EIO : rc;
+        }
+    }
+    for (;;) {
+        e = rd_kafka_commit_transaction(k->prod, left_ms(deadline));
+        rc = txn_error(k, e, "commit");
+        if (rc != TIDE_EAGAIN || time(NULL) >= deadline) {
+            break;
+        }
+        usleep(100 * 1000);
+    }
+    if (rc == TIDE_OK) {
+        k->in_txn = 0;
+        return TIDE_OK;
+    }
+    if (rc == TIDE_EAGAIN) {
+        tide_kafka_txn_abort(k, 30000);
+        return TIDE_EIO;
+    }
+    return rc;
+}
+
+int
+tide_kafka_txn_abort(tide_kafka_t *k, int timeout_ms)
+{
+    char  keep[sizeof(k->errmsg)];
+    int   rc;
+
+    if (k == NULL) {
+        return TIDE_EINVAL;
+    }
+    if (!k->txn || !k->in_txn) {
+        return TIDE_OK;
+    }
+    /* The error that led here stays the one errmsg tells. */
+    memcpy(keep, k->errmsg, sizeof(keep));
+    rc = txn_error(k, rd_kafka_abort_transaction(k->prod, timeout_ms),
+                   "abort");
+    if (rc == TIDE_OK) {
+        k->in_txn = 0;
+        memcpy(k->errmsg, keep, sizeof(keep));
+    }
+    return rc;
 }
 
 /* ---- group offsets ---------------------------------------------------- */
@@ -894,43 +1158,61 @@ tide_kafka_rebalance_done(tide_kafka_t *k)
     return rc;
 }
 
+/* Describes the client's group: *ev holds the answer (the caller
+ * destroys it) and *gd its one group. Returns TIDE_OK or TIDE_EIO. */
+static int
+describe_group(tide_kafka_t *k, int timeout_ms, rd_kafka_event_t **ev,
+               const rd_kafka_ConsumerGroupDescription_t **gd)
+{
+    const char                                      *groups[1];
+    rd_kafka_queue_t                                *q;
+    const rd_kafka_DescribeConsumerGroups_result_t  *res;
+    const rd_kafka_ConsumerGroupDescription_t      **all;
+    size_t                                           ng;
+    int                                              rc = TIDE_OK;
+
+    groups[0] = k->group;
+    q = rd_kafka_queue_new(k->prod);
+    rd_kafka_DescribeConsumerGroups(k->prod, groups, 1, NULL, q);
+    *ev = rd_kafka_queue_poll(q, timeout_ms);
+    rd_kafka_queue_destroy(q);
+    if (*ev == NULL || rd_kafka_event_error(*ev)) {
+        return fail(k, TIDE_EIO, "describing group %s: %s", k->group,
+                    *ev != NULL ? rd_kafka_event_error_string(*ev)
+                                : "no answer");
+    }
+    res = rd_kafka_event_DescribeConsumerGroups_result(*ev);
+    all = rd_kafka_DescribeConsumerGroups_result_groups(res, &ng);
+    if (ng != 1 || rd_kafka_ConsumerGroupDescription_error(all[0]) != NULL) {
+        rc = fail(k, TIDE_EIO, "describing group %s failed", k->group);
+    } else {
+        *gd = all[0];
+    }
+    return rc;
+}
+
 int
 tide_kafka_group_owner(tide_kafka_t *k, const char *topic, int32_t partition,
                        char *who, size_t wholen, int timeout_ms)
 {
-    const char                                   *groups[1];
-    rd_kafka_queue_t                             *q;
-    rd_kafka_event_t                             *ev;
-    const rd_kafka_DescribeConsumerGroups_result_t *res;
-    const rd_kafka_ConsumerGroupDescription_t   **gd;
-    size_t                                        ng, m, nm;
-    int                                           i, rc = TIDE_ENOENT;
+    rd_kafka_event_t                           *ev = NULL;
+    const rd_kafka_ConsumerGroupDescription_t  *gd = NULL;
+    size_t                                      m, nm;
+    int                                         i, rc;
 
     if (k == NULL || topic == NULL || who == NULL || wholen == 0) {
         return TIDE_EINVAL;
     }
     who[0] = '\0';
-    groups[0] = k->group;
-    q = rd_kafka_queue_new(k->prod);
-    rd_kafka_DescribeConsumerGroups(k->prod, groups, 1, NULL, q);
-    ev = rd_kafka_queue_poll(q, timeout_ms);
-    if (ev == NULL || rd_kafka_event_error(ev)) {
-        rc = fail(k, TIDE_EIO, "describing group %s: %s", k->group,
-                  ev != NULL ? rd_kafka_event_error_string(ev) : "no answer");
-        goto done;
-    }
-    res = rd_kafka_event_DescribeConsumerGroups_result(ev);
-    gd = rd_kafka_DescribeConsumerGroups_result_groups(res, &ng);
-    if (ng != 1 || rd_kafka_ConsumerGroupDescription_error(gd[0]) != NULL) {
-        rc = fail(k, TIDE_EIO, "describing group %s failed", k->group);
-        goto done;
-    }
-    nm = rd_kafka_ConsumerGroupDescription_member_count(gd[0]);
+    rc = describe_group(k, timeout_ms, &ev, &gd);
+    nm = rc == TIDE_OK ? rd_kafka_ConsumerGroupDescription_member_count(gd)
+                       : 0;
+    rc = rc == TIDE_OK ? TIDE_ENOENT : rc;
     for (m = 0; m < nm && rc == TIDE_ENOENT; m++) {
         const rd_kafka_MemberDescription_t     *md;
         const rd_kafka_topic_partition_list_t  *l;
 
-        md = rd_kafka_ConsumerGroupDescription_member(gd[0], m);
+        md = rd_kafka_ConsumerGroupDescription_member(gd, m);
         l = rd_kafka_MemberAssignment_partitions(
                 rd_kafka_MemberDescription_assignment(md));
         for (i = 0; l != NULL && i < l->cnt; i++) {
@@ -944,12 +1226,78 @@ tide_kafka_group_owner(tide_kafka_t *k, const char *topic, int32_t partition,
             }
         }
     }
-done:
     if (ev != NULL) {
         rd_kafka_event_destroy(ev);
     }
-    rd_kafka_queue_destroy(q);
     return rc;
+}
+
+int
+tide_kafka_group_assignment(tide_kafka_t *k, const char *topic,
+                            int32_t *owner, int32_t nparts,
+                            int32_t *members, int32_t *self, int timeout_ms)
+{
+    rd_kafka_event_t                           *ev = NULL;
+    const rd_kafka_ConsumerGroupDescription_t  *gd = NULL;
+    const char                                 *mine;
+    char                                       *me;
+    size_t                                      m, j, nm;
+    int                                         i, rc;
+
+    if (k == NULL || topic == NULL || owner == NULL || nparts < 0
+        || members == NULL || self == NULL) {
+        return TIDE_EINVAL;
+    }
+    for (i = 0; i < nparts; i++) {
+        owner[i] = -1;
+    }
+    *members = 0;
+    *self = -1;
+    rc = describe_group(k, timeout_ms, &ev, &gd);
+    if (rc != TIDE_OK) {
+        if (ev != NULL) {
+            rd_kafka_event_destroy(ev);
+        }
+        return rc;
+    }
+    me = k->member != NULL ? rd_kafka_memberid(k->member) : NULL;
+    nm = rd_kafka_ConsumerGroupDescription_member_count(gd);
+    for (m = 0; m < nm; m++) {
+        const rd_kafka_MemberDescription_t     *md;
+        const rd_kafka_topic_partition_list_t  *l;
+        int32_t                                 rank = 0;
+
+        md = rd_kafka_ConsumerGroupDescription_member(gd, m);
+        mine = rd_kafka_MemberDescription_consumer_id(md);
+        /* Its place among the members in the order of their ids. */
+        for (j = 0; j < nm; j++) {
+            const char  *other = rd_kafka_MemberDescription_consumer_id(
+                                     rd_kafka_ConsumerGroupDescription_member(
+                                         gd, j));
+
+            if (strcmp(other, mine) < 0) {
+                rank++;
+            }
+        }
+        if (me != NULL && strcmp(me, mine) == 0) {
+            *self = rank;
+        }
+        l = rd_kafka_MemberAssignment_partitions(
+                rd_kafka_MemberDescription_assignment(md));
+        for (i = 0; l != NULL && i < l->cnt; i++) {
+            if (l->elems[i].partition >= 0
+                && l->elems[i].partition < nparts
+                && strcmp(l->elems[i].topic, topic) == 0) {
+                owner[l->elems[i].partition] = rank;
+            }
+        }
+    }
+    *members = (int32_t) nm;
+    if (me != NULL) {
+        rd_kafka_mem_free(k->member, me);
+    }
+    rd_kafka_event_destroy(ev);
+    return TIDE_OK;
 }
 
 /* ---- readers ---------------------------------------------------------- */

@@ -10,6 +10,7 @@ local partition = require("tide.partition")
 local base = require("tide.base")
 
 local type, error, setmetatable, tostring, tonumber = type, error, setmetatable, tostring, tonumber
+local pairs = pairs
 local msg_of = require("tide.system").msg_of
 local str_format = string.format
 
@@ -35,9 +36,34 @@ function _M.client(env)
                     .. "\"HOST:PORT\" } in the job)"
     end
     if not k.client then
-        local c, err = kafka.new(k.group or "tide", k.conf)
+        local conf = k.conf
+        if k.txn_id then
+            conf = {}
+            for key, v in pairs(k.conf) do
+                conf[key] = v
+            end
+            conf["transactional.id"] = k.txn_id
+        end
+        local c, err = kafka.new(k.group or "tide", conf)
         if not c then
             return nil, err
+        end
+        if k.txn_id then
+            -- Waits for the transaction coordinator (a minute at most):
+            -- this also aborts what a killed worker with this id left open.
+            local deadline = os.time() + 60
+            local ok, code
+            while true do
+                ok, err, code = c:txn_init(10000)
+                if ok or code ~= kafka.EAGAIN or os.time() >= deadline then
+                    break
+                end
+            end
+            if not ok then
+                c:close()
+                return nil, "exactly-once: cannot start the transactional "
+                            .. "producer '" .. k.txn_id .. "': " .. err
+            end
         end
         k.client = c
     end

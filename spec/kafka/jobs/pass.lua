@@ -12,7 +12,7 @@ return {
     serde = "bytes",
     config = { out = "kafka:pass-out", hdrs = "kafka:pass-hdrs" },
     process = function(msg, ctx)
-        ctx:send(ctx.config.out, msg.key, msg.value, msg.headers)
+        ctx:send(ctx.config.out, msg.key, msg.value, { headers = msg.headers })
         if msg.headers ~= nil then
             local list = {}
             for name, value in pairs(msg.headers) do
