@@ -255,6 +255,50 @@ function Store:restore(reader, upto, max)
     return tonumber(precs[0]), tonumber(pbytes[0]), rc == ENOENT
 end
 
+-- Checks the bounds of a range call (raising at the caller's caller)
+-- and makes its C iterator in piter[0]: true, or nil, err, code.
+local function iter_open(self, from, to)
+    check_open(self, 3)
+    if from ~= nil and type(from) ~= "string" then
+        error("bad from: string or nil expected, got " .. type(from), 3)
+    end
+    if to ~= nil and type(to) ~= "string" then
+        error("bad to: string or nil expected, got " .. type(to), 3)
+    end
+    local rc = lib.tide_iter_new(piter, self.cdata, from, from and #from or 0,
+                                 to, to and #to or 0)
+    if rc ~= OK then
+        return store_fail(self.cdata, rc)
+    end
+    return true
+end
+
+--- Returns the first key in [from, to) in byte order and its value
+--- (copies), or nil when there is none; nil, err, code on a failure. The
+--- iterator behind it is released before it returns.
+---@param from string|nil
+---@param to string|nil
+---@return string|nil key, string|nil value_or_err, integer|nil code
+function Store:first(from, to)
+    local ok, ierr, icode = iter_open(self, from, to)
+    if not ok then
+        return nil, ierr, icode
+    end
+    local it = piter[0]
+    local r = lib.tide_iter_poll(it, pkey, pklen, pval, pvlen)
+    local k, v, err, code
+    if r == OK then
+        k, v = ffi_string(pkey[0], pklen[0]), ffi_string(pval[0], pvlen[0])
+    elseif r ~= ENOENT then
+        err, code = select(2, store_fail(self.cdata, r))
+    end
+    lib.tide_iter_free(it)
+    if err then
+        return nil, err, code
+    end
+    return k, v
+end
+
 --- Returns an iterator over the keys in [from, to) in byte order (from
 --- nil: the first key; to nil: no end), for use in a generic for; each
 --- step returns key, value (copies). The view is fixed when iter() is
@@ -264,17 +308,9 @@ end
 ---@param to string|nil
 ---@return function|nil iter, string|nil err, integer|nil code
 function Store:iter(from, to)
-    check_open(self, 2)
-    if from ~= nil and type(from) ~= "string" then
-        error("bad from: string or nil expected, got " .. type(from), 2)
-    end
-    if to ~= nil and type(to) ~= "string" then
-        error("bad to: string or nil expected, got " .. type(to), 2)
-    end
-    local rc = lib.tide_iter_new(piter, self.cdata, from, from and #from or 0,
-                                 to, to and #to or 0)
-    if rc ~= OK then
-        return store_fail(self.cdata, rc)
+    local ok, ierr, icode = iter_open(self, from, to)
+    if not ok then
+        return nil, ierr, icode
     end
     local it = ffi_gc(piter[0], lib.tide_iter_free)
     -- The C store lives while 'it' does (a reference), even after close();

@@ -3,6 +3,7 @@ local loop = require("tide.loop")
 local serde = require("tide.serde")
 local system = require("tide.system")
 local state = require("tide.state")
+local timers = require("tide.timers")
 
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local setmetatable, setfenv, loadfile, pcall = setmetatable, setfenv, loadfile, pcall
@@ -25,7 +26,11 @@ local FIELDS = {
     init = "function", process = "function", window = "function",
     close = "function", stores = "table", on_reload = "function",
     reload_probation = "number", max_process_time = "duration",
-    max_memory = "size", kafka = "table",
+    max_memory = "size", kafka = "table", processing = "string",
+    standby_replicas = "number", timestamp = "function",
+    max_idle = "duration0", max_out_of_orderness = "duration0",
+    idle_timeout = "duration", on_timer = "function",
+    dead_letters = "boolean",
 }
 
 local function known_fields()
@@ -57,6 +62,28 @@ function _M.duration_ms(v)
     end
     return nil, str_format("bad duration %s: use seconds or a string like "
                            .. "'500ms', '5s', '2m', '1h'", tostring(v))
+end
+
+--- Returns milliseconds for a duration that may be zero: as duration_ms,
+--- with 0 (or "0", "0ms", ...) allowed; nil and an error otherwise.
+---@param v number|string
+---@return number|nil ms, string|nil err
+function _M.duration0_ms(v)
+    if v == 0 then
+        return 0
+    end
+    if type(v) == "string" then
+        local n, unit = str_match(v, "^%s*([%d%.]+)%s*(%a*)%s*$")
+        if tonumber(n) == 0 and UNITS[unit ~= "" and unit or "s"] then
+            return 0
+        end
+    end
+    local ms = _M.duration_ms(v)
+    if ms then
+        return ms
+    end
+    return nil, str_format("bad duration %s: use seconds or a string like "
+                           .. "'0', '500ms', '5s', '2m'", tostring(v))
 end
 
 local SIZE_UNITS = { [""] = 1, b = 1, k = 1024, kib = 1024, kb = 1024,
@@ -137,8 +164,10 @@ end
 
 -- Options an entry of inputs may have beside serde and key_serde, and
 -- their types (docs/container.md "Input order").
+-- `timestamp` (function(msg) -> milliseconds) names the input's event
+-- time (docs/time.md).
 local INPUT_OPTIONS = { bootstrap = "boolean", priority = "number",
-                        broadcast = "boolean" }
+                        broadcast = "boolean", timestamp = "function" }
 
 -- Normalises one entry of inputs/outputs.
 local function stream_entry(job, field, i, e)
@@ -166,7 +195,8 @@ local function stream_entry(job, field, i, e)
                                        .. "%s)", field, i, tostring(k),
                                        field == "inputs" and "serde, "
                                        .. "key_serde, bootstrap, priority, "
-                                       .. "broadcast" or "serde, key_serde")
+                                       .. "broadcast, timestamp"
+                                       or "serde, key_serde")
             end
         end
     else
@@ -188,7 +218,8 @@ local function stream_entry(job, field, i, e)
     end
     return { spec = spec, system = sys, name = name, serde = vs,
              key_serde = ks, bootstrap = opts.bootstrap == true,
-             priority = opts.priority or 0, broadcast = opts.broadcast == true }
+             priority = opts.priority or 0, broadcast = opts.broadcast == true,
+             timestamp = field == "inputs" and opts.timestamp or nil }
 end
 
 --- Checks a job table and adds the normalised fields of docs/runtime.md.
@@ -214,6 +245,11 @@ function _M.validate(job, where)
         if want == "duration" then
             if not _M.duration_ms(v) then
                 return fail("field '%s': %s", k, select(2, _M.duration_ms(v)))
+            end
+        elseif want == "duration0" then
+            if not _M.duration0_ms(v) then
+                return fail("field '%s': %s", k,
+                            select(2, _M.duration0_ms(v)))
             end
         elseif want == "size" then
             if not _M.size_bytes(v) then
@@ -252,6 +288,16 @@ function _M.validate(job, where)
         return fail("field 'on_error' must be fail, skip or dead_letter, not "
                     .. "'%s'", tostring(on_error))
     end
+    local processing = job.processing or "at_least_once"
+    if processing ~= "at_least_once" and processing ~= "exactly_once" then
+        return fail("field 'processing' must be at_least_once or "
+                    .. "exactly_once, not '%s'", tostring(processing))
+    end
+    local standbys = job.standby_replicas or 0
+    if standbys ~= 0 and standbys ~= 1 then
+        return fail("field 'standby_replicas' must be 0 or 1, not %s",
+                    tostring(standbys))
+    end
 
     local ins, outs, seen = {}, {}, {}
     for i, e in ipairs(job.inputs) do
@@ -273,7 +319,25 @@ function _M.validate(job, where)
         outs[i] = s
     end
 
-    local stores, serr = state.normalise(job.stores, job.serde)
+    local all_stores = job.stores
+    if type(all_stores) == "table" then
+        for name in pairs(all_stores) do
+            if type(name) == "string" and str_sub(name, 1, 1) == "_" then
+                return fail("stores: store name '%s' starts with '_', which "
+                            .. "is kept for tide's own stores; rename it",
+                            name)
+            end
+        end
+    end
+    if job.on_timer then
+        -- Timers live in a store of their own (tide.timers).
+        all_stores = {}
+        for name, opts in pairs(job.stores or {}) do
+            all_stores[name] = opts
+        end
+        all_stores[timers.STORE] = timers.STORE_OPTIONS
+    end
+    local stores, serr = state.normalise(all_stores, job.serde)
     if not stores then
         return nil, where .. ": " .. serr
     end
@@ -284,6 +348,8 @@ function _M.validate(job, where)
     norm.inputs = ins
     norm.outputs = outs
     norm.on_error = on_error
+    norm.processing = processing
+    norm.standby_replicas = standbys
     norm.config = job.config or {}
     local copartitioned = 0
     for _, inp in ipairs(ins) do
@@ -298,6 +364,13 @@ function _M.validate(job, where)
     norm.commit_interval_ms = _M.duration_ms(job.commit_interval or "5s")
     norm.max_process_time_ms = _M.duration_ms(job.max_process_time or "30s")
     norm.max_memory = job.max_memory and _M.size_bytes(job.max_memory)
+    -- Event time (docs/time.md): waiting for an empty input, the lateness
+    -- allowed, and when a silent input partition stops holding the
+    -- watermark back.
+    norm.max_idle_ms = _M.duration0_ms(job.max_idle or 0)
+    norm.max_out_of_orderness_ms =
+        _M.duration0_ms(job.max_out_of_orderness or 0)
+    norm.idle_timeout_ms = _M.duration_ms(job.idle_timeout or "30s")
     if job.window then
         norm.window_interval_ms = _M.duration_ms(job.window_interval or "10s")
     end

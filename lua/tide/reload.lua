@@ -105,6 +105,9 @@ function _M.prepare(job, overrides, limit_ms)
         { "name", tostring(job.name), tostring(new.name) },
         { "inputs", stream_list(job.inputs), stream_list(new.inputs) },
         { "outputs", stream_list(job.outputs), stream_list(new.outputs) },
+        -- Before stores: timers live in a store of their own.
+        { "on_timer", job.on_timer and "an on_timer()" or "no on_timer()",
+          new.on_timer and "an on_timer()" or "no on_timer()" },
         { "stores", store_list(job.store_list), store_list(new.store_list) },
     }
     for _, c in ipairs(checks) do

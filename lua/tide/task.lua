@@ -6,9 +6,13 @@ local headers = require("tide.headers")
 local job_mod = require("tide.job")
 local ctx_mod = require("tide.ctx")
 local chooser_mod = require("tide.chooser")
+local timers_mod = require("tide.timers")
+local serde = require("tide.serde")
+local realtime = require("tide.loop").realtime
 local pretty = require("tide.repl.pretty")
 
 local type, ipairs, tostring = type, ipairs, tostring
+local INF, NEG_INF = math.huge, -math.huge
 local setmetatable, xpcall, error, pcall = setmetatable, xpcall, error, pcall
 local str_format = string.format
 local traceback = debug.traceback
@@ -21,7 +25,10 @@ _M.BATCH = 256
 
 -- What job code was running, in the watch slot the supervisor reads.
 _M.KIND = { process = 1, window = 2, init = 3, on_reload = 4, close = 5,
-           eval = 6 }
+           eval = 6, on_timer = 7 }
+
+-- The most timers one step fires: a step stays short however many are due.
+_M.TIMERS_PER_STEP = 1024
 local KIND_PROCESS = 1
 
 -- A failure of the system itself (a disk error): never skipped.
@@ -59,6 +66,19 @@ function _M.open(w, p, entry, opts)
         list[#list + 1] = stores[spec.name]
     end
     self.stores = #list > 0 and list or nil
+    local tst = stores[timers_mod.STORE]
+    if tst then
+        local ks = serde.get(w.job.key_serde or "string")
+        self.timers = timers_mod.new(tst, ks.encode, ks.decode)
+        self.ctx._timers = self.timers
+        -- The watermark never goes back, not even through a restart:
+        -- a message late before the crash stays late after it.
+        local ok, wm = pcall(self.timers.saved_watermark, self.timers)
+        if ok and wm then
+            self.ctx.watermark = wm
+            self.timers.saved_wm = wm
+        end
+    end
     for idx, desc in ipairs(w.topo:parts_of(p)) do
         local inp = w.topo.inputs[desc.input]
         local off = entry and entry.inputs[desc.key]
@@ -73,6 +93,9 @@ function _M.open(w, p, entry, opts)
             name = inp.name, partition = desc.partition, reader = r,
             kdec = inp.kdec, vdec = inp.vdec, next = r:offset(),
             priority = inp.priority, stream = inp.stream,
+            -- Event time (docs/time.md): the newest seen, and when data
+            -- last came (an idle partition stops holding the watermark).
+            tsfn = false, max_et = NEG_INF, last_data = t0,
         }
         if inp.bootstrap then
             local first, last = inp.stream:range(desc.partition)
@@ -87,7 +110,8 @@ function _M.open(w, p, entry, opts)
         end
         self.parts[idx] = part
     end
-    self.chooser = chooser_mod.new(self.parts)
+    self.chooser = chooser_mod.new(self.parts, { now = w.now })
+    self.ts_job = nil                  -- the job whose timestamp fns parts use
     if self.chooser:is_bootstrapping() then
         local started = w.now()
         self.chooser.on_bootstrapped = function()
@@ -138,10 +162,12 @@ end
 
 -- ---- sends, errors -----------------------------------------------------------
 
+-- pend holds 6 slots per send: output, key, value, timestamp, header
+-- block, partition (tide.ctx).
 local function push_pending(w, pend)
-    for j = 1, pend.n, 5 do
+    for j = 1, pend.n, 6 do
         local out = pend[j]
-        local ok, err = out.stream:push(pend[j + 1], pend[j + 2], nil,
+        local ok, err = out.stream:push(pend[j + 1], pend[j + 2], pend[j + 5],
                                         pend[j + 3], pend[j + 4])
         if not ok then
             pend.n = 0
@@ -149,8 +175,8 @@ local function push_pending(w, pend)
             error(SYSTEM_ERROR)
         end
         out.dirty = true
-        pend[j], pend[j + 1], pend[j + 2], pend[j + 3], pend[j + 4] =
-            nil, nil, nil, nil, nil
+        pend[j], pend[j + 1], pend[j + 2], pend[j + 3], pend[j + 4],
+            pend[j + 5] = nil, nil, nil, nil, nil, nil
     end
     pend.n = 0
 end
@@ -200,7 +226,7 @@ local function trace_record(self, part, m, pend, stores)
     local e = { input = part.spec, partition = part.partition,
                 offset = m.offset, key = one_line(m.key),
                 value = one_line(m.value), sends = {}, writes = {} }
-    for j = 1, pend.n, 5 do
+    for j = 1, pend.n, 6 do
         e.sends[#e.sends + 1] = { stream = pend[j].spec,
                                   key = one_line(pend[j + 1]),
                                   value = one_line(pend[j + 2]) }
@@ -216,12 +242,68 @@ local function trace_record(self, part, m, pend, stores)
     tr.got[#tr.got + 1] = e
 end
 
--- Processes msgs[from..n] of one input partition of the task. Runs under
--- xpcall; w.cur says which message was being processed when it raised.
-local function batch_body(w, self, part, msgs, from, n)
+-- Works out the task's watermark (docs/time.md): the oldest of the
+-- newest event times of its input partitions that are not idle, less
+-- max_out_of_orderness; it never goes back. A partition is idle when it
+-- has nothing buffered and no data came for idle_timeout. Also notes
+-- which partition holds the watermark, so that a message elsewhere does
+-- not have to look again.
+local function update_watermark(self, now)
+    local lo, holder = INF, nil
+    local timeout = self.idle_timeout
+    local parts = self.parts
+    for j = 1, #parts do
+        local part = parts[j]
+        if part.head <= part.n or now - part.last_data < timeout then
+            if part.max_et < lo or holder == nil then
+                lo, holder = part.max_et, part
+            end
+        end
+    end
+    self.wm_holder = holder
+    if holder ~= nil then
+        local wm = lo - self.ooo
+        local ctx = self.ctx
+        if wm > ctx.watermark then
+            ctx.watermark = wm
+        end
+    end
+end
+_M.update_watermark = update_watermark
+
+-- Raises the error of a timestamp function that gave no event time.
+local function bad_event_time(part, v)
+    error(str_format("the timestamp function of input '%s' returned %s, "
+                     .. "not a number of milliseconds", part.spec,
+                     type(v) == "number" and tostring(v) or "a " .. type(v)),
+          0)
+end
+
+local function dead_letter(w, self, part, m, err)
+    local hdrs = headers.encode({
+        ["tide.error"] = err, ["tide.stream"] = part.spec,
+        ["tide.partition"] = tostring(part.partition),
+        ["tide.offset"] = str_format("%.0f", m.offset),
+        ["tide.job"] = w.job.name,
+    })
+    local ok, perr = w.dlq:push(w.raw_k, w.raw_v, self.partition,
+                                m.timestamp, hdrs)
+    if not ok then
+        return nil, str_format("writing to %s: %s", w.dlq_name, perr)
+    end
+    w.dlq_dirty = true
+    return true
+end
+
+-- Processes part.buf[from..n] of one input partition of the task. Runs
+-- under xpcall; w.cur says which message was being processed when it
+-- raised.
+local function batch_body(w, self, part, from, n)
     local process, ctx = w.job.process, self.ctx
     local pend = ctx._pending
+    local msgs = part.buf
     local kdec, vdec = part.kdec, part.vdec
+    local tsfn = part.tsfn
     local stores = self.stores                 -- nil without state
     local wt = w.watch
     local give_up = self.give_up
@@ -230,19 +312,26 @@ local function batch_body(w, self, part, msgs, from, n)
     end
     local p, idx = self.partition, part.idx
     local stop_at, last = w.stop_at, n
+    local now = self.step_now
+    -- What the chooser did to these messages already (tide.chooser).
+    local dec, etn, ets = part.dec, part.etn, part.ets
     for i = from, n do
         if stop_at ~= nil and w.now() >= stop_at then
             -- A run bounded by time (the REPL's run()): the rest of the
-            -- batch is read again by the next run, from the checkpoint.
+            -- batch stays buffered for the next run.
             last = i - 1
-            for j = i, n do
-                msgs[j] = nil
-            end
+            part.head = i
             break
         end
         local m = msgs[i]
-        local rk, rv = m.key, m.value
-        w.cur, w.raw_k, w.raw_v, w.raw_h = i, rk, rv, m.headers
+        local decoded = i <= dec               -- by the chooser
+        local rk, rv, rh
+        if decoded then
+            rk, rv, rh = part.rawk[i], part.rawv[i], part.rawh[i]
+        else
+            rk, rv, rh = m.key, m.value, m.headers
+        end
+        w.cur, w.raw_k, w.raw_v, w.raw_h = i, rk, rv, rh
         ctx._ts = m.timestamp
         if wt ~= nil then
             -- +16: on reload probation (a timeout then rolls back).
@@ -257,17 +346,48 @@ local function batch_body(w, self, part, msgs, from, n)
             error(GIVE_UP)
         end
         w.in_code = true
-        if rv ~= nil then
-            m.value = vdec(rv)
+        if not decoded then
+            if rv ~= nil then
+                m.value = vdec(rv)
+            end
+            if rk ~= nil then
+                m.key = kdec(rk)
+            end
+            if rh ~= nil then
+                m.headers = headers.decode(rh)
+            end
         end
-        if rk ~= nil then
-            m.key = kdec(rk)
+        local et
+        if i <= etn and ets[i] ~= NEG_INF then
+            et = ets[i]
+        elseif tsfn then
+            et = tsfn(m)
+            if type(et) ~= "number" or not (et > NEG_INF and et < INF) then
+                bad_event_time(part, et)
+            end
+        else
+            et = m.timestamp
         end
-        if m.headers ~= nil then
-            m.headers = headers.decode(m.headers)
+        ctx.event_time = et
+        if et > part.max_et then
+            part.max_et = et
+            if self.wm_holder == part then
+                update_watermark(self, now)
+            end
         end
         process(m, ctx)
         w.in_code = false
+        if ctx._dead ~= nil then
+            -- ctx:dead_letter(reason) in process().
+            local reason = ctx._dead
+            ctx._dead = nil
+            local ok, derr = dead_letter(w, self, part, m, reason)
+            if not ok then
+                w.sys_err = derr
+                error(SYSTEM_ERROR)
+            end
+            w.dead = w.dead + 1
+        end
         if wt ~= nil then
             wt.in_call = 0
         end
@@ -296,37 +416,20 @@ local function batch_body(w, self, part, msgs, from, n)
     w.processed = w.processed + done
 end
 
-local function dead_letter(w, self, part, m, err)
-    local hdrs = headers.encode({
-        ["tide.error"] = err, ["tide.stream"] = part.spec,
-        ["tide.partition"] = tostring(part.partition),
-        ["tide.offset"] = str_format("%.0f", m.offset),
-        ["tide.job"] = w.job.name,
-    })
-    local ok, perr = w.dlq:push(w.raw_k, w.raw_v, self.partition,
-                                m.timestamp, hdrs)
-    if not ok then
-        return nil, str_format("writing to %s: %s", w.dlq_name, perr)
-    end
-    w.dlq_dirty = true
-    return true
-end
-
 -- True when `msg` is LuaJIT's out-of-memory error.
 local function is_oom(msg)
     return msg == "not enough memory"
 end
 
---- Runs a batch of msgs[1..n] read from input partition `part`, applying
---- on_error to each message that raises. Returns true, or nil and the
---- line to stop the job with.
-function Task:process_batch(part, msgs, n)
+--- Runs the messages part.buf[from..n] of input partition `part`,
+--- applying on_error to each message that raises. Returns true, or nil
+--- and the line to stop the job with.
+function Task:process_batch(part, from, n)
     local w = self.w
-    local from = 1
+    local msgs = part.buf
     while from <= n do
         w.in_code = false
-        local ok, e = xpcall(batch_body, on_error, w, self, part, msgs,
-                             from, n)
+        local ok, e = xpcall(batch_body, on_error, w, self, part, from, n)
         if w.watch ~= nil then
             w.watch.in_call = 0
         end
@@ -337,6 +440,7 @@ function Task:process_batch(part, msgs, n)
         local i = w.cur
         local m = msgs[i]
         self.ctx._pending.n = 0          -- the message leaves no trace
+        self.ctx._dead = nil
         if self.stores then
             for j = 1, #self.stores do
                 state_mod.discard(self.stores[j])
@@ -389,16 +493,18 @@ function Task:process_batch(part, msgs, n)
         end
         if policy ~= "retry" then
             part.next = m.offset + 1
+            msgs[i] = nil
             from = i + 1
         end
     end
     return true
 end
 
---- Reads one batch through the chooser and processes it. Returns the
---- number of messages read (0: none now), or nil and the line to stop
---- the job with.
-function Task:step(msgs)
+--- Takes one batch through the chooser and processes it. Returns the
+--- number of messages taken (0: none now), or nil and the line to stop
+--- the job with. While the task waits for an empty input (max_idle),
+--- self.wait_until says until when (w.now() time).
+function Task:step()
     local w = self.w
     local max, budget = _M.BATCH, w.budget
     if budget ~= nil then
@@ -414,29 +520,79 @@ function Task:step(msgs)
     if w.stop_at ~= nil and w.now() >= w.stop_at then
         return 0
     end
-    local part, n, err, failed = self.chooser:poll(msgs, max)
-    if err then
-        return nil, str_format("reading '%s' partition %d: %s", failed.spec,
-                               failed.partition, err)
+    local job, chooser = w.job, self.chooser
+    if job ~= self.ts_job then
+        -- At open and after a code swap: the event-time settings of the
+        -- job now running.
+        self.ts_job = job
+        for _, part in ipairs(self.parts) do
+            part.tsfn = job.inputs[part.input].timestamp or job.timestamp
+                        or false
+        end
+        self.ooo = job.max_out_of_orderness_ms or 0
+        self.idle_timeout = job.idle_timeout_ms or 30000
     end
+    -- Draining reads every input to its end: waiting for more is moot.
+    chooser.max_idle = not w.drain and job.max_idle_ms or 0
+    local now = w.now()
+    self.step_now = now
+    local part, from, to, failed = chooser:poll(max)
+    self.wait_until = chooser.wait_until
     if not part then
+        update_watermark(self, now)
+        if to then
+            return nil, str_format("reading '%s' partition %d: %s",
+                                   failed.spec, failed.partition, to)
+        end
+        if self.timers then
+            return self:fire_timers()
+        end
         return 0
     end
-    local ok, perr = self:process_batch(part, msgs, n)
+    update_watermark(self, now)
+    local n = to - from + 1
+    local ok, perr = self:process_batch(part, from, to)
     if not ok then
         return nil, perr
     end
     if budget ~= nil then
         w.budget = w.budget - n
     end
+    if self.timers then
+        local fired, ferr = self:fire_timers()
+        if not fired then
+            return nil, ferr
+        end
+        n = n + fired
+    end
     return n
 end
 
--- Calls init, window, close or on_reload of the task; its sends go out
--- as usual.
-local function hook_body(w, self, fn, arg)
-    self.ctx._ts = nil
-    fn(self.ctx, arg)
+--- When the task next needs a step although no input comes (w.now()
+--- time; nil: never): the end of a max_idle wait, or its next processing
+--- timer.
+function Task:wake_at(now)
+    local at = self.wait_until
+    local tm = self.timers
+    if tm then
+        local nxt = tm:next_processing()
+        if nxt < math.huge then
+            local t = now + (nxt - realtime())
+            if at == nil or t < at then
+                at = t
+            end
+        end
+    end
+    return at
+end
+
+-- Applies what a call of job code outside process() wrote and sent.
+local function hook_done(w, self)
+    if self.ctx._dead ~= nil then
+        self.ctx._dead = nil
+        error("ctx:dead_letter: only in process(), for the message being "
+              .. "processed", 0)
+    end
     if self.stores then
         for j = 1, #self.stores do
             if self.stores[j].pkeys[1] ~= nil then
@@ -450,6 +606,106 @@ local function hook_body(w, self, fn, arg)
         w.changed = true
         push_pending(w, pend)
     end
+end
+
+-- Calls init, window, close or on_reload of the task; its sends go out
+-- as usual.
+local function hook_body(w, self, fn, arg)
+    self.ctx._ts = nil
+    fn(self.ctx, arg)
+    hook_done(w, self)
+end
+
+-- Fires one timer: removes it, then calls on_timer(key, at, ctx, kind),
+-- all as one unit of writes and sends. Sends of an event timer carry
+-- its time as their timestamp (now for a processing timer).
+local function timer_body(w, self, fn, kind, at, key, raw)
+    self.timers:remove(raw)
+    self.ctx._ts = (kind == "event" and at > 0) and at or nil
+    fn(key, at, self.ctx, kind)
+    w.changed = true
+    hook_done(w, self)
+end
+
+-- Marks the watch slot: job code `kind` of this task is running.
+local function watch_call(self, kind)
+    local wt = self.w.watch
+    if wt ~= nil then
+        wt.task, wt.input, wt.offset = self.partition, 0, -1
+        wt.kind = kind + (self.probation > 0 and 16 or 0)
+        wt.seq = wt.seq + 1
+        wt.in_call = 1
+    end
+end
+
+-- Drops what failed job code held (it leaves no trace).
+local function drop_held(self)
+    self.ctx._pending.n = 0
+    if self.stores then
+        for j = 1, #self.stores do
+            state_mod.discard(self.stores[j])
+        end
+    end
+end
+
+--- Fires the timers that are due (docs/time.md "Timers"), at most
+--- TIMERS_PER_STEP of them. `upto` (a `--drain --final`): fire event
+--- timers as if the watermark were there. Returns the number fired, or nil and the line to
+--- stop the job with. A failing on_timer follows on_error: `fail` stops
+--- the job; `skip` and `dead_letter` log it and drop the timer (there is
+--- no message to dead-letter). On probation the new code is rolled back
+--- and the old one fires the timer.
+function Task:fire_timers(upto)
+    local w, tm = self.w, self.timers
+    local wm = self.ctx.watermark
+    if upto and upto > wm then
+        wm = upto
+    end
+    local fired = 0
+    while fired < _M.TIMERS_PER_STEP do
+        local kind, at, key, raw = tm:due(wm, realtime())
+        if not kind then
+            break
+        end
+        local fn = w.job.on_timer
+        if not fn then
+            break          -- only after a reload refused; nothing to call
+        end
+        watch_call(self, _M.KIND.on_timer)
+        local ok, e = xpcall(timer_body, on_error, w, self, fn, kind, at,
+                             key, raw)
+        if w.watch ~= nil then
+            w.watch.in_call = 0
+        end
+        if not ok then
+            e = caught(e)
+            drop_held(self)
+            if e == SYSTEM_ERROR then
+                return nil, w.sys_err
+            end
+            local what = str_format("on_timer() of task %d (%s timer of "
+                                    .. "key %s at %.0f)", self.partition,
+                                    kind, one_line(key), at)
+            if self.probation > 0 and w.prev_job then
+                w:rollback(str_format("%s raised: %s", what, e.msg))
+            elseif w.job.on_error == "fail" then
+                return nil, str_format("job '%s' failed in %s: %s\n%s",
+                                       w.job.name, what, e.msg, e.tb)
+            else
+                w.skipped = w.skipped + 1
+                w.log("warn", str_format("skipped %s: %s; the timer is "
+                                         .. "dropped", what, e.msg))
+                tm:remove(raw)
+                state_mod.apply(tm.st)
+                w.changed = true
+            end
+        end
+        fired = fired + 1
+    end
+    if fired > 0 then
+        self.fired = (self.fired or 0) + fired
+    end
+    return fired
 end
 
 --- Calls hook `name` of the job (init, window, close, on_reload) for this

@@ -11,6 +11,8 @@ local job_mod = require("tide.job")
 local runner = require("tide.runner")
 local system = require("tide.system")
 local headers = require("tide.headers")
+local timers = require("tide.timers")
+local serde = require("tide.serde")
 
 local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
 local str_format = string.format
@@ -58,12 +60,14 @@ end
 --- read to their end. opts: inputs = { [stream name] = { msg, ... } } with
 --- msg = { key = ..., value = ..., partition = n|nil, timestamp = ms|nil,
 --- headers = table|nil }; partitions (default 1); overrides ("a.b=v"
---- strings, as tide run -c); window = true to run window() once per task
---- after the inputs are drained (besides its timer); log =
+--- strings, as tide run -c); final = true (or window = true, as before)
+--- to do what `tide run --drain --final` does once the inputs are
+--- drained: fire every event timer and run window() once per task; log =
 --- function(level, line) (default: kept in result.logs).
 --- Returns result = { outputs = { [name] = { out, ... } }, dead_letters =
---- { ... }, stores = { [store] = { [key] = value } }, stats = {...},
---- logs = {...} }, or nil, the error that stopped the job, and the result
+--- { ... }, stores = { [store] = { [key] = value } }, timers = { { key,
+--- at, kind }, ... } (those still pending, in firing order), stats =
+--- {...}, logs = {...} }, or nil, the error that stopped the job, and the result
 --- so far. Stores are in memory and start empty.
 ---@param job string|table
 ---@param opts table|nil
@@ -127,7 +131,7 @@ function _M.run(job, opts)
     r, err = runner.new(j, env, {
         drain = true,
         collect_stores = true,
-        final_window = opts.window,
+        final_window = opts.final or opts.window,
         log = opts.log or function(level, line)
             logs[#logs + 1] = level .. " " .. line
         end,
@@ -138,12 +142,31 @@ function _M.run(job, opts)
     local ok, rerr = r:run()
 
     local result = { outputs = {}, dead_letters = {}, stats = r:stats(),
-                     logs = logs, stores = r.final_stores or {} }
+                     logs = logs, stores = r.final_stores or {},
+                     timers = {} }
+    local tstore = result.stores[timers.STORE]
+    if tstore then
+        -- Pending timers, decoded (tide.timers' layout), in firing order.
+        result.stores[timers.STORE] = nil
+        local ks = serde.get(j.key_serde or "string")
+        for raw in pairs(tstore) do
+            local kind = timers.kind_of(raw)
+            if kind then
+                result.timers[#result.timers + 1] = {
+                    kind = kind, at = timers.read_be64(raw, 2),
+                    key = ks.decode(raw:sub(10)), raw = raw }
+            end
+        end
+        sort(result.timers, function(a, b) return a.raw < b.raw end)
+        for _, t in ipairs(result.timers) do
+            t.raw = nil
+        end
+    end
     for _, o in ipairs(j.outputs) do
         result.outputs[o.name] = read_all(env, o.spec, o.key_serde.decode,
                                           o.serde.decode)
     end
-    if j.on_error == "dead_letter" then
+    if j.on_error == "dead_letter" or j.dead_letters then
         for _, d in ipairs(read_all(env, "mem:" .. j.name .. "-dead-letters")) do
             local h = d.headers or {}
             result.dead_letters[#result.dead_letters + 1] = {

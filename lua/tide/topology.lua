@@ -99,7 +99,7 @@ function _M.open(job, env)
     end
     self.out_list = #names > 0 and concat(names, ", ") or "none"
 
-    if job.on_error == "dead_letter" then
+    if job.on_error == "dead_letter" or job.dead_letters then
         local spec = _M.dead_letter_spec(job)
         local s, err = system.open(env, spec, { create = true,
                                                 partitions = nparts })

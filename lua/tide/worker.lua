@@ -12,7 +12,7 @@ local task_mod = require("tide.task")
 
 local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
 local setmetatable = setmetatable
-local str_format, sort = string.format, table.sort
+local str_format, sort, concat = string.format, table.sort, table.concat
 local bit_band = require("bit").band
 local now_ms = loop_mod.now
 local realtime = loop_mod.realtime
@@ -64,6 +64,12 @@ function _M.new(job, env, opts)
     self.outs, self.out_list = topo.outs, topo.out_list
     self.dlq, self.dlq_name = topo.dlq, topo.dlq_name
     self.version = opts.version or require("tide.reload").version_of(job)
+    self.eos = job.processing == "exactly_once"
+    if self.eos and not self.commit_fn then
+        topo:close()
+        return nil, "processing = \"exactly_once\" runs under tide run only "
+                    .. "(its commits go through the job's Kafka group)"
+    end
     if not self.commit_fn then
         -- In-process: this worker owns the checkpoint itself.
         self.ckpt = checkpoint.for_job(env, job)
@@ -142,6 +148,17 @@ function Worker:assign(p, entry, give_up)
                                tostring(p), self.nparts - 1)
     end
     local t0 = now_ms()
+    if self.standby then
+        self.standby:off(p)        -- its snapshot is where restore starts
+    end
+    if self.eos and self.changed then
+        -- Exactly-once: the open transaction is committed before a
+        -- restore that may outlast its timeout.
+        local ok, err = self:commit()
+        if not ok then
+            return nil, err
+        end
+    end
     local task, err = task_mod.open(self, p, entry, { give_up = give_up })
     if not task then
         return nil, str_format("task %d: %s", p, err)
@@ -197,6 +214,8 @@ function Worker:revoke(p)
     if not ok then
         return nil, err
     end
+    -- A commit that was rewound reopened the task at its checkpoint.
+    task = self.tasks[p]
     self:drop(task)
     return true, now_ms() - t0
 end
@@ -317,6 +336,17 @@ function Worker:commit(force)
         return true           -- nothing to commit: the checkpoint stands
     end
     local st = self.state
+    for _, task in pairs(self.tasks) do
+        if task.timers then
+            -- Kept with the state it goes with (tide.timers).
+            local ok, err = task.timers:save_watermark(task.ctx.watermark)
+            if not ok then
+                return nil, str_format("commit: task %d: saving its "
+                                       .. "watermark: %s", task.partition,
+                                       tostring(err))
+            end
+        end
+    end
     local ok, err = st:drain()
     if not ok then
         return nil, "commit: " .. err
@@ -337,13 +367,17 @@ function Worker:commit(force)
     for p, task in pairs(self.tasks) do
         entries[p] = { inputs = task:offsets(), changelogs = cls[p] or {} }
     end
+    local rewind
     if self.commit_fn then
-        ok, err = self.commit_fn(entries)
+        ok, err, rewind = self.commit_fn(entries)
     else
         for p, e in pairs(entries) do
             self.saved[p] = e
         end
         ok, err = self.ckpt:save(self.saved)
+    end
+    if not ok and rewind then
+        return self:rewind(err)
     end
     if not ok then
         return nil, "commit: " .. tostring(err)
@@ -355,6 +389,42 @@ function Worker:commit(force)
     self.commit_requested = false
     -- A deferred commit (tide.group) is made again at the next interval.
     self.changed = err == "deferred"
+    return true
+end
+
+--- Exactly-once, after a transaction was aborted (its outputs and
+--- changelog records are never seen): every task goes back to its last
+--- commit, stores and input offsets, and carries on from there. Returns
+--- true, or nil and an error when a task cannot be opened again.
+function Worker:rewind(why)
+    local t0 = now_ms()
+    local list = {}
+    for p, task in pairs(self.tasks) do
+        list[#list + 1] = { p = p, paused = task.paused }
+    end
+    sort(list, function(a, b) return a.p < b.p end)
+    for _, t in ipairs(list) do
+        self:drop(self.tasks[t.p])
+    end
+    self.changed = false
+    local names = {}
+    for _, t in ipairs(list) do
+        local ok, err = self:assign(t.p, self.saved[t.p])
+        if not ok then
+            return nil, str_format("commit: %s; then going back to the last "
+                                   .. "commit failed: %s", tostring(why),
+                                   tostring(err))
+        end
+        if t.paused then
+            self:pause(t.p)
+        end
+        names[#names + 1] = tostring(t.p)
+    end
+    self.log("warn", str_format("commit failed (%s); tasks %s went back to "
+                                .. "their last commit in %.0f ms",
+                                tostring(why), concat(names, ","),
+                                now_ms() - t0))
+    self.rewinds = (self.rewinds or 0) + 1
     return true
 end
 
@@ -416,6 +486,26 @@ end
 function Worker:finish(err)
     if self.no_final_commit then
         err = err or false         -- no hooks: nothing may be sent
+    end
+    if not err and self.final_window and self.job.on_timer then
+        -- --drain --final: every event timer fires, as if the watermark
+        -- had passed the latest one.
+        for _, task in ipairs(self.order) do
+            local last = task.timers and task.timers:last_event()
+            while last do
+                local n, terr = task:fire_timers(last + 1)
+                if not n then
+                    err = terr
+                    break
+                end
+                if n == 0 then
+                    break
+                end
+            end
+            if err then
+                break
+            end
+        end
     end
     if not err and self.final_window and self.job.window then
         for _, task in ipairs(self.order) do
@@ -500,6 +590,11 @@ function Worker:run()
     self.last_progress = self.started
 
     local commit_every = job.commit_interval_ms
+    if self.eos and job.source and job.source.commit_interval == nil then
+        -- Exactly-once outputs are seen at commits: commit each second
+        -- unless told otherwise.
+        commit_every = 1000
+    end
     local window_every = job.window_interval_ms
     local next_commit = self.started + commit_every
     local next_window = window_every and next_tick(realtime(), window_every)
@@ -559,6 +654,17 @@ function Worker:run()
                 if next_window and next_window - realtime() < wait then
                     wait = next_window - realtime()
                 end
+                local due = self.standby and self.standby:due()
+                if due and due - now < wait then
+                    wait = due - now
+                end
+                for t = 1, #order do
+                    -- A max_idle wait that ends, a processing timer.
+                    local at = not order[t].paused and order[t]:wake_at(now)
+                    if at and at - now < wait then
+                        wait = at - now
+                    end
+                end
                 wait = wait > 0 and wait or 0
             end
             local ev = loop:poll(wait)
@@ -612,6 +718,9 @@ function Worker:run()
             next_commit = now + commit_every
             dirty = false
             self:progress(false)
+        end
+        if self.standby then
+            self.standby:step(now)
         end
         if self.on_round_end then
             self.on_round_end(self)

@@ -112,6 +112,29 @@ function M.ok(args, opts)
   return r.out, r
 end
 
+-- Runs `tide run JOB --drain --workers 1 EXTRA...` over data dir `dir`;
+-- raises (at the caller) unless it exits 0. Returns its stderr.
+function M.drain(dir, job, extra)
+  local args = { "run", job, "--drain", "--workers", "1" }
+  for _, a in ipairs(extra or {}) do args[#args + 1] = a end
+  local r = M.tide(args, { dir = dir })
+  if r.code ~= 0 then
+    error(string.format("tide run %s exited %s\nstderr:\n%s", job,
+                        tostring(r.code), r.err), 2)
+  end
+  return r.err
+end
+
+-- The records of `stream` printed with format `f` (tide consume -e,
+-- default "%s\n"), as lines; none while the stream does not exist yet.
+function M.consume_lines(dir, stream, f)
+  local r = M.tide({ "consume", stream, "-e", "-f", f or "%s\\n" },
+                   { dir = dir })
+  if r.code ~= 0 and r.err:find("no stream", 1, true) then return {} end
+  assert(r.code == 0, r.err)
+  return M.lines(r.out)
+end
+
 -- Lines of a string (a trailing newline ends the last line).
 function M.lines(s)
   local t = {}

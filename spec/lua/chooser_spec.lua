@@ -2,17 +2,20 @@
 -- streams, one process, every task in one worker.
 local testing = require("tide.testing")
 
-local function msgs(n, prefix, key)
+-- n messages; ts(i) gives each one's record timestamp (default: none,
+-- so the test kit stamps them as it writes them).
+local function msgs(n, prefix, key, ts)
     local t = {}
     for i = 1, n do
-        t[i] = { key = key or ("k" .. i), value = prefix .. i }
+        t[i] = { key = key or ("k" .. i), value = prefix .. i,
+                 timestamp = ts and ts(i) or nil }
     end
     return t
 end
 
 -- Runs a one-partition job over inputs `a` and `b` (options per input)
 -- and returns the values in the order process() saw them.
-local function order_of(a_opts, b_opts, n_a, n_b)
+local function order_of(a_opts, b_opts, n_a, n_b, ts_a, ts_b)
     local seen = {}
     local a = { "a" }
     local b = { "b" }
@@ -23,7 +26,8 @@ local function order_of(a_opts, b_opts, n_a, n_b)
         process = function(msg)
             seen[#seen + 1] = msg.value
         end,
-    }, { inputs = { a = msgs(n_a, "a"), b = msgs(n_b, "b") } })
+    }, { inputs = { a = msgs(n_a, "a", nil, ts_a),
+                   b = msgs(n_b, "b", nil, ts_b) } })
     assert(res, err)
     return seen
 end
@@ -63,8 +67,28 @@ describe("tide.chooser", function()
                        "a message of the lower priority came first")
     end)
 
-    it("takes turns between inputs of equal priority", function()
-        local seen = order_of(nil, nil, 3000, 3000)
+    it("reads the input whose next message is oldest first", function()
+        -- a's records are all newer than b's: b goes first although a is
+        -- listed first and was written first
+        local seen = order_of(nil, nil, 500, 500,
+                              function(i) return 2000000 + i end,
+                              function(i) return 1000000 + i end)
+        assert.equals(1000, #seen)
+        assert.equals(500, last_index(seen, "b"))
+        -- interleaved times interleave the inputs, message by message
+        seen = order_of(nil, nil, 300, 300,
+                        function(i) return 1000 + 2 * i end,
+                        function(i) return 1001 + 2 * i end)
+        for i = 1, 600 do
+            local want = (i % 2 == 1 and "a" or "b") .. math.ceil(i / 2)
+            assert.equals(want, seen[i])
+        end
+    end)
+
+    it("takes turns between inputs of equal priority and time", function()
+        -- one timestamp for every record: event time cannot decide
+        local same = function() return 1700000000000 end
+        local seen = order_of(nil, nil, 3000, 3000, same, same)
         assert.equals(6000, #seen)
         -- neither waits for the other to finish: both show up early
         local head = { a = 0, b = 0 }

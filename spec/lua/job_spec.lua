@@ -60,7 +60,7 @@ describe("tide.job", function()
             { "a max_memory in an unknown unit", [[return { name = "j", inputs = { "i" }, max_memory = "2 parsecs", process = function() end }]],
               "bad size" },
             { "an unknown input option", [[return { name = "j", inputs = { { "i", bootstrapp = true } }, process = function() end }]],
-              "unknown option 'bootstrapp' (known: serde, key_serde, bootstrap, priority, broadcast)" },
+              "unknown option 'bootstrapp' (known: serde, key_serde, bootstrap, priority, broadcast, timestamp)" },
             { "an input option on an output", [[return { name = "j", inputs = { "i" }, outputs = { { "o", priority = 2 } }, process = function() end }]],
               "outputs[1]: unknown option 'priority'" },
         }
