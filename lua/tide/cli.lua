@@ -18,8 +18,8 @@ local stderr = io.stderr
 local _M = {}
 
 local RUN_USAGE = [[
-usage: tide run JOB [-c KEY=VALUE]... [--workers N] [--drain]
-                [--load-timeout T] [--data-dir DIR]
+usage: tide run JOB [-c KEY=VALUE]... [--workers N] [--drain] [--final]
+                [--load-timeout T] [--data-dir DIR] [--create]
 Runs the job in file JOB: one task per input partition, spread over worker
 processes, until SIGINT or SIGTERM (then every worker finishes its batch,
 makes the outputs durable, writes the checkpoint and exits 0). A restart
@@ -29,10 +29,16 @@ resumes from the checkpoint.
   -c KEY=VALUE  override a field of the job table; nested keys with dots,
                 e.g. -c config.top_n=5 -c commit_interval=1s
   --drain       stop once every input is read to its end, commit, exit 0
+  --final       with --drain: before that last commit, fire every pending
+                event-time timer and run window() once, as if event time
+                had reached the end (no partial windows without it)
   --load-timeout T  how long the job file's top-level code (and the modules
                 it requires) may run, at the start and on each reload,
                 e.g. 500ms, 30s (default 10s); past it the load fails
-  --data-dir DIR  the data dir (default $TIDE_DATA_DIR, else ./tide-data)
+  --data-dir DIR  the data dir (default $TIDE_DATA_DIR, else ./tide-data);
+                it must exist, as for every command
+  --create      make the data dir first when it does not exist (a job
+                whose inputs are all on Kafka may start from nothing)
 ]]
 
 local function fail(cmd, fmt, ...)
@@ -46,15 +52,58 @@ local function usage_error(cmd, fmt, ...)
     return 2
 end
 
+-- The option of `known` nearest to the unknown `word`, or nil: the rule
+-- of cli_suggest in core/src/cli/suggest.c (Damerau-Levenshtein, optimal
+-- string alignment; leading '-'s and '=VALUE' not counted; at most 0, 1
+-- or 2 edits for words of up to 2, 5 or more letters; single-letter
+-- options never suggested). Keep the two alike.
+local function suggest(word, known)
+    local function bare(s)
+        return (s:gsub("^%-+", ""):gsub("=.*$", ""))
+    end
+    local a = bare(word)
+    local best, best_d = nil, (#a <= 2 and 0 or #a <= 5 and 1 or 2) + 1
+    for _, k in ipairs(known) do
+        local b = bare(k)
+        if #b > 1 and #a <= 64 and #b <= 64 then
+            local d = {}
+            for i = 0, #a do
+                d[i] = { [0] = i }
+            end
+            for j = 1, #b do
+                d[0][j] = j
+            end
+            for i = 1, #a do
+                for j = 1, #b do
+                    local cost = a:byte(i) == b:byte(j) and 0 or 1
+                    local v = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1,
+                                       d[i - 1][j - 1] + cost)
+                    if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1)
+                        and a:byte(i - 1) == b:byte(j) then
+                        v = math.min(v, d[i - 2][j - 2] + 1)
+                    end
+                    d[i][j] = v
+                end
+            end
+            if d[#a][#b] < best_d then
+                best, best_d = k, d[#a][#b]
+            end
+        end
+    end
+    return best
+end
+
 local function log(level, line)
     stderr:write(os.date("!%Y-%m-%dT%H:%M:%SZ "), level, " ", line, "\n")
 end
 
 -- Parses the arguments every Lua command shares: --help, --data-dir DIR
 -- (or =DIR), -c KEY=VALUE (repeatable; where `with_c`), --drain and
--- --load-timeout T (where `with_drain`), and positional words. Returns the options, or nil and
--- the exit code after printing help or a usage error.
-local function parse_args(cmd, args, usage, with_c, with_drain, extra)
+-- --load-timeout T (where `with_drain`), and positional words. `extra`
+-- maps options that take a value to their field, `flags` options that
+-- take none ({ ["--dry-run"] = "dry_run" }). Returns the options, or nil
+-- and the exit code after printing help or a usage error.
+local function parse_args(cmd, args, usage, with_c, with_drain, extra, flags)
     local o = { pos = {}, overrides = {} }
     local i = 1
     while i <= #args do
@@ -74,8 +123,12 @@ local function parse_args(cmd, args, usage, with_c, with_drain, extra)
         elseif a == "--help" or a == "-h" then
             io.stdout:write(usage)
             return nil, 0
+        elseif flags and flags[a] then
+            o[flags[a]] = true
         elseif a == "--drain" and with_drain then
             o.drain = true
+        elseif a == "--final" and with_drain then
+            o.final = true
         elseif (a == "--workers" or str_match(a, "^%-%-workers=")) and with_drain
             then
             local v = a:match("^[^=]*=(.*)$") or args[i + 1]
@@ -120,6 +173,23 @@ local function parse_args(cmd, args, usage, with_c, with_drain, extra)
         elseif str_match(a, "^%-%-data%-dir=") then
             o.data_dir = a:sub(12)
         elseif str_match(a, "^%-") then
+            local known = { "--help", "--data-dir" }
+            for _, t in ipairs({ extra or {}, flags or {} }) do
+                for k in pairs(t) do
+                    known[#known + 1] = k
+                end
+            end
+            if with_drain then
+                known[#known + 1] = "--drain"
+                known[#known + 1] = "--workers"
+                known[#known + 1] = "--load-timeout"
+            end
+            table.sort(known)
+            local near = suggest(a, known)
+            if near then
+                return nil, usage_error(cmd, "unknown option '%s'; did you "
+                                        .. "mean '%s'?", a, near)
+            end
             return nil, usage_error(cmd, "unknown option '%s'", a)
         else
             o.pos[#o.pos + 1] = a
@@ -163,8 +233,28 @@ local function take_lock(data_dir, name)
     end
 end
 
+-- Checks that data dir `dir` is there for `tide run`, as the other
+-- commands do; with `create`, makes it (and its parents) when missing.
+-- Returns true, or nil and the error.
+local function data_dir_ready(dir, create)
+    if fs.exists(dir .. "/.") then
+        return true
+    end
+    if fs.exists(dir) then
+        return nil, str_format("data dir '%s' is not a folder; check "
+                               .. "--data-dir or $TIDE_DATA_DIR", dir)
+    end
+    if not create then
+        return nil, str_format("data dir '%s' does not exist; check "
+                               .. "--data-dir or $TIDE_DATA_DIR, or add "
+                               .. "--create to make it", dir)
+    end
+    return fs.mkdir_p(dir, 493)                      -- 0755, as the log does
+end
+
 local function run(args)
-    local o, code = parse_args("run", args, RUN_USAGE, true, true)
+    local o, code = parse_args("run", args, RUN_USAGE, true, true, nil,
+                               { ["--create"] = "create" })
     if not o then
         return code
     end
@@ -176,6 +266,14 @@ local function run(args)
     local overrides = o.overrides
     if not path then
         return usage_error("run", "no JOB file given")
+    end
+    local ready, derr = data_dir_ready(data_dir, o.create)
+    if not ready then
+        return fail("run", "%s", derr)
+    end
+    if o.final and not drain then
+        return usage_error("run", "--final goes with --drain (it fires what "
+                           .. "is pending once the input ends)")
     end
 
     -- Job code never ends the process: os.exit raises from here on (in
@@ -227,6 +325,7 @@ local function run(args)
     end
     local sup
     sup, err = supervisor.new(job, { data_dir = data_dir, drain = drain,
+                                     final = o.final,
                                      loop = loop, log = log,
                                      overrides = overrides,
                                      load_limit_ms = o.limit_ms,
@@ -669,6 +768,13 @@ local function ctl_cmd(cmd, args)
     return control(name, o.data_dir, cmd, line)
 end
 
+-- For the operator commands (tide.ops).
+_M.parse_args = parse_args
+_M.fail = fail
+_M.usage_error = usage_error
+_M.take_lock = take_lock
+_M.job_name = job_name
+
 --- Runs command `cmd` with its arguments; returns the exit code.
 ---@param cmd string
 ---@param args string[]
@@ -693,6 +799,9 @@ function _M.main(cmd, args)
         return require("tide.repl").main(args, o)
     elseif cmd == "worker" then
         return require("tide.worker_proc").main()
+    elseif cmd == "jobs" or cmd == "offsets"
+        or (cmd == "streams" and args[1] == "delete") then
+        return require("tide.ops").main(cmd, args)
     end
     return usage_error(cmd, "not a Lua command")
 end

@@ -346,7 +346,7 @@ ffi.C.poll(nil, 0, 60000)
             local fifo = dir .. "/job.lua"
             assert.equals(0, os.execute("mkfifo '" .. fifo .. "'"))
             assert.equals(0, os.execute("'" .. TIDE_BIN .. "' --data-dir '"
-                .. dir .. "/data' run '" .. fifo .. "' >/dev/null 2>&1 & "
+                .. dir .. "/data' run --create '" .. fifo .. "' >/dev/null 2>&1 & "
                 .. "echo $! > '" .. dir .. "/run.pid'"))
             local pid = tonumber(h.read_file(dir .. "/run.pid"))
             local env

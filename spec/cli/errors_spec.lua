@@ -202,7 +202,7 @@ describe("tide", function()
 
     it("on an unknown option", function()
       for _, args in ipairs({ { "consume", "s", "--bogus" }, { "consume", "s", "-z" },
-                              { "produce", "s", "--bogus" }, { "produce", "s", "-Z" },
+                              { "produce", "s", "--bogus" }, { "produce", "s", "-Y" },
                               { "streams", "list", "--bogus" } }) do
         local l = assert_fails(h.tide(args, { dir = dir }), { args[#args] })
         assert.matches("--help", l, 1, true)

@@ -8,6 +8,7 @@
 #include "serde/json.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,15 +38,19 @@ static const char usage[] =
 "  streams create NAME --partitions N [--compact]   make a stream\n"
 "  streams describe NAME             settings, offsets and size per partition\n"
 "  streams clean NAME                apply retention / compaction now\n"
-"  produce STREAM [-K SEP] [-p N] [--partitions N]  stdin lines -> records\n"
-"  consume STREAM [-f FMT] [-o beginning|end|N|-N] [-p N] [-e] [-c N]\n"
-"                                    records -> stdout, kcat-like format\n"
+"  streams delete NAME [--force]     remove a stream no running job uses\n"
+"  produce STREAM [FILE] [-K SEP] [-D DELIM] [-Z] [-H NAME=VALUE]...\n"
+"        [-p N] [--partitions N]     lines of FILE or stdin -> records\n"
+"  consume STREAM [-f FMT | -J] [-o beginning|end|N|-N|s@MS] [-p N] [-e]\n"
+"        [-c N] [-q]                 records -> stdout, kcat-like format\n"
+"                                    or JSON lines\n"
 "  version                           versions of tide and its libraries\n"
 "\n"
 "Jobs:\n"
-"  run JOB [-c KEY=VALUE]... [--workers N] [--drain]\n"
+"  run JOB [-c KEY=VALUE]... [--workers N] [--drain] [--create]\n"
 "                                    run a job until SIGINT/SIGTERM;\n"
-"                                    --drain: stop at the end of the inputs\n"
+"                                    --drain: stop at the end of the inputs;\n"
+"                                    --create: make a missing data dir\n"
 "  reload JOB                        load a running job's code again\n"
 "  tasks JOB, workers JOB            a running job's tasks and workers\n"
 "  move JOB TASK WORKER              move a task to another worker\n"
@@ -57,6 +62,10 @@ static const char usage[] =
 "  state scan JOB STORE [--from K] [--to K] [--limit N]   keys in order\n"
 "  repl [JOB] [--attach JOB]         a LuaJIT prompt: prototype jobs, or\n"
 "                                    look inside a running job\n"
+"  jobs list, jobs describe JOB      status, tasks, offsets, lag, stores\n"
+"  offsets reset JOB --to earliest|latest|OFFSET|@TIME [--input S]\n"
+"        [--partition P] [--reset-state|--keep-state] [--dry-run]\n"
+"                                    move a stopped job's input offsets\n"
 "\n"
 "Every command takes --data-dir DIR (default: $TIDE_DATA_DIR, else\n"
 "./tide-data) and --help.\n";
@@ -85,6 +94,33 @@ cli_usage(const cli_t *c, const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, " (see 'tide %s --help')\n", c->cmd);
     return 2;
+}
+
+int
+cli_bad_option(const cli_t *c, int opt, int argc, char **argv,
+               const char *const *known)
+{
+    const char  *word = optind - 1 < argc ? argv[optind - 1] : argv[argc - 1];
+    const char  *near;
+    char         shortopt[3];
+
+    /* A short option, alone or in a group (-ez), is named by optopt; a
+     * long one is the word itself. */
+    if (strncmp(word, "--", 2) != 0 && optopt != 0) {
+        shortopt[0] = '-';
+        shortopt[1] = (char) optopt;
+        shortopt[2] = '\0';
+        word = shortopt;
+    }
+    if (opt == ':') {
+        return cli_usage(c, "option '%s' needs a value", word);
+    }
+    near = cli_suggest(word, known);
+    if (near != NULL) {
+        return cli_usage(c, "unknown option '%s'; did you mean '%s'?", word,
+                         near);
+    }
+    return cli_usage(c, "unknown option '%s'", word);
 }
 
 int
@@ -141,7 +177,32 @@ cmd_version(int argc, char **argv)
 /* Commands implemented by the Lua runtime's tide.cli. */
 static const char *const lua_cmds[] = { "run", "state", "reload", "tasks",
                                          "workers", "pause", "resume",
-                                         "move", "repl", NULL };
+                                         "move", "repl", "jobs", "offsets",
+                                         NULL };
+
+/* Every command, for "did you mean" on an unknown one. */
+static const char *const all_cmds[] = { "streams", "produce", "consume",
+                                         "version", "help", "run", "state",
+                                         "reload", "tasks", "workers",
+                                         "pause", "resume", "move", "repl",
+                                         "jobs", "offsets", NULL };
+
+/* Reports an unknown command, with the nearest one when there is one;
+ * returns 2. */
+static int
+unknown_cmd(const char *cmd)
+{
+    const char  *near = cli_suggest(cmd, all_cmds);
+
+    if (near != NULL) {
+        fprintf(stderr, "tide: unknown command '%s'; did you mean '%s'? "
+                "(run 'tide --help' for the list)\n", cmd, near);
+    } else {
+        fprintf(stderr, "tide: unknown command '%s'; run 'tide --help' for "
+                "the list\n", cmd);
+    }
+    return 2;
+}
 
 typedef struct lua_cmd_s {
     const char  *cmd;
@@ -361,6 +422,10 @@ main(int argc, char **argv)
         return cmd_consume(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "streams") == 0) {
+        /* Deleting checks the jobs that use the stream: tide.ops does it. */
+        if (argc >= 3 && strcmp(argv[2], "delete") == 0) {
+            return cmd_lua(cmd, argc - 2, argv + 2);
+        }
         return cmd_streams(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
@@ -374,7 +439,5 @@ main(int argc, char **argv)
             return cmd_lua(cmd, argc - 2, argv + 2);
         }
     }
-    fprintf(stderr, "tide: unknown command '%s'; run 'tide --help' for the "
-            "list\n", cmd);
-    return 2;
+    return unknown_cmd(cmd);
 }

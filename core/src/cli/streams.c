@@ -16,6 +16,7 @@ static const char usage[] =
 "                 [--retention-bytes B]\n"
 "       tide streams describe NAME\n"
 "       tide streams clean NAME\n"
+"       tide streams delete NAME [--force]\n"
 "Every form takes --data-dir DIR (default $TIDE_DATA_DIR, else ./tide-data).\n"
 "  --compact          keep only the newest record per key (changelogs)\n"
 "  --segment-bytes B  roll segments at B bytes (default 1 GiB)\n"
@@ -23,7 +24,9 @@ static const char usage[] =
 "                     default 7 days, never for --compact)\n"
 "  --retention-bytes B  keep at most about B bytes per partition\n"
 "clean applies retention and compaction now; tide also does it in the\n"
-"background whenever a segment rolls.\n";
+"background whenever a segment rolls.\n"
+"delete removes a stream; it refuses one a running job uses, and one a\n"
+"stopped job reads or changelogs to unless --force.\n";
 
 static int
 cmp_str(const void *a, const void *b)
@@ -31,49 +34,142 @@ cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
+void
+cli_names_free(char **names, size_t n)
+{
+    size_t  i;
+
+    for (i = 0; i < n; i++) {
+        free(names[i]);
+    }
+    free(names);
+}
+
+int
+cli_stream_names(const char *dir, char ***names, size_t *n)
+{
+    char            path[4200], **nn, *name;
+    DIR            *d;
+    struct dirent  *de;
+    int             rc = 0;
+
+    *names = NULL;
+    *n = 0;
+    snprintf(path, sizeof(path), "%s/streams", dir);
+    d = opendir(path);
+    if (d == NULL) {
+        return -errno;
+    }
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.' || strstr(de->d_name, ".tmp-") != NULL) {
+            continue;
+        }
+        name = strdup(de->d_name);
+        nn = name != NULL ? realloc(*names, (*n + 2) * sizeof(**names))
+                          : NULL;
+        if (nn == NULL) {
+            free(name);
+            rc = -ENOMEM;
+            break;
+        }
+        *names = nn;
+        (*names)[(*n)++] = name;
+        (*names)[*n] = NULL;
+    }
+    closedir(d);
+    if (*n > 1) {
+        qsort(*names, *n, sizeof(**names), cmp_str);
+    }
+    return rc;
+}
+
+/* At most this many names are shown in an error line. */
+#define NAMES_SHOWN  10
+
+/* Prints the line for stream 'name' missing from the existing data dir
+ * 'dir': the streams there are, the one that 'name' may be a typo of,
+ * and how to make it. Returns 1. */
+static int
+stream_missing(const cli_t *c, const char *dir, const char *name)
+{
+    char        **names = NULL, list[2400];
+    size_t        n = 0, i, used = 0;
+    const char   *near;
+
+    (void) cli_stream_names(dir, &names, &n);
+    if (n == 0) {
+        cli_fail(c, "no stream '%s' in data dir '%s', which has no streams "
+                 "yet; create it with 'tide streams create %s --partitions "
+                 "N' (or 'tide produce %s --partitions N')", name, dir, name,
+                 name);
+        return 1;
+    }
+    list[0] = '\0';
+    for (i = 0; i < n && i < NAMES_SHOWN && used < sizeof(list); i++) {
+        used += (size_t) snprintf(list + used, sizeof(list) - used, "%s%s",
+                                  i > 0 ? ", " : "", names[i]);
+    }
+    if (n > NAMES_SHOWN && used < sizeof(list)) {
+        snprintf(list + used, sizeof(list) - used, ", ... %zu in all: tide "
+                 "streams list", n);
+    }
+    near = cli_suggest(name, (const char *const *) names);
+    if (near != NULL) {
+        cli_fail(c, "no stream '%s' in data dir '%s' (streams: %s); did you "
+                 "mean '%s'? Or create it with 'tide streams create %s "
+                 "--partitions N'", name, dir, list, near, name);
+    } else {
+        cli_fail(c, "no stream '%s' in data dir '%s' (streams: %s); create "
+                 "it with 'tide streams create %s --partitions N'", name,
+                 dir, list, name);
+    }
+    cli_names_free(names, n);
+    return 1;
+}
+
+int
+cli_log_open(const cli_t *c, tide_log_t **out, const char *name,
+             const tide_log_params_t *params)
+{
+    const char   *dir = cli_data_dir(c->data_dir);
+    char          err[512];
+    struct stat   st;
+    int           rc;
+
+    rc = tide_log_new(out, dir, name, params, err, sizeof(err));
+    if (rc == TIDE_OK) {
+        return 0;
+    }
+    if (rc == TIDE_ENOENT && stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
+        return stream_missing(c, dir, name);
+    }
+    return cli_fail(c, "%s", err);
+}
+
 static int
 do_list(cli_t *c)
 {
-    const char     *dir = cli_data_dir(c->data_dir);
-    char            path[4200], **names = NULL, **nn;
-    DIR            *d;
-    struct dirent  *de;
-    struct stat     st;
-    size_t          n = 0, i;
+    const char   *dir = cli_data_dir(c->data_dir);
+    char        **names;
+    size_t        n, i;
+    struct stat   st;
+    int           rc;
 
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         return cli_fail(c, "data dir '%s' %s; check --data-dir or "
                         "$TIDE_DATA_DIR", dir,
                         errno == ENOENT ? "does not exist" : "is unreadable");
     }
-    snprintf(path, sizeof(path), "%s/streams", dir);
-    d = opendir(path);
-    if (d == NULL) {
-        if (errno == ENOENT) {
-            return 0;
-        }
-        return cli_fail(c, "cannot read '%s': %s", path, strerror(errno));
-    }
-    while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.' || strstr(de->d_name, ".tmp-") != NULL) {
-            continue;
-        }
-        nn = realloc(names, (n + 1) * sizeof(*names));
-        if (nn == NULL) {
-            break;
-        }
-        names = nn;
-        names[n++] = strdup(de->d_name);
-    }
-    closedir(d);
-    if (n > 1) {
-        qsort(names, n, sizeof(*names), cmp_str);   /* names is NULL at 0 */
+    rc = cli_stream_names(dir, &names, &n);
+    if (rc < 0 && rc != -ENOENT) {
+        cli_names_free(names, n);
+        return cli_fail(c, "cannot read '%s/streams': %s", dir,
+                        strerror(-rc));
     }
     for (i = 0; i < n; i++) {
         puts(names[i]);
-        free(names[i]);
     }
-    free(names);
+    cli_names_free(names, n);
     return 0;
 }
 
@@ -82,7 +178,7 @@ do_describe(cli_t *c, const char *name)
 {
     tide_log_t         *log;
     tide_log_params_t   p;
-    char                err[512], path[4400];
+    char                path[4400];
     int64_t             start, end, bytes;
     int32_t             i;
     int                 rc, segs;
@@ -91,9 +187,8 @@ do_describe(cli_t *c, const char *name)
     struct stat         st;
     const char         *dir = cli_data_dir(c->data_dir);
 
-    rc = tide_log_new(&log, dir, name, NULL, err, sizeof(err));
-    if (rc != TIDE_OK) {
-        return cli_fail(c, "%s", err);
+    if (cli_log_open(c, &log, name, NULL) != 0) {
+        return 1;
     }
     tide_log_get_params(log, &p);
     printf("stream %s\n", name);
@@ -152,10 +247,17 @@ cmd_streams(int argc, char **argv)
         { "help",            no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
+    static const char *const    known_opts[] = {
+        "--data-dir", "--partitions", "--compact", "--segment-bytes",
+        "--retention-ms", "--retention-bytes", "--help", NULL
+    };
+    static const char *const    subs[] = {
+        "list", "create", "describe", "clean", "delete", NULL
+    };
     cli_t               c = { "streams", NULL };
     tide_log_params_t   p;
     tide_log_t         *log;
-    const char         *sub, *name = NULL;
+    const char         *sub, *name = NULL, *near;
     char                err[512];
     int64_t             v;
     int                 opt, rc;
@@ -163,7 +265,7 @@ cmd_streams(int argc, char **argv)
     memset(&p, 0, sizeof(p));
     optind = 1;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (opt) {
         case 'd': c.data_dir = optarg; break;
         case 'C': p.compact = 1; break;
@@ -199,13 +301,12 @@ cmd_streams(int argc, char **argv)
             fputs(usage, stdout);
             return 0;
         default:
-            return cli_usage(&c, "unknown or incomplete option '%s'",
-                             argv[optind - 1]);
+            return cli_bad_option(&c, opt, argc, argv, known_opts);
         }
     }
     if (optind >= argc) {
-        return cli_usage(&c, "no subcommand: use list, create, describe or "
-                         "clean");
+        return cli_usage(&c, "no subcommand: use list, create, describe, "
+                         "clean or delete");
     }
     sub = argv[optind];
     if (strcmp(sub, "list") == 0) {
@@ -217,8 +318,13 @@ cmd_streams(int argc, char **argv)
     if (strcmp(sub, "create") != 0 && strcmp(sub, "describe") != 0 &&
         strcmp(sub, "clean") != 0)
     {
+        near = cli_suggest(sub, subs);
+        if (near != NULL) {
+            return cli_usage(&c, "unknown subcommand '%s'; did you mean "
+                             "'%s'?", sub, near);
+        }
         return cli_usage(&c, "unknown subcommand '%s': use list, create, "
-                         "describe or clean", sub);
+                         "describe, clean or delete", sub);
     }
     if (optind + 2 != argc) {
         return cli_usage(&c, "%s takes one stream NAME", sub);
@@ -243,10 +349,8 @@ cmd_streams(int argc, char **argv)
                p.compact ? ", compacted" : "");
         return 0;
     }
-    rc = tide_log_new(&log, cli_data_dir(c.data_dir), name, NULL, err,
-                      sizeof(err));
-    if (rc != TIDE_OK) {
-        return cli_fail(&c, "%s", err);
+    if (cli_log_open(&c, &log, name, NULL) != 0) {
+        return 1;
     }
     v = tide_log_clean(log, -1);
     if (v < 0) {
