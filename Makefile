@@ -16,7 +16,7 @@ FUZZ_SECONDS ?= 600
 FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
 
 .PHONY: all deps build build-asan build-fuzz test test-plain test-asan \
-        test-fuzz fuzz fuzz-corpus crash-loop demo bench cdef clean
+        test-fuzz fuzz fuzz-corpus crash-loop demo bench cdef clean install
 
 all: build
 
@@ -45,6 +45,15 @@ build-fuzz: deps
 	  -DTIDE_BUILD_CLI=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DTIDE_FUZZ_SECONDS=$(FUZZ_TEST_SECONDS) >/dev/null
 	@cmake --build build-fuzz -j$(JOBS)
+
+# Installs bin/tide, the Lua runtime (share/lua/5.1) and libtide.so
+# (lib/lua/5.1/tide, for a plain luajit or busted) under PREFIX. The
+# installed tide takes its runtime from its own prefix, so it keeps
+# working after the source tree is moved or deleted, and the prefix
+# itself may be moved.
+PREFIX ?= /usr/local
+install: build
+	cmake --install build --prefix "$(PREFIX)"
 
 test-plain: build
 	cd build && ctest --output-on-failure -j$(JOBS)

@@ -211,13 +211,50 @@ typedef struct lua_cmd_s {
     int          code;          /* exit code returned by tide.cli.main */
 } lua_cmd_t;
 
+/* Writes into buf (size n) the Lua module folder of an installed tide
+ * relative to its binary: <prefix>/share/lua/5.1 when the binary is
+ * <prefix>/bin/tide and that folder holds tide/cli.lua. Returns 0, or
+ * -1 when the binary is not in such a layout (a build tree, say). */
+static int
+lua_dir_beside_exe(char *buf, size_t n)
+{
+    char     exe[4096];
+    char     probe[4200];
+    char    *slash;
+    ssize_t  len;
+
+    len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (len <= 0 || len == (ssize_t) sizeof(exe) - 1) {
+        return -1;
+    }
+    exe[len] = '\0';
+    slash = strrchr(exe, '/');                   /* <prefix>/bin/tide */
+    if (slash == NULL) {
+        return -1;
+    }
+    *slash = '\0';
+    slash = strrchr(exe, '/');                   /* <prefix>/bin */
+    if (slash == NULL || strcmp(slash, "/bin") != 0) {
+        return -1;
+    }
+    *slash = '\0';
+    if ((size_t) snprintf(buf, n, "%s/share/lua/5.1", exe) >= n) {
+        return -1;
+    }
+    snprintf(probe, sizeof(probe), "%s/tide/cli.lua", buf);
+    return access(probe, R_OK) == 0 ? 0 : -1;
+}
+
 /* Sets package.path: $TIDE_LUA_PATH (where ";;" stands for the default
- * path, as in LUA_PATH), else the source tree, then the installed
- * modules, then the default path. */
+ * path, as in LUA_PATH); else, for an installed binary, the modules
+ * installed beside it (<prefix>/share/lua/5.1, wherever the prefix was
+ * moved to); else the source tree it was built from, then the install
+ * folder chosen at build time; then the default path. */
 static void
 lua_path_set(lua_State *L)
 {
     const char  *env;
+    char         dir[4096];
 
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "path");                 /* the default path */
@@ -226,6 +263,9 @@ lua_path_set(lua_State *L)
         lua_pushfstring(L, ";%s;", lua_tostring(L, -1));
         luaL_gsub(L, env, ";;", lua_tostring(L, -1));
         lua_remove(L, -2);
+    } else if (lua_dir_beside_exe(dir, sizeof(dir)) == 0) {
+        lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir,
+                        lua_tostring(L, -1));
     } else {
         lua_pushfstring(L, "%s/bindings/?.lua;%s/lua/?.lua;%s/lua/?/init.lua;"
                         "%s/?.lua;%s/?/init.lua;%s", TIDE_SOURCE_DIR,
