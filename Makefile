@@ -3,9 +3,12 @@
 
 # clang and libclang-rt-14-dev (its sanitizer and libFuzzer runtimes)
 # build the fuzz targets. A JDK, Maven and kcat run the real Kafka broker
-# of the Kafka specs and 'make kafka'.
+# of the Kafka specs and 'make kafka'. libhttp-parser-dev parses the
+# requests of 'tide run --http'; curl and prometheus (its promtool checks
+# /metrics) are for spec/cli/http_spec.lua.
 DEPS := cmake pkg-config gcc make luajit libluajit-5.1-dev librdkafka-dev \
-        librocksdb-dev libuv1-dev lua-cjson lua-busted luarocks \
+        librocksdb-dev libuv1-dev libhttp-parser-dev lua-cjson lua-busted \
+        luarocks curl prometheus \
         clang libclang-rt-14-dev libedit2 tmux util-linux \
         openjdk-17-jdk-headless maven kcat
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

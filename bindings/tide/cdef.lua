@@ -1018,5 +1018,74 @@ int tide_store_restore_kafka(tide_store_t *s, tide_kreader_t *r,
                              int64_t until, int64_t max, int64_t *records,
                              int64_t *bytes);
 
+/* ------------------------------------------------------------------ */
+/* The HTTP endpoint (tide run --http): a small server on a libuv loop  */
+/* of its own, whose requests are parsed by http-parser and pulled by  */
+/* the supervisor between its other work.                              */
+
+typedef struct tide_http_s  tide_http_t;
+
+enum {
+    TIDE_HTTP_TARGET_MAX  = 2048, /* longest request target (path and
+                                     query); a longer one gets 414 */
+    TIDE_HTTP_CLIENTS_MAX = 64    /* clients open at once; one more gets
+                                     503 and is closed */
+};
+
+/* Listens on 'addr': "PORT" (binds 127.0.0.1), "HOST:PORT", ":PORT" (every
+ * interface) or "[IPV6]:PORT"; HOST is an address or a name, PORT 0 to
+ * 65535 (0: any free port, see tide_http_get_port). Clients send HTTP/1.x
+ * requests; each complete request is queued for tide_http_pop_request.
+ * A malformed request gets 400, one whose head passes 80 KiB 431, whose
+ * target passes TIDE_HTTP_TARGET_MAX 414, whose body passes 64 KiB 413,
+ * all answered here; a client that has not sent a whole request within
+ * 10 s is closed. Every answer ends with "Connection: close". On success
+ * *out is the server and the caller owns it (tide_http_free). On failure
+ * *out is NULL and 'err' (may be NULL) holds one line: TIDE_EINVAL (a bad
+ * 'addr', a host that does not resolve or is not on this machine),
+ * TIDE_EBUSY (the address is in use), TIDE_EIO (no permission, out of
+ * descriptors ...), TIDE_ENOMEM. 'addr' is borrowed for the call. */
+int tide_http_new(tide_http_t **out, const char *addr, char *err,
+                  size_t errlen);
+
+/* Closes the listening socket and every client and frees the server.
+ * NULL is a no-op. */
+void tide_http_free(tide_http_t *h);
+
+/* Returns a descriptor that is readable whenever the server has work
+ * (its libuv loop's backend): watch it (tide_loop_watch_fd) and call
+ * tide_http_poll when it is. It belongs to the server: do not close it.
+ * TIDE_EINVAL when 'h' is NULL. */
+int tide_http_get_fd(const tide_http_t *h);
+
+/* Returns the port the server listens on (>= 1), or TIDE_EINVAL. */
+int tide_http_get_port(const tide_http_t *h);
+
+/* Accepts, reads and writes what is ready, without waiting, and closes
+ * idle clients. Returns the number of complete requests queued (>= 0),
+ * or TIDE_EINVAL when 'h' is NULL. Never calls back into the caller. */
+int tide_http_poll(tide_http_t *h);
+
+/* Takes the oldest queued request, copies "METHOD TARGET" (e.g.
+ * "GET /metrics") into 'buf' and makes its client the current one, to be
+ * answered by tide_http_push_reply. On entry *len is the capacity of
+ * 'buf'. Returns TIDE_OK with *len set to the size; TIDE_EAGAIN when none
+ * is queued (*len set to 0); TIDE_ENOBUFS with *len set to the size
+ * needed, the request staying queued; TIDE_EINVAL when 'h' or 'len' is
+ * NULL, or 'buf' is NULL with *len > 0. A current client not answered
+ * yet is closed without an answer when the next request is taken. Does
+ * not keep 'buf'. */
+int tide_http_pop_request(tide_http_t *h, char *buf, size_t *len);
+
+/* Answers the current client with status 'status' (100 to 599), header
+ * Content-Type 'ctype' and the 'len' bytes of 'body' (none are sent to a
+ * HEAD request), then closes it once written. 'ctype' and 'body' are
+ * copied; a client that has gone away is dropped silently (still
+ * TIDE_OK). Returns TIDE_OK, TIDE_EINVAL ('h' or 'ctype' NULL, 'ctype'
+ * empty or holding a control character, 'body' NULL with len > 0, a bad
+ * status, no current client), TIDE_ENOMEM. */
+int tide_http_push_reply(tide_http_t *h, int status, const char *ctype,
+                         const char *body, size_t len);
+
 
 ]==]

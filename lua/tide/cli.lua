@@ -20,6 +20,7 @@ local _M = {}
 local RUN_USAGE = [[
 usage: tide run JOB [-c KEY=VALUE]... [--workers N] [--drain] [--final]
                 [--load-timeout T] [--data-dir DIR] [--create]
+                [--http ADDR]
 Runs the job in file JOB: one task per input partition, spread over worker
 processes, until SIGINT or SIGTERM (then every worker finishes its batch,
 makes the outputs durable, writes the checkpoint and exits 0). A restart
@@ -39,6 +40,8 @@ resumes from the checkpoint.
                 it must exist, as for every command
   --create      make the data dir first when it does not exist (a job
                 whose inputs are all on Kafka may start from nothing)
+  --http ADDR   serve /metrics (Prometheus) and /health on ADDR: PORT
+                (binds 127.0.0.1) or HOST:PORT (docs/operate.md)
 ]]
 
 local function fail(cmd, fmt, ...)
@@ -253,7 +256,8 @@ local function data_dir_ready(dir, create)
 end
 
 local function run(args)
-    local o, code = parse_args("run", args, RUN_USAGE, true, true, nil,
+    local o, code = parse_args("run", args, RUN_USAGE, true, true,
+                               { ["--http"] = "http" },
                                { ["--create"] = "create" })
     if not o then
         return code
@@ -286,6 +290,20 @@ local function run(args)
     local lock, lerr = take_lock(data_dir, job.name)
     if not lock then
         return fail("run", "job '%s' cannot start: %s", job.name, lerr)
+    end
+    -- --http: listen before anything starts, so that a bad address or a
+    -- port in use stops here with one line.
+    local http
+    if o.http then
+        local herr
+        http, herr = require("tide.http").new(o.http)
+        if not http then
+            lock:close()
+            return fail("run", "--http %s: %s", o.http, herr)
+        end
+        log("info", str_format("serving /metrics and /health on http://%s/",
+                               o.http:match("^%d+$") and "127.0.0.1:"
+                               .. http:port() or o.http))
     end
     local loop = loop_mod.new()
     local ok, werr = loop:watch(job.dir)
@@ -330,7 +348,7 @@ local function run(args)
                                      overrides = overrides,
                                      load_limit_ms = o.limit_ms,
                                      workers = o.workers,
-                                     lock_fd = lock:fd(),
+                                     lock_fd = lock:fd(), http = http,
                                      on_started = function(sp)
         local ins = {}
         for _, inp in ipairs(job.inputs) do

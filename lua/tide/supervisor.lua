@@ -11,6 +11,7 @@ local reload_mod = require("tide.reload")
 local proc = require("tide.proc")
 local wire = require("tide.wire")
 local ckpt_kafka = require("tide.checkpoint_kafka")
+local metrics = require("tide.metrics")
 
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local setmetatable = setmetatable
@@ -67,6 +68,10 @@ function _M.new(job, opts)
         replies = {}, rid = 0, orphans = {}, command_waiting = false,
         reloads = 0, refused = 0, rolled_back = 0,
         totals = { processed = 0, skipped = 0, dead = 0 },
+        -- --http (tide.metrics): the server, each task's latest stats,
+        -- its lag samples, restores under way.
+        http = opts.http, tstats = {}, samples = {}, restoring = {},
+        assigning = {},
     }, mt)
     local topo, err = topology.open(job, env)
     if not topo then
@@ -177,7 +182,7 @@ function Sup:spawn(id)
         sources = self.job.sources, version = self.version,
         overrides = self.opts.overrides or {}, data_dir = self.env.data_dir,
         load_limit_ms = self.opts.load_limit_ms, drain = self.opts.drain,
-        final = self.opts.final,
+        final = self.opts.final, metrics = self.http and true or nil,
         bad = self.bad, lead = self.lead,
         txn_id = self.eos and self:txn_id(id) or nil,
     })
@@ -261,6 +266,7 @@ function Sup:worker_died(w, status)
     local list = {}
     for p in pairs(w.tasks) do
         list[#list + 1] = p
+        self.tstats[p] = nil
         self.owner[p] = nil
         self:add_orphan(p)
     end
@@ -417,6 +423,10 @@ function Sup:handle(w, msg)
             probation = msg.probation })
     elseif op == "failed" then
         self.fatal = self.fatal or msg.error
+    elseif op == "stats" then
+        self:on_stats(w, msg)
+    elseif op == "restore" then
+        self.restoring[msg.task] = msg
     elseif op == "idle" then
         w.idle, w.idle_processed = true, msg.processed
     elseif op == "stopped" then
@@ -470,6 +480,9 @@ end
 -- are noted for the main loop. Waits at most `wait` ms.
 function Sup:service(wait)
     local ev = self.loop:poll(wait)
+    if self.http then
+        self:serve_http()
+    end
     if bit_band(ev, loop_mod.STOP) ~= 0 then
         self.stop_requested = true
     end
@@ -550,12 +563,17 @@ function Sup:assign(p, w, why)
         self.give_up[p] = nil
     end
     -- A restore of a large store may take long; it logs its progress.
+    self.assigning[p] = now_ms()
+    self.restoring[p] = nil
+    self.samples[p] = nil
     local reply, err = self:request(w, { op = "assign", task = p,
                                          entry = self.saved[p] or false,
                                          give_up = give_up or false,
                                          paused = self.paused[p]
                                                   or self.starting or false },
                                     RESTORE_MS)
+    self.assigning[p] = nil
+    self.restoring[p] = nil
     if not reply then
         return nil, str_format("assigning task %d to worker %d: %s", p,
                                w.id, err)
@@ -774,6 +792,13 @@ function Sup:run()
     if not ok then
         return nil, "cannot watch worker processes: " .. tostring(err)
     end
+    if self.http then
+        ok, err = loop:watch_fd(self.http:fd())
+        if not ok then
+            return nil, "cannot watch the HTTP server: " .. tostring(err)
+        end
+        self.http_watch = ok
+    end
     self.topo:close()               -- the workers open their own
     self.log("info", str_format(
         "%d worker%s; max_memory %s per worker, enforced with setrlimit "
@@ -831,6 +856,7 @@ function Sup:run()
             -- (running) by heal().
         end
     end
+    self.all_started = true
     if self.opts.on_started then
         self.opts.on_started(self)
     end
@@ -899,6 +925,122 @@ function Sup:run()
         return nil, self.fatal
     end
     return true
+end
+
+-- ---- --http: /metrics and /health (tide.metrics) ----------------------------------
+
+-- Keeps the stats worker `w` sent for its tasks, and a lag sample per
+-- task at most once per commit interval (Burrow samples at commits).
+function Sup:on_stats(w, msg)
+    local now = now_ms()
+    local every = self.job.commit_interval_ms or 5000
+    if every < 1000 then
+        every = 1000
+    end
+    for p, st in pairs(wire.by_task(msg.tasks)) do
+        if w.tasks[p] then
+            st.parts = wire.list(st.parts)
+            st.hist = st.hist and wire.list(st.hist)
+            self.tstats[p] = st
+            local list = self.samples[p] or { at = 0 }
+            self.samples[p] = list
+            if now - list.at >= every then
+                list.at = now
+                local saved = self.saved[p]
+                local inputs = saved and saved.inputs or {}
+                local committed, lag = 0, 0
+                for _, part in ipairs(st.parts) do
+                    local c = inputs[part.key] or 0
+                    committed = committed + c
+                    if type(part["end"]) == "number" and part["end"] > c then
+                        lag = lag + part["end"] - c
+                    end
+                end
+                list[#list + 1] = { committed = committed, lag = lag }
+                if #list > metrics.WINDOW then
+                    table.remove(list, 1)
+                end
+            end
+        end
+    end
+end
+
+--- Returns what /metrics and /health show (tide.metrics).
+function Sup:metrics_view()
+    local view = {
+        job = self.job.name, version = self.version, ntasks = self.nparts,
+        uptime = (now_ms() - (self.started or now_ms())) / 1000,
+        commits = self.commits or 0, reloads = self.reloads,
+        refused = self.refused, rolled_back = self.rolled_back,
+        restarts = self.restarts or 0, workers = {}, tasks = {},
+        buckets = require("tide.worker").BATCH_BUCKETS,
+    }
+    for id = 1, self.nworkers do
+        local w = self.workers[id]
+        local up = alive(w) and w.ready
+        view.workers[#view.workers + 1] = {
+            id = id, up = up, rss = up and w.proc:rss() or nil }
+    end
+    local orphan = {}
+    for _, p in ipairs(self.orphans) do
+        orphan[p] = true
+    end
+    for p = 0, self.nparts - 1 do
+        local w, st = self.owner[p], self.tstats[p]
+        local t = { task = p, worker = w and w.id, stats = st,
+                    restore = self.restoring[p] }
+        if self.assigning[p] or (not self.all_started and not self.member)
+        then
+            t.state = "RESTORING"
+        elseif w then
+            if self.paused[p] then
+                t.state = "PAUSED"
+            elseif st and st.state == "BOOTSTRAPPING" then
+                t.state, t.bootstrap = "RESTORING", true
+            else
+                t.state = "RUNNING"
+            end
+        elseif orphan[p] or not self.member then
+            t.state = "FAILED"
+        end
+        if t.state then
+            local saved = self.saved[p]
+            t.committed = saved and saved.inputs
+            t.lag_status = metrics.lag_status(self.samples[p] or {})
+            view.tasks[#view.tasks + 1] = t
+        end
+    end
+    return view
+end
+
+-- Answers every HTTP request that waits.
+function Sup:serve_http()
+    local http = self.http
+    if http:poll() == 0 then
+        return
+    end
+    while true do
+        local method, target = http:pop()
+        if not method then
+            break
+        end
+        local path = target:match("^[^?#]*")
+        local status, ctype, body
+        if method ~= "GET" and method ~= "HEAD" then
+            status, ctype, body = 405, "text/plain; charset=utf-8",
+                                  "405 Method Not Allowed: GET or HEAD\n"
+        elseif path == "/metrics" then
+            status, ctype = 200, "text/plain; version=0.0.4; charset=utf-8"
+            body = metrics.prometheus(self:metrics_view())
+        elseif path == "/health" then
+            status, body = metrics.health(self:metrics_view())
+            ctype = "application/json"
+        else
+            status, ctype, body = 404, "text/plain; charset=utf-8",
+                                  "404 Not Found: try /metrics or /health\n"
+        end
+        http:reply(status, ctype, body)
+    end
 end
 
 function Sup:stats()

@@ -16,6 +16,7 @@ local str_format, sort, concat = string.format, table.sort, table.concat
 local bit_band = require("bit").band
 local now_ms = loop_mod.now
 local realtime = loop_mod.realtime
+local os_clock = os.clock
 
 local _M = {}
 local Worker = {}
@@ -242,18 +243,74 @@ end
 
 --- Returns the status of every task here: { [p] = { state, offsets,
 --- lag, processed, version } }.
-function Worker:status()
+--- With `full` it adds what /metrics shows (tide.metrics): per input
+--- partition its stream, partition, next offset and end; messages sent,
+--- skipped and dead-lettered; the batch time histogram; the watermark;
+--- the worker's last commit time.
+function Worker:status(full)
     local out = {}
     for p, task in pairs(self.tasks) do
-        out[p] = {
+        local s = {
             state = task.paused and "PAUSED"
                     or (task.chooser:is_bootstrapping() and "BOOTSTRAPPING"
                         or "RUNNING"),
             offsets = task:offsets(), lag = task:lag(),
             processed = task.processed, version = self.version,
         }
+        if full then
+            local parts = {}
+            for i, part in ipairs(task.parts) do
+                local _, last = part.stream:range(part.partition)
+                parts[i] = { key = part.key, stream = part.name,
+                             partition = part.partition, next = part.next,
+                             ["end"] = last }
+            end
+            s.parts = parts
+            local ts = self.tstats and self.tstats[p]
+            if ts then
+                s.sent, s.skipped, s.dead = ts.sent, ts.skipped, ts.dead
+                s.hist, s.hsum, s.hcount = ts.hist, ts.hsum, ts.hcount
+            end
+            local wm = task.ctx.watermark
+            if type(wm) == "number" and wm > -math.huge and wm < math.huge
+            then
+                s.watermark = wm
+            end
+            s.commit_ms = self.last_commit_ms
+        end
+        out[p] = s
     end
     return out
+end
+
+--- Upper bounds (seconds) of the batch time histogram (tide.metrics).
+_M.BATCH_BUCKETS = { 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                     0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 }
+local BUCKETS = _M.BATCH_BUCKETS
+
+-- Counts one step of a task that took `n` messages in `secs` CPU seconds
+-- and sent, skipped and dead-lettered what the worker's counters grew by.
+local function count_step(self, p, secs, sent, skipped, dead)
+    local ts = self.tstats[p]
+    if not ts then
+        ts = { sent = 0, skipped = 0, dead = 0, hist = {}, hsum = 0,
+               hcount = 0 }
+        for i = 1, #BUCKETS do
+            ts.hist[i] = 0
+        end
+        self.tstats[p] = ts
+    end
+    ts.sent = ts.sent + sent
+    ts.skipped = ts.skipped + skipped
+    ts.dead = ts.dead + dead
+    ts.hsum = ts.hsum + secs
+    ts.hcount = ts.hcount + 1
+    for i = 1, #BUCKETS do
+        if secs <= BUCKETS[i] then
+            ts.hist[i] = ts.hist[i] + 1
+            break
+        end
+    end
 end
 
 -- ---- code swaps ---------------------------------------------------------------
@@ -335,6 +392,15 @@ function Worker:commit(force)
     if not self.changed and not force then
         return true           -- nothing to commit: the checkpoint stands
     end
+    local t0 = now_ms()
+    local ok, err = self:commit_now()
+    if ok then
+        self.last_commit_ms = now_ms() - t0
+    end
+    return ok, err
+end
+
+function Worker:commit_now()
     local st = self.state
     for _, task in pairs(self.tasks) do
         if task.timers then
@@ -615,9 +681,22 @@ function Worker:run()
         for t = 1, #order do
             local task = order[t]
             if not task.paused then
+                -- Per-task counts for /metrics, only under --http
+                -- (tstats): CPU time, sends, errors of the step.
+                local tstats = self.tstats
+                local c0, s0, k0, d0
+                if tstats then
+                    c0, s0, k0, d0 = os_clock(), self.sent, self.skipped,
+                                     self.dead
+                end
                 local n, err = task:step(msgs)
                 if not n then
                     return self:finish(err)
+                end
+                if tstats and n > 0 then
+                    count_step(self, task.partition, os_clock() - c0,
+                               self.sent - s0, self.skipped - k0,
+                               self.dead - d0)
                 end
                 got = got + n
             end

@@ -20,6 +20,7 @@ local _M = {}
 
 local EXIT_FAILED, EXIT_MEMORY = 1, 3
 local COMMIT_WAIT_MS = 120000
+local STATS_MS = 1000           -- how often stats go out under --http
 
 local real_exit = os.exit
 
@@ -222,6 +223,20 @@ function _M.main()
     end
     link.id = init.id
     local log = log_to_stderr(str_format(" [worker %d]", init.id))
+    if init.metrics then
+        -- A restore's progress (tide.state logs it each second) goes to
+        -- the supervisor too, for /health.
+        local plain = log
+        log = function(level, line)
+            local store, p, n, of = line:match(
+                "^restoring (%S+) task (%d+): (%d+) of about (%d+) records")
+            if store then
+                link:send({ op = "restore", task = tonumber(p), store = store,
+                            records = tonumber(n), total = tonumber(of) })
+            end
+            return plain(level, line)
+        end
+    end
     init.overrides = wire.list(init.overrides)
     -- Job code never ends the process: os.exit raises from here on.
     os.exit = job_mod.no_exit
@@ -315,6 +330,20 @@ function _M.main()
         w.bad[k] = true
     end
     w.label = ""
+    if init.metrics then
+        -- tide run --http: per-task counts for /metrics (tide.worker
+        -- counts each step when w.tstats is set); sends are counted
+        -- here, at each output's push.
+        w.tstats, w.sent = {}, 0
+        for _, out in ipairs(w.out_streams) do
+            local st = out.stream
+            local push = st.push
+            st.push = function(self, key, value, p, ts, hdrs)
+                w.sent = w.sent + 1
+                return push(self, key, value, p, ts, hdrs)
+            end
+        end
+    end
     w.ignore_stop = true          -- the supervisor says when to stop
     w.hold_drain = init.drain
     w.on_rollback = function(bad, why)
@@ -351,7 +380,13 @@ function _M.main()
         link.maybe_more = false       -- read until the channel was empty
         return true
     end
+    local next_stats = 0
     w.on_round_end = function(wk)
+        if init.metrics and now_ms() >= next_stats then
+            -- What /metrics and /health show, each second.
+            next_stats = now_ms() + STATS_MS
+            link:send({ op = "stats", tasks = wk:status(true) })
+        end
         if wk.hold_drain and wk.idle and not was_idle then
             link:send({ op = "idle", processed = wk.processed })
         end
