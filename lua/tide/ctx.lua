@@ -2,8 +2,9 @@
 --- init, window and close: a task's view of the container (README "The job
 --- API", docs/time.md). One per task.
 local type, error, tostring, select = type, error, tostring, select
-local pairs, setmetatable = pairs, setmetatable
+local pairs, ipairs, setmetatable = pairs, ipairs, setmetatable
 local encode_headers = require("tide.headers").encode
+local tables_mod = require("tide.tables")
 local realtime = require("tide.loop").realtime
 local str_format, concat = string.format, table.concat
 
@@ -171,8 +172,9 @@ end
 
 --- Makes the ctx of task `p` of a worker. Fields: job, partition,
 --- partitions (the job's input partition count, which is its number of
---- tasks), config, stores, memo, version, watermark (the task's, kept by
---- tide.task; -math.huge until known), log.
+--- tasks), config, stores, tables (the job's table inputs, by stream
+--- name and by store name: tide.tables), memo, version, watermark (the
+--- task's, kept by tide.task; -math.huge until known), log.
 ---@param w table  the worker (job, topology, version)
 ---@param p integer
 ---@param stores table  the task's stores by name
@@ -191,9 +193,15 @@ function _M.new(w, p, stores)
             break
         end
     end
+    local tables = {}
+    for _, spec in ipairs(w.job.tables or {}) do
+        local t = tables_mod.new(spec, stores[spec.store])
+        tables[spec.name] = t
+        tables[spec.store] = t
+    end
     local self = setmetatable({
         job = w.job.name, partition = p, partitions = w.nparts,
-        config = w.job.config, stores = mine, memo = {},
+        config = w.job.config, stores = mine, memo = {}, tables = tables,
         version = w.version, watermark = -math.huge,
         _outs = w.outs, _out_list = w.out_list,
         _pending = { n = 0 }, _worker = w,

@@ -30,7 +30,7 @@ local FIELDS = {
     standby_replicas = "number", timestamp = "function",
     max_idle = "duration0", max_out_of_orderness = "duration0",
     idle_timeout = "duration", on_timer = "function",
-    dead_letters = "boolean",
+    dead_letters = "boolean", on_table = "function",
 }
 
 local function known_fields()
@@ -166,8 +166,16 @@ end
 -- their types (docs/container.md "Input order").
 -- `timestamp` (function(msg) -> milliseconds) names the input's event
 -- time (docs/time.md).
+-- `table = true` makes the input a table (docs/time.md "Tables and
+-- joins"): materialized by tide into a store (`store`, default the
+-- stream's name), `versioned` keeping past values for `history`.
 local INPUT_OPTIONS = { bootstrap = "boolean", priority = "number",
-                        broadcast = "boolean", timestamp = "function" }
+                        broadcast = "boolean", timestamp = "function",
+                        table = "boolean", versioned = "boolean",
+                        history = "duration", store = "string" }
+
+-- The options that only a table input may have.
+local TABLE_ONLY = { versioned = true, history = true, store = true }
 
 -- Normalises one entry of inputs/outputs.
 local function stream_entry(job, field, i, e)
@@ -179,7 +187,13 @@ local function stream_entry(job, field, i, e)
         for k, v in pairs(e) do
             local want = field == "inputs" and INPUT_OPTIONS[k]
             if want then
-                if type(v) ~= want then
+                if want == "duration" then
+                    local ok, derr = _M.duration_ms(v)
+                    if not ok then
+                        return nil, str_format("%s[%d]: option '%s': %s",
+                                               field, i, k, derr)
+                    end
+                elseif type(v) ~= want then
                     return nil, str_format("%s[%d]: option '%s' must be a "
                                            .. "%s, not a %s", field, i, k,
                                            want, type(v))
@@ -195,8 +209,33 @@ local function stream_entry(job, field, i, e)
                                        .. "%s)", field, i, tostring(k),
                                        field == "inputs" and "serde, "
                                        .. "key_serde, bootstrap, priority, "
-                                       .. "broadcast, timestamp"
+                                       .. "broadcast, timestamp) or table "
+                                       .. "options (table, store, versioned, "
+                                       .. "history"
                                        or "serde, key_serde")
+            end
+        end
+        if field == "inputs" then
+            if opts.table ~= true then
+                for k in pairs(TABLE_ONLY) do
+                    if opts[k] ~= nil then
+                        return nil, str_format("%s[%d]: option '%s' is for "
+                                               .. "tables: add table = true",
+                                               field, i, k)
+                    end
+                end
+            elseif opts.priority ~= nil then
+                return nil, str_format("%s[%d]: a table cannot have a "
+                                       .. "priority: it is read first "
+                                       .. "(bootstrap), or with bootstrap = "
+                                       .. "false in event-time order with "
+                                       .. "the inputs of priority 0", field,
+                                       i)
+            end
+            if opts.history ~= nil and opts.versioned ~= true then
+                return nil, str_format("%s[%d]: option 'history' is for "
+                                       .. "versioned tables: add versioned "
+                                       .. "= true", field, i)
             end
         end
     else
@@ -216,10 +255,20 @@ local function stream_entry(job, field, i, e)
     if not ks then
         return nil, str_format("%s[%d] '%s': %s", field, i, spec, err)
     end
+    local tbl = field == "inputs" and opts.table == true
+    local bootstrap = opts.bootstrap == true
+    if tbl then
+        bootstrap = opts.bootstrap ~= false        -- a table: by default
+    end
     return { spec = spec, system = sys, name = name, serde = vs,
-             key_serde = ks, bootstrap = opts.bootstrap == true,
+             key_serde = ks, bootstrap = bootstrap,
              priority = opts.priority or 0, broadcast = opts.broadcast == true,
-             timestamp = field == "inputs" and opts.timestamp or nil }
+             timestamp = field == "inputs" and opts.timestamp or nil,
+             table = tbl or nil, versioned = tbl and opts.versioned == true
+             or nil, history_ms = tbl and opts.history
+             and _M.duration_ms(opts.history) or nil,
+             store = tbl and (opts.store or (name:gsub("[^%w_]", "_")))
+             or nil }
 end
 
 --- Checks a job table and adds the normalised fields of docs/runtime.md.
@@ -267,10 +316,6 @@ function _M.validate(job, where)
         return fail("bad name '%s': use letters, digits, '.', '_' and '-'",
                     job.name)
     end
-    if job.process == nil then
-        return fail("missing field 'process' (function(msg, ctx))")
-    end
-
     if type(job.inputs) ~= "table" or #job.inputs == 0 then
         return fail("field 'inputs' must list at least one stream")
     end
@@ -311,6 +356,47 @@ function _M.validate(job, where)
         seen[s.system .. ":" .. s.name] = true
         ins[i] = s
     end
+    -- Tables (docs/time.md "Tables and joins"): each is a store of the
+    -- task that tide writes; process() gets only the other inputs.
+    local tables, streams = {}, 0
+    for _, s in ipairs(ins) do
+        if s.table then
+            local name = s.store
+            if not str_match(name, "^[%w_]+$") then
+                return fail("inputs: table '%s': bad store name '%s': use "
+                            .. "letters, digits and '_'", s.spec, name)
+            end
+            if str_sub(name, 1, 1) == "_" then
+                return fail("inputs: table '%s': store name '%s' starts "
+                            .. "with '_', which is kept for tide's own "
+                            .. "stores; name it with store = \"...\"",
+                            s.spec, name)
+            end
+            if type(job.stores) == "table" and job.stores[name] ~= nil then
+                return fail("inputs: table '%s' is kept in store '%s', "
+                            .. "which is also in 'stores'; rename one (the "
+                            .. "table's with store = \"...\")", s.spec,
+                            name)
+            end
+            for _, t in ipairs(tables) do
+                if t.store == name then
+                    return fail("inputs: tables '%s' and '%s' are both "
+                                .. "kept in store '%s'; name one with "
+                                .. "store = \"...\"", t.spec, s.spec, name)
+                end
+            end
+            tables[#tables + 1] = s
+        else
+            streams = streams + 1
+        end
+    end
+    if job.process == nil and streams > 0 then
+        return fail("missing field 'process' (function(msg, ctx))")
+    end
+    if job.on_table ~= nil and #tables == 0 then
+        return fail("field 'on_table' is set but no input is a table; "
+                    .. "mark one with { \"stream\", table = true }")
+    end
     for i, e in ipairs(job.outputs or {}) do
         local s, err = stream_entry(job, "outputs", i, e)
         if not s then
@@ -329,13 +415,25 @@ function _M.validate(job, where)
             end
         end
     end
-    if job.on_timer then
-        -- Timers live in a store of their own (tide.timers).
+    if job.on_timer or #tables > 0 then
+        -- Timers live in a store of their own (tide.timers); each table
+        -- in one named after it: a versioned one holds raw bytes (its
+        -- keys carry the version's time), a plain one the input's serdes.
         all_stores = {}
         for name, opts in pairs(job.stores or {}) do
             all_stores[name] = opts
         end
-        all_stores[timers.STORE] = timers.STORE_OPTIONS
+        if job.on_timer then
+            all_stores[timers.STORE] = timers.STORE_OPTIONS
+        end
+        for _, s in ipairs(tables) do
+            if s.versioned then
+                all_stores[s.store] = { serde = "bytes", key_serde = "bytes" }
+            else
+                all_stores[s.store] = { serde = s.serde.name,
+                                        key_serde = s.key_serde.name }
+            end
+        end
     end
     local stores, serr = state.normalise(all_stores, job.serde)
     if not stores then
@@ -346,6 +444,7 @@ function _M.validate(job, where)
     norm.store_list = stores
     norm.source = job
     norm.inputs = ins
+    norm.tables = tables
     norm.outputs = outs
     norm.on_error = on_error
     norm.processing = processing
@@ -356,6 +455,9 @@ function _M.validate(job, where)
         if not inp.broadcast then
             copartitioned = copartitioned + 1
         end
+    end
+    if job.process == nil then
+        norm.process = function() end           -- every input is a table
     end
     if copartitioned == 0 then
         return fail("inputs: every input is broadcast; at least one must "

@@ -60,11 +60,24 @@ function _M.version_of(job)
     end) or "none"
 end
 
+-- A table input (tide.tables) is a store as well as an input: making an
+-- input a table or not, versioned or not, or moving its store needs a
+-- restart like any change of the inputs.
+local function table_opts(s)
+    if not s.table then
+        return ""
+    end
+    return str_format(" table %s%s%s", s.store,
+                      s.versioned and " versioned" or "",
+                      s.history_ms and str_format(" history %.0fms",
+                                                  s.history_ms) or "")
+end
+
 local function stream_list(list)
     local t = {}
     for i, s in ipairs(list) do
-        t[i] = str_format("%s:%s(%s/%s)", s.system, s.name, s.serde.name,
-                          s.key_serde.name)
+        t[i] = str_format("%s:%s(%s/%s%s)", s.system, s.name, s.serde.name,
+                          s.key_serde.name, table_opts(s))
     end
     return concat(t, ", ")
 end

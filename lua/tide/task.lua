@@ -7,6 +7,7 @@ local job_mod = require("tide.job")
 local ctx_mod = require("tide.ctx")
 local chooser_mod = require("tide.chooser")
 local timers_mod = require("tide.timers")
+local tables_mod = require("tide.tables")
 local serde = require("tide.serde")
 local realtime = require("tide.loop").realtime
 local pretty = require("tide.repl.pretty")
@@ -97,6 +98,23 @@ function _M.open(w, p, entry, opts)
             -- last came (an idle partition stops holding the watermark).
             tsfn = false, max_et = NEG_INF, last_data = t0,
         }
+        local jin = w.job.inputs[desc.input]
+        if jin.table then
+            -- A table input (tide.tables): tide writes its records into
+            -- the table's store, then calls on_table; process() never
+            -- sees them. It does not hold the watermark back.
+            local tbl = self.ctx.tables[jin.name]
+            part.table = tbl
+            part.tproc = function(m, ctx)
+                local on_table = w.job.on_table
+                local old = tables_mod.update(tbl, m, w.raw_v,
+                                              ctx.event_time,
+                                              on_table ~= nil)
+                if on_table then
+                    on_table(m, old, ctx)
+                end
+            end
+        end
         if inp.bootstrap then
             local first, last = inp.stream:range(desc.partition)
             if not first then
@@ -245,7 +263,8 @@ end
 -- Works out the task's watermark (docs/time.md): the oldest of the
 -- newest event times of its input partitions that are not idle, less
 -- max_out_of_orderness; it never goes back. A partition is idle when it
--- has nothing buffered and no data came for idle_timeout. Also notes
+-- has nothing buffered and no data came for idle_timeout. Tables do not
+-- count: they are state, not events still to come. Also notes
 -- which partition holds the watermark, so that a message elsewhere does
 -- not have to look again.
 local function update_watermark(self, now)
@@ -254,7 +273,8 @@ local function update_watermark(self, now)
     local parts = self.parts
     for j = 1, #parts do
         local part = parts[j]
-        if part.head <= part.n or now - part.last_data < timeout then
+        if not part.table and (part.head <= part.n
+                               or now - part.last_data < timeout) then
             if part.max_et < lo or holder == nil then
                 lo, holder = part.max_et, part
             end
@@ -299,7 +319,8 @@ end
 -- under xpcall; w.cur says which message was being processed when it
 -- raised.
 local function batch_body(w, self, part, from, n)
-    local process, ctx = w.job.process, self.ctx
+    -- A table's records go into its store instead (part.tproc).
+    local process, ctx = part.tproc or w.job.process, self.ctx
     local pend = ctx._pending
     local msgs = part.buf
     local kdec, vdec = part.kdec, part.vdec

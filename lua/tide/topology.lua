@@ -19,7 +19,8 @@ end
 
 --- Opens the streams of `job` in `env`. Returns the topology, or nil and
 --- one line. Fields: inputs (list, in the job's order: { spec, name,
---- key, stream, kdec, vdec, broadcast, bootstrap, priority, count }),
+--- key, stream, kdec, vdec, broadcast, bootstrap, priority, table (true
+--- for a table input), count }),
 --- nparts (tasks), outs (by spec and by name), out_list, dlq, dlq_name,
 --- streams (every stream opened, to flush and close).
 ---@return table|nil topology, string|nil err
@@ -76,7 +77,7 @@ function _M.open(job, env)
             key = inp.system .. ":" .. inp.name,
             kdec = inp.key_serde.decode, vdec = inp.serde.decode,
             broadcast = inp.broadcast, bootstrap = inp.bootstrap,
-            priority = inp.priority,
+            priority = inp.priority, table = inp.table,
         }
     end
     self.nparts = nparts
