@@ -6,6 +6,7 @@
 local cjson = require("cjson.safe")
 
 local pairs, ipairs, tostring, type = pairs, ipairs, tostring, type
+local setmetatable = setmetatable
 local str_format, concat, sort = string.format, table.concat, table.sort
 local huge = math.huge
 
