@@ -38,6 +38,35 @@ describe("tables", function()
         assert.equals("none", res.outputs.out[2].value.user)
     end)
 
+    it("gives every task the whole of a global (broadcast) table",
+       function()
+        local rates = {}
+        for i = 1, 40 do
+            rates[i] = { key = "c" .. i, value = i }
+        end
+        local events = {}
+        for i = 1, 200 do
+            events[i] = { key = "e" .. i, value = { c = "c" .. (i % 40 + 1) } }
+        end
+        local res = assert(testing.run({
+            name = "g", serde = "json", outputs = { "out" },
+            inputs = { { "rates", table = true, broadcast = true },
+                       "events" },
+            process = function(msg, ctx)
+                ctx:send("out", msg.key, {
+                    task = ctx.partition,
+                    rate = ctx.tables.rates:get(msg.value.c) or false })
+            end,
+        }, { partitions = 4, inputs = { rates = rates, events = events } }))
+        local tasks = {}
+        for _, o in ipairs(res.outputs.out) do
+            assert.equals(tonumber(o.key:sub(2)) % 40 + 1, o.value.rate)
+            tasks[o.value.task] = true
+        end
+        assert.equals(200, #res.outputs.out)
+        assert.is_true(count_keys(tasks) > 1)
+    end)
+
     it("calls on_table after each update with the old value", function()
         local calls = {}
         assert(testing.run({
@@ -122,6 +151,32 @@ describe("tables", function()
             { key = "a", value = 5, timestamp = 21000 } } } }))
         -- 21000 - 10s = 11000: 3000 answers queries at 11000, older go
         assert.same({ { 21000, 5 }, { 20000, 4 }, { 3000, 3 } }, vs)
+    end)
+
+    it("needs a restart to make an input a table or change its options",
+       function()
+        local reload = require("tide.reload")
+        local job = require("tide.job")
+        local path = os.tmpname() .. ".lua"
+        local function write(inputs)
+            local f = assert(io.open(path, "w"))
+            f:write("return { name = 'j', inputs = " .. inputs
+                    .. ", process = function() end }")
+            f:close()
+        end
+        write([[{ "p", "s" }]])
+        local j = assert(job.load(path))
+        write([[{ { "p", table = true }, "s" }]])
+        local new, why, kind = reload.prepare(j, {})
+        assert.is_nil(new)
+        assert.equals("restart", kind)
+        assert.matches("restart needed: inputs changed", why, 1, true)
+        j = assert(job.load(path))
+        write([[{ { "p", table = true, versioned = true }, "s" }]])
+        new, why = reload.prepare(j, {})
+        assert.is_nil(new)
+        assert.matches("table p versioned", why, 1, true)
+        os.remove(path)
     end)
 
     it("rejects bad table options with one line", function()
