@@ -67,7 +67,9 @@ end
 --- Returns result = { outputs = { [name] = { out, ... } }, dead_letters =
 --- { ... }, stores = { [store] = { [key] = value } }, timers = { { key,
 --- at, kind }, ... } (those still pending, in firing order), stats =
---- {...}, logs = {...} }, or nil, the error that stopped the job, and the result
+--- {...}, logs = {...}, tables = { [table input] = its contents: { [key]
+--- = value }, versioned: { [key] = { { at, value }, ... } } newest first }
+--- }, or nil, the error that stopped the job, and the result
 --- so far. Stores are in memory and start empty.
 ---@param job string|table
 ---@param opts table|nil
@@ -160,6 +162,31 @@ function _M.run(job, opts)
         sort(result.timers, function(a, b) return a.raw < b.raw end)
         for _, t in ipairs(result.timers) do
             t.raw = nil
+        end
+    end
+    -- Tables (tide.tables), by stream name: a plain one as { [key] =
+    -- value }, a versioned one as { [key] = { { at = ms, value = v
+    -- (nil: deleted) }, ... } } newest first.
+    result.tables = {}
+    for _, t in ipairs(j.tables or {}) do
+        local st = result.stores[t.store] or {}
+        if not t.versioned then
+            result.tables[t.name] = st
+        else
+            local by = {}
+            for kraw, raw in pairs(st) do
+                local key = t.key_serde.decode(kraw:sub(1, -10))
+                local list = by[key] or {}
+                by[key] = list
+                list[#list + 1] = {
+                    at = 2 ^ 52 - timers.read_be64(kraw, #kraw - 7),
+                    value = raw:sub(1, 1) ~= "d"
+                            and t.serde.decode(raw:sub(2)) or nil }
+            end
+            for _, list in pairs(by) do
+                sort(list, function(a, b) return a.at > b.at end)
+            end
+            result.tables[t.name] = by
         end
     end
     for _, o in ipairs(j.outputs) do

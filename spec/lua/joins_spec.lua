@@ -34,6 +34,7 @@ describe("tables", function()
         } }))
         assert.same({ "events", "events" }, seen)
         assert.same({ a = { n = 3 } }, res.stores.users)
+        assert.same({ a = { n = 3 } }, res.tables.users)
         assert.same({ n = 3 }, res.outputs.out[1].value.user)
         assert.equals("none", res.outputs.out[2].value.user)
     end)
@@ -133,7 +134,7 @@ describe("tables", function()
     it("drops versions past the history, keeping what a query within it "
        .. "needs", function()
         local vs
-        assert(testing.run({
+        local res = assert(testing.run({
             name = "t", serde = "json",
             inputs = { { "p", table = true, versioned = true,
                          history = "10s" } },
@@ -151,6 +152,9 @@ describe("tables", function()
             { key = "a", value = 5, timestamp = 21000 } } } }))
         -- 21000 - 10s = 11000: 3000 answers queries at 11000, older go
         assert.same({ { 21000, 5 }, { 20000, 4 }, { 3000, 3 } }, vs)
+        assert.same({ a = { { at = 21000, value = 5 },
+                            { at = 20000, value = 4 },
+                            { at = 3000, value = 3 } } }, res.tables.p)
     end)
 
     it("needs a restart to make an input a table or change its options",
