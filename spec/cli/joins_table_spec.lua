@@ -200,7 +200,16 @@ describe("tables and joins, end to end", function()
     for kill = 1, 5 do
       local t = h.start_tide(dir, work, { "run", job, "--workers", "2" })
       h.wait_log(t, "job 'vc' started", 1, "the start")
-      h.sleep(0.05 + math.random() * 0.4)
+      if kill % 2 == 0 then
+        -- as soon as this run adds results: mid-run
+        local before = #consume(dir, "joined")
+        for _ = 1, 300 do
+          if #consume(dir, "joined") > before then break end
+          h.sleep(0.02)
+        end
+      else
+        h.sleep(0.05 + math.random() * 0.4)
+      end
       h.kill9(t.pid)
       h.wait_exit(t)
       if #consume(dir, "joined") > 0 and kill < 5 then mid = mid + 1 end
