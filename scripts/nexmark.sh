@@ -6,7 +6,7 @@
 #                              $NEXMARK_KILLS times (default 10) at random
 #                              moments and restarted, then --drain --final
 # One line per query ("q7: 26 windows, match"); exit 1 on any mismatch.
-# Environment: NEXMARK_EVENTS (50000), NEXMARK_SEED (42), NEXMARK_RATE
+# Environment: NEXMARK_EVENTS (20000), NEXMARK_SEED (42), NEXMARK_RATE
 # (events per second of event time, 200), NEXMARK_DISORDER_MS (2000: the
 # most an event is moved back), NEXMARK_DISORDER_SHARE (0.1),
 # NEXMARK_PARTITIONS (4), NEXMARK_QUERIES ("q1 q2 q3 q5 q7 q8 q11"),
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 mode=${1:-check}
 case $mode in check|crash) ;; *) echo "usage: $0 check|crash" >&2; exit 2;; esac
 TIDE=${TIDE:-$PWD/build/tide}
-EVENTS=${NEXMARK_EVENTS:-50000}
+EVENTS=${NEXMARK_EVENTS:-20000}
 SEED=${NEXMARK_SEED:-42}
 RATE=${NEXMARK_RATE:-200}
 BOUND=${NEXMARK_DISORDER_MS:-2000}

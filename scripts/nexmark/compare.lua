@@ -28,8 +28,9 @@ local CANON = {
   q2 = function(_, v) return fmt("%d %d", v.auction, v.price) end,
   q3 = function(_, v) return fmt("%d %s|%s|%s", v.id, v.name, v.city,
                                  v.state) end,
-  q5 = function(_, v) return fmt("%d %d %d %s", v.start, v["end"], v.count,
-                                 ids(v.auctions, tostring)) end,
+  q5 = function(_, v) return fmt("%d %d %d %s", v.start, v["end"],
+                                 v.value.count,
+                                 ids(v.value.auctions, tostring)) end,
   q7 = function(_, v)
     return fmt("%d %d %d %s", v.start, v["end"], v.value.price,
                ids(v.value.bids, function(b)
