@@ -11,7 +11,9 @@
 # most an event is moved back), NEXMARK_DISORDER_SHARE (0.1),
 # NEXMARK_PARTITIONS (4), NEXMARK_QUERIES ("q1 q2 q3 q5 q7 q8 q11"),
 # NEXMARK_KILLS (10), NEXMARK_KILL_MAX_MS (longest wait before a kill,
-# 1500), NEXMARK_WORKERS (2), NEXMARK_DIR (work dir; default a fresh one
+# 1500), NEXMARK_WORKERS (2), NEXMARK_JOBS (the folder of the query
+# files, jobs/nexmark), NEXMARK_OOO_MS (the jobs' max_out_of_orderness;
+# default the disorder bound: less makes records late), NEXMARK_DIR (work dir; default a fresh one
 # under build/, removed unless NEXMARK_KEEP=1), TIDE (build/tide).
 set -eu
 cd "$(dirname "$0")/.."
@@ -28,6 +30,7 @@ QUERIES=${NEXMARK_QUERIES:-q1 q2 q3 q5 q7 q8 q11}
 KILLS=${NEXMARK_KILLS:-10}
 KILL_MAX_MS=${NEXMARK_KILL_MAX_MS:-1500}
 WORKERS=${NEXMARK_WORKERS:-2}
+JOBS=${NEXMARK_JOBS:-jobs/nexmark}
 if [ -n "${NEXMARK_DIR:-}" ]; then
     work=$NEXMARK_DIR; rm -rf "$work"; mkdir -p "$work"
 else
@@ -66,9 +69,9 @@ rand_ms() {
 
 status=0
 for q in $QUERIES; do
-    job=jobs/nexmark/$q.lua
+    job=$JOBS/$q.lua
     log=$work/$q.log
-    ooo="-c max_out_of_orderness=${BOUND}ms"
+    ooo="-c max_out_of_orderness=${NEXMARK_OOO_MS:-$BOUND}ms"
     [ "$q" = q1 ] || [ "$q" = q2 ] || [ "$q" = q3 ] && ooo=""
     cmp=exact
     if [ "$mode" = crash ]; then
@@ -76,7 +79,9 @@ for q in $QUERIES; do
         k=1
         while [ "$k" -le "$KILLS" ]; do
             # shellcheck disable=SC2086
-            "$TIDE" run "$job" --workers "$WORKERS" $ooo --data-dir "$data" \
+            # commits every 200 ms, so that kills land between checkpoints
+            "$TIDE" run "$job" --workers "$WORKERS" $ooo \
+                -c commit_interval=200ms --data-dir "$data" \
                 >>"$log" 2>&1 &
             pid=$!
             started="$started $pid"
