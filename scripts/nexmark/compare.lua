@@ -1,5 +1,6 @@
 -- Compares a query's output with the oracle's (plain luajit + cjson).
 -- Usage: luajit scripts/nexmark/compare.lua QUERY EXPECTED ACTUAL MODE
+--        [BEFORE: how many of ACTUAL the killed runs emitted, to print]
 -- ACTUAL holds `tide consume nexmark-QUERY -e -f '%k\t%s\n'`; each record
 -- is put in the canonical form of scripts/nexmark/oracle.lua. MODE:
 --   exact     the two are equal as multisets (each result once);
@@ -12,6 +13,7 @@ local cjson = require("cjson")
 local fmt, concat = string.format, table.concat
 
 local q, efile, afile, mode = arg[1], arg[2], arg[3], arg[4] or "exact"
+local before = tonumber(arg[5])     -- emitted by the killed runs (crash)
 local UNIT = { q1 = "bids", q2 = "bids", q3 = "joined auctions",
                q5 = "windows", q7 = "windows", q8 = "person windows",
                q11 = "sessions" }
@@ -72,8 +74,13 @@ end
 table.sort(missing) table.sort(extra) table.sort(short)
 
 if #missing + #extra + #short == 0 and en > 0 then
+  local notes = {}
+  if an ~= en then notes[#notes + 1] = fmt("%d emissions", an) end
+  if before then
+    notes[#notes + 1] = fmt("%d before the final run", before)
+  end
   print(fmt("%s: %d %s, match%s", q, en, UNIT[q],
-            an ~= en and fmt(" (%d emissions)", an) or ""))
+            #notes > 0 and " (" .. concat(notes, ", ") .. ")" or ""))
   os.exit(0)
 end
 local function some(t)
