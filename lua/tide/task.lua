@@ -180,6 +180,22 @@ end
 
 -- ---- sends, errors -----------------------------------------------------------
 
+-- How to get past message `offset` of `part` that stopped job `job` under
+-- on_error = "fail": the command that moves its task past it.
+local function skip_hint(job, part, offset)
+    local spec = part.spec
+    if spec:sub(1, 6) == "kafka:" then
+        return str_format("to skip it, with every process of the job "
+                          .. "stopped: kafka-consumer-groups --group %s "
+                          .. "--reset-offsets --topic %s:%d --to-offset "
+                          .. "%.0f --execute", job, spec:sub(7),
+                          part.partition, offset + 1)
+    end
+    return str_format("to skip it: tide offsets reset %s --input %s "
+                      .. "--partition %d --to %.0f --keep-state", job, spec,
+                      part.partition, offset + 1)
+end
+
 -- pend holds 6 slots per send: output, key, value, timestamp, header
 -- block, partition (tide.ctx).
 local function push_pending(w, pend)
@@ -495,8 +511,9 @@ function Task:process_batch(part, from, n)
             w:rollback(str_format("process() raised on %s: %s", where, text))
             policy = "retry"
         elseif policy == "fail" then
-            return nil, str_format("job '%s' failed on %s: %s\n%s",
+            return nil, str_format("job '%s' failed on %s: %s (%s)\n%s",
                                    w.job.name, where, text,
+                                   skip_hint(w.job.name, part, m.offset),
                                    e == GIVE_UP and "(no traceback: the "
                                    .. "call was stopped)" or e.tb)
         elseif policy == "skip" then

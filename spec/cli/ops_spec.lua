@@ -331,6 +331,10 @@ describe("tide offsets reset", function()
     local r = h.tide({ "run", POISON, "--drain" }, { dir = dir })
     assert.equals(1, r.code)
     assert.matches("partition 0 offset 5: .*poison message", r.err)
+    -- The error line says how to skip it.
+    assert.matches("to skip it: tide offsets reset ops_poison --input "
+                   .. "events --partition 0 --to 6 --keep-state", r.err,
+                   1, true)
     local p1 = ckpt_offset(dir, "ops_poison", 1)
     local out = h.ok({ "offsets", "reset", "ops_poison", "--to", "6",
                        "--input", "events", "--partition", "0",
