@@ -483,6 +483,9 @@ function Task:process_batch(part, from, n)
                 state_mod.discard(self.stores[j])
             end
         end
+        if self.timers then
+            self.timers:forget()
+        end
         local done = i - from
         self.processed = self.processed + done
         w.processed = w.processed + done
@@ -684,6 +687,9 @@ local function drop_held(self)
             state_mod.discard(self.stores[j])
         end
     end
+    if self.timers then
+        self.timers:forget()
+    end
 end
 
 --- Fires the timers that are due (docs/time.md "Timers"), at most
@@ -776,6 +782,9 @@ function Task:call_hook(name, fn, arg)
         for j = 1, #self.stores do
             state_mod.discard(self.stores[j])
         end
+    end
+    if self.timers then
+        self.timers:forget()
     end
     if e == SYSTEM_ERROR then
         return nil, w.sys_err, w.sys_err

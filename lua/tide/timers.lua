@@ -33,6 +33,8 @@ local PREFIX_END = { event = "f", processing = "q" }
 local KIND_OF = { e = "event", p = "processing" }
 local WM_KEY = "w"
 local MAX_AT = 2 ^ 53
+local KINDS = { "event", "processing" }
+local BATCH = 256                    -- due timers read with one iterator
 
 local Timers = {}
 Timers.__index = Timers
@@ -68,6 +70,9 @@ function _M.new(st, kenc, kdec)
         -- raise it): -inf until looked up. Processing times are wall-clock
         -- milliseconds.
         next = { event = NEG_INF, processing = NEG_INF },
+        -- Due timers read ahead (raw keys, time order) and the index of
+        -- the next one, per kind; nil when none are read.
+        q = {}, qi = {},
         saved_wm = nil,
     }, Timers)
 end
@@ -104,6 +109,10 @@ function Timers:set(key, at, kind)
     if at < self.next[kind] then
         self.next[kind] = at
     end
+    local q = self.q[kind]
+    if q ~= nil and at <= read_be64(q[#q], 2) then
+        self.q[kind] = nil                       -- it belongs in the queue
+    end
 end
 
 --- Deletes a timer (ctx:delete_timer); one that does not exist is no error.
@@ -116,40 +125,88 @@ function Timers:delete(key, at, kind)
               2)
     end
     self.st:put(timer_key(kind, at, kraw), nil)
+    self.q[kind] = nil                           -- it may be in the queue
 end
 
--- The first timer of `kind` in the store: at, raw store key; nil if none.
-local function first(self, kind)
-    local k, err = self.st.s:first(PREFIX[kind], PREFIX_END[kind])
-    if k == nil then
-        if err then
-            error("timers: " .. tostring(err), 0)
-        end
-        return nil
+-- Is a timer of `kind` at `at` due at `limit` (the watermark for event
+-- timers, the wall clock for processing ones)?
+local function is_due(kind, at, limit)
+    return at < limit or (kind == "processing" and at == limit)
+end
+
+-- Reads up to BATCH due timers of `kind` into its queue, in time order,
+-- with one store iterator (making one costs a merge of the unflushed
+-- writes, too much per timer). The seek starts at the known lower bound,
+-- not at the prefix: fired timers are deletes that RocksDB keeps as
+-- tombstones until a compaction, and stepping over all of them at each
+-- look would make firing n timers cost n^2.
+local function fill(self, kind, limit)
+    local from = PREFIX[kind]
+    local low = self.next[kind]
+    if low > 0 and low < MAX_AT then
+        from = from .. be64(low)
     end
-    return read_be64(k, 2), k
+    local it, err = self.st.s:iter(from, PREFIX_END[kind])
+    if not it then
+        error("timers: " .. tostring(err), 0)
+    end
+    local q, n, after = {}, 0, INF
+    for k in it do
+        local at = read_be64(k, 2)
+        if not is_due(kind, at, limit) then
+            after = at
+            break
+        end
+        n = n + 1
+        q[n] = k
+        if n >= BATCH then
+            break
+        end
+    end
+    if n > 0 then
+        self.q[kind], self.qi[kind] = q, 1
+        self.next[kind] = read_be64(q[1], 2)
+    else
+        self.next[kind] = after
+    end
 end
 
 --- Returns the next due timer: kind, time, decoded key, raw store key; or
 --- nil. An event timer is due once the watermark passes its time (no
 --- message at or before it can still come); a processing timer once the
---- wall clock `now` reaches it. Reads the store only when the earliest
---- known time says one may be due. Call it with no writes held.
+--- wall clock reaches it. The caller removes it (Timers:remove) as part of
+--- firing it.
 function Timers:due(watermark, now)
     local nxt = self.next
-    for _, kind in ipairs({ "event", "processing" }) do
-        local n = nxt[kind]
+    for _, kind in ipairs(KINDS) do
         local limit = kind == "event" and watermark or now
-        if n < limit or (kind == "processing" and n == limit) then
-            local at, raw = first(self, kind)
-            nxt[kind] = at or INF
-            if at and (at < limit or (kind == "processing" and at == limit))
-            then
+        if self.q[kind] == nil and is_due(kind, nxt[kind], limit) then
+            fill(self, kind, limit)
+        end
+        local q = self.q[kind]
+        if q ~= nil then
+            local i = self.qi[kind]
+            local raw = q[i]
+            local at = read_be64(raw, 2)
+            if is_due(kind, at, limit) then
+                nxt[kind] = at                   -- nothing earlier is left
+                if i == #q then
+                    self.q[kind] = nil
+                else
+                    self.qi[kind] = i + 1
+                end
                 return kind, at, self.kdec(str_sub(raw, 10)), raw
             end
         end
     end
     return nil
+end
+
+--- Forgets what is known of the earliest timers: after the current
+--- writes were discarded, a timer removed since may be back.
+function Timers:forget()
+    self.next.event, self.next.processing = NEG_INF, NEG_INF
+    self.q.event, self.q.processing = nil, nil
 end
 
 --- The time of the latest event timer (nil: none).

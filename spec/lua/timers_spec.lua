@@ -52,6 +52,49 @@ describe("tide.timers", function()
         end
     end)
 
+    it("fires a burst of due timers in time order with few store looks",
+       function()
+        -- A real store (in memory) behind the timers, counting the looks
+        -- (iterators) they make: one per due timer made firing n timers
+        -- cost n looks, each stepping over the deletes of those before.
+        local s = assert(require("tide.store").open(nil,
+                                                    { engine = "memory" }))
+        local looks = 0
+        local counted = setmetatable({}, { __index = function(_, name)
+            local f = s[name]
+            return function(_, ...)
+                if name == "iter" or name == "first" then
+                    looks = looks + 1
+                end
+                return f(s, ...)
+            end
+        end })
+        local st = { s = counted, put = function(_, k, v)
+            assert(s:set(k, v))
+        end }
+        local tm = timers.new(st, tostring, tostring)
+        for i = 1, 2000 do
+            tm:set("k" .. i, 1000 + (i * 7919) % 2000)
+        end
+        local last, n = -1, 0
+        while true do
+            local kind, at, _, raw = tm:due(5000, 0)
+            if not kind then break end
+            assert.equals("event", kind)
+            assert.is_true(at >= last)
+            last, n = at, n + 1
+            tm:remove(raw)
+            if n == 1000 then
+                -- One registered among those read ahead fires in order.
+                tm:set("late", at)
+            end
+        end
+        assert.equals(2001, n)
+        assert.is_nil(s:first("e", "f"))
+        assert.is_true(looks <= 40, looks .. " looks for 2001 timers")
+        s:close()
+    end)
+
     it("fires an event timer once the watermark passes its time", function()
         local res = assert(testing.run(job(1500), { inputs = { ["in"] = msgs({
             { "a", 1000 }, { "b", 2000 }, { "c", 5000 } }) } }))
