@@ -15,23 +15,25 @@ local _M = {}
 -- doubles input), `pause` s apart, until work/STOP exists (hang guard:
 -- 3000 batches); then it writes the next i to work/producer.done. A kcat
 -- that exits non-zero is noted in work/producer.fail. Returns its pid
--- (also in work/writer.pid, so that h.kill_ours stops it).
-function _M.start_producer(c, work, topic, batch, pause, nkeys)
+-- (also in work/writer.pid, so that h.kill_ours stops it). `first`, when
+-- given, is the size of the first batch (a backlog to start with).
+function _M.start_producer(c, work, topic, batch, pause, nkeys, first)
     os.remove(work .. "/STOP")
     local done = h.q(work .. "/producer.done")
     local script = fmt([[
-i=0; n=0
+i=0; n=0; b=%d
 while [ ! -e %s ] && [ $n -lt 3000 ]; do
-  seq $i $((i + %d - 1)) | awk '{ print "k" ($1 %% %d) ":" $1 }' |
+  seq $i $((i + b - 1)) | awk '{ print "k" ($1 %% %d) ":" $1 }' |
     %s -b %s -P -t %s -K : -X partitioner=murmur2_random -X acks=all \
       -X enable.idempotence=true -X message.timeout.ms=120000 \
       2>>%s || echo "batch at $i: kcat exited $?" >>%s
-  i=$((i + %d)); n=$((n + 1)); sleep %.3f
+  i=$((i + b)); n=$((n + 1)); b=%d; sleep %.3f
 done
 echo $i >%s.tmp && mv %s.tmp %s
-]], h.q(work .. "/STOP"), batch, nkeys or 40, broker.kafka.kcat_cmd(),
-        h.q(c.bootstrap), h.q(topic), h.q(work .. "/producer.err"),
-        h.q(work .. "/producer.fail"), batch, pause, done, done, done)
+]], first or batch, h.q(work .. "/STOP"), nkeys or 40,
+        broker.kafka.kcat_cmd(), h.q(c.bootstrap), h.q(topic),
+        h.q(work .. "/producer.err"), h.q(work .. "/producer.fail"), batch,
+        pause, done, done, done)
     h.write_file(work .. "/producer.sh", script)
     local pid = h.spawn("sh " .. h.q(work .. "/producer.sh")
                         .. " </dev/null >/dev/null 2>&1")
@@ -131,22 +133,30 @@ end
 -- group g at lag 0 on every one of the `parts` partitions of `topic`,
 -- with `total` records read. Returns the text. On the hang guard the
 -- error shows the logs of `jobs` (started by h.start_tide).
+-- Group g's committed offsets of `topic`, from kafka-consumer-groups
+-- --describe: the partitions listed, the sum of their offsets and of their
+-- lags, and the tool's text.
+function _M.committed(c, g, topic)
+    local r = c.groups_cmd({ "--describe", "--group", g })
+    local rows, read, behind = 0, 0, 0
+    for l in r.out:gmatch("[^\n]+") do
+        local grp, t, cur, lag = l:match(
+            "^(%S+)%s+(%S+)%s+%d+%s+(%S+)%s+%S+%s+(%S+)")
+        if grp == g and t == topic then
+            rows = rows + 1
+            read = read + (tonumber(cur) or 0)
+            behind = behind + (tonumber(lag) or 1)
+        end
+    end
+    return rows, read, behind, r.out .. r.err
+end
+
 function _M.wait_lag0(c, g, topic, parts, total, secs, jobs)
     local deadline = h.now() + secs
     local text
     repeat
-        local r = c.groups_cmd({ "--describe", "--group", g })
-        text = r.out .. r.err
-        local rows, read, behind = 0, 0, 0
-        for l in r.out:gmatch("[^\n]+") do
-            local grp, t, cur, lag = l:match(
-                "^(%S+)%s+(%S+)%s+%d+%s+(%S+)%s+%S+%s+(%S+)")
-            if grp == g and t == topic then
-                rows = rows + 1
-                read = read + (tonumber(cur) or 0)
-                behind = behind + (tonumber(lag) or 1)
-            end
-        end
+        local rows, read, behind
+        rows, read, behind, text = _M.committed(c, g, topic)
         if rows == parts and behind == 0 and read == total then
             return text
         end
