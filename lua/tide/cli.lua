@@ -13,6 +13,7 @@ end
 
 local ipairs, pairs, tostring, type, select = ipairs, pairs, tostring, type, select
 local str_format, str_match, concat = string.format, string.match, table.concat
+local str_sub = string.sub
 local stderr = io.stderr
 
 local _M = {}
@@ -236,6 +237,50 @@ local function take_lock(data_dir, name)
     end
 end
 
+-- Where `tide run` records the job file and -c overrides a job ran with:
+-- commands given the job's name (state dump ...) load the same job.
+local function job_record_path(data_dir, name)
+    return str_format("%s/jobs/%s/job.json", data_dir, name)
+end
+
+-- Writes that record: the job file's absolute path and the overrides.
+local function record_job_file(data_dir, name, path, overrides)
+    if str_sub(path, 1, 1) ~= "/" then
+        local cwd = os.getenv("PWD")
+        if not cwd or cwd == "" then
+            local p = io.popen("pwd")
+            cwd = p and p:read("*l")
+            if p then p:close() end
+        end
+        if not cwd then
+            return nil, "the current folder is not known"
+        end
+        path = cwd .. "/" .. path
+    end
+    local cjson = require("cjson")
+    return fs.write_atomic(job_record_path(data_dir, name), cjson.encode({
+        file = path, overrides = overrides }) .. "\n")
+end
+
+-- The job file and overrides recorded for job `name`, or nil and why not.
+local function recorded_job(data_dir, name)
+    local f = io.open(job_record_path(data_dir, name), "r")
+    if not f then
+        return nil, str_format("job '%s' has not run in data dir '%s' (no "
+                               .. "record of its job file); give its job "
+                               .. "file instead of its name", name, data_dir)
+    end
+    local text = f:read("*a")
+    f:close()
+    local ok, rec = pcall(require("cjson").decode, text)
+    if not ok or type(rec) ~= "table" or type(rec.file) ~= "string" then
+        return nil, str_format("'%s' is damaged; give the job file instead "
+                               .. "of its name", job_record_path(data_dir,
+                                                                 name))
+    end
+    return rec.file, type(rec.overrides) == "table" and rec.overrides or {}
+end
+
 -- Checks that data dir `dir` is there for `tide run`, as the other
 -- commands do; with `create`, makes it (and its parents) when missing.
 -- Returns true, or nil and the error.
@@ -290,6 +335,13 @@ local function run(args)
     local lock, lerr = take_lock(data_dir, job.name)
     if not lock then
         return fail("run", "job '%s' cannot start: %s", job.name, lerr)
+    end
+    local rok, rerr = record_job_file(data_dir, job.name, path, overrides)
+    if not rok then
+        log("warn", str_format("job '%s': its file is not recorded in the "
+                               .. "data dir (%s); 'tide state dump %s' will "
+                               .. "need the job file", job.name, rerr,
+                               job.name))
     end
     -- --http: listen before anything starts, so that a bad address or a
     -- port in use stops here with one line.
@@ -381,8 +433,8 @@ local STATE_USAGE = [[
 usage: tide state dump JOB STORE [-c KEY=VALUE]... [--data-dir DIR]
        tide state get JOB STORE KEY [--data-dir DIR]
        tide state scan JOB STORE [--from K] [--to K] [--limit N]
-Reads store STORE of the job in file JOB (a job file; get and scan also
-take the job's name when it runs).
+Reads store STORE of job JOB: its file, or its name (the file and the -c
+overrides its last `tide run` in this data dir used).
   dump  key<TAB>value of every key, over every task, as of the job's last
         checkpoint. The job must be stopped.
   get   the value of KEY. While the job runs, the task that holds the key
@@ -392,9 +444,9 @@ take the job's name when it runs).
   scan  key<TAB>value of the keys in [--from, --to), in key order over
         every task, at most --limit (default 1000); live or from the
         checkpoint, as get.
-Values that are tables print as JSON. Give the same -c overrides as the
-job ran with (e.g. -c inputs.1=other-stream): the checkpoint is checked
-against the job as they make it.
+Values that are tables print as JSON. With a job file, give the same -c
+overrides as the job ran with (e.g. -c inputs.1=other-stream): the
+checkpoint is checked against the job as they make it.
 ]]
 
 local function show(v)
@@ -615,14 +667,22 @@ local function state_cmd(args)
             if str_match(cerr or "", "^permission denied") then
                 return fail("state", "job '%s': %s", c.name, cerr)
             end
-        elseif not str_match(pos[2], "%.lua$") and not str_match(pos[2], "/")
-            then
-            return fail("state", "job '%s' is not running in data dir '%s'; "
-                        .. "give its job file to read its last checkpoint",
-                        pos[2], data_dir)
         end
     end
-    local job, err = job_mod.load(pos[2], o.overrides)
+    -- A job's name: the file and overrides its last `tide run` used
+    -- (explicit -c overrides replace those).
+    local file, overrides = pos[2], o.overrides
+    if not str_match(file, "%.lua$") and not str_match(file, "/") then
+        local rec_file, rec_over = recorded_job(data_dir, file)
+        if not rec_file then
+            return fail("state", "%s", rec_over)
+        end
+        file = rec_file
+        if #overrides == 0 then
+            overrides = rec_over
+        end
+    end
+    local job, err = job_mod.load(file, overrides)
     if not job then
         return fail("state", "%s", err)
     end

@@ -643,6 +643,13 @@ describe("job state", function()
                          "inputs.1=pv-other" }, { dir = other })
       local over = {}
       for k, v in out:gmatch("([^\t\n]*)\t([^\n]*)\n") do over[k] = v end
+      -- By the job's name: the file and the -c its last run used.
+      assert.are.equal(out, h.ok({ "state", "dump", "pageview-counts",
+                                   "counts" }, { dir = other }))
+      local r2 = h.tide({ "state", "dump", "never-ran", "counts" },
+                        { dir = other })
+      assert_error_line(r2, "state", { "job 'never-ran' has not run",
+                                       "give its job file" })
       h.rmdir(other)
       assert_counts(want, over, "pageview counts per URL, input overridden")
       local sum = 0
