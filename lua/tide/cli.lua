@@ -336,13 +336,6 @@ local function run(args)
     if not lock then
         return fail("run", "job '%s' cannot start: %s", job.name, lerr)
     end
-    local rok, rerr = record_job_file(data_dir, job.name, path, overrides)
-    if not rok then
-        log("warn", str_format("job '%s': its file is not recorded in the "
-                               .. "data dir (%s); 'tide state dump %s' will "
-                               .. "need the job file", job.name, rerr,
-                               job.name))
-    end
     -- --http: listen before anything starts, so that a bad address or a
     -- port in use stops here with one line.
     local http
@@ -412,6 +405,15 @@ local function run(args)
                                sp.nworkers, sp.nworkers == 1 and "" or "s",
                                drain and " (drain)" or "", sp.version,
                                data_dir))
+        -- Recorded once the job runs: a start that fails touches nothing.
+        local rok, rerr = record_job_file(data_dir, job.name, path,
+                                          overrides)
+        if not rok then
+            log("warn", str_format("job '%s': its file is not recorded in "
+                                   .. "the data dir (%s); 'tide state dump "
+                                   .. "%s' will need the job file", job.name,
+                                   rerr, job.name))
+        end
     end })
     if not sup then
         lock:close()
