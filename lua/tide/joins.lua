@@ -510,33 +510,9 @@ end
 --- belongs to; others go to `fallback(key, at, ctx, kind)` (the job's own
 --- timers, or windows.timers(...)).
 function _M.timers(...)
-    local by, fallback = {}, nil
-    local n = select("#", ...)
-    for i = 1, n do
-        local j = select(i, ...)
-        if getmetatable(j) == StreamStream then
-            by[j.name] = j
-        elseif i == n and type(j) == "function" then
-            fallback = j
-        else
-            bad("timers: stream–stream joins (and a function for other "
-                .. "timers last) expected, got a %s", type(j))
-        end
-    end
-    return function(key, at, ctx, kind)
-        if type(key) == "string" then
-            local z = str_find(key, "\0", 1, true)
-            local j = z and by[str_sub(key, 1, z - 1)]
-            if j then
-                return j:fire(str_sub(key, z + 1), at, ctx)
-            end
-        end
-        if fallback then
-            return fallback(key, at, ctx, kind)
-        end
-        error(str_format("tide.joins: a timer of key %q belongs to no join "
-                         .. "given to joins.timers()", tostring(key)))
-    end
+    local on_timer = timers.router("joins", "join", "stream–stream joins",
+                                   StreamStream, ...)
+    return on_timer
 end
 
 --- on_table for a job: hands each table change to the table–table joins

@@ -196,6 +196,19 @@ local function skip_hint(job, part, offset)
                       part.partition, offset + 1)
 end
 
+-- Drops what failed job code held (it leaves no trace).
+local function drop_held(self)
+    self.ctx._pending.n = 0
+    if self.stores then
+        for j = 1, #self.stores do
+            state_mod.discard(self.stores[j])
+        end
+    end
+    if self.timers then
+        self.timers:forget()
+    end
+end
+
 -- pend holds 6 slots per send: output, key, value, timestamp, header
 -- block, partition (tide.ctx).
 local function push_pending(w, pend)
@@ -476,16 +489,8 @@ function Task:process_batch(part, from, n)
         e = caught(e)
         local i = w.cur
         local m = msgs[i]
-        self.ctx._pending.n = 0          -- the message leaves no trace
+        drop_held(self)                  -- the message leaves no trace
         self.ctx._dead = nil
-        if self.stores then
-            for j = 1, #self.stores do
-                state_mod.discard(self.stores[j])
-            end
-        end
-        if self.timers then
-            self.timers:forget()
-        end
         local done = i - from
         self.processed = self.processed + done
         w.processed = w.processed + done
@@ -679,19 +684,6 @@ local function watch_call(self, kind)
     end
 end
 
--- Drops what failed job code held (it leaves no trace).
-local function drop_held(self)
-    self.ctx._pending.n = 0
-    if self.stores then
-        for j = 1, #self.stores do
-            state_mod.discard(self.stores[j])
-        end
-    end
-    if self.timers then
-        self.timers:forget()
-    end
-end
-
 --- Fires the timers that are due (docs/time.md "Timers"), at most
 --- TIMERS_PER_STEP of them. `upto` (a `--drain --final`): fire event
 --- timers as if the watermark were there. Returns the number fired, or nil and the line to
@@ -777,15 +769,7 @@ function Task:call_hook(name, fn, arg)
         return true
     end
     e = caught(e)
-    self.ctx._pending.n = 0
-    if self.stores then
-        for j = 1, #self.stores do
-            state_mod.discard(self.stores[j])
-        end
-    end
-    if self.timers then
-        self.timers:forget()
-    end
+    drop_held(self)
     if e == SYSTEM_ERROR then
         return nil, w.sys_err, w.sys_err
     end

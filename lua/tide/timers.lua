@@ -13,9 +13,10 @@
 --- so that the next timer of a kind is the first key of its prefix, and
 --- (key, time, kind) is one timer: registering it twice keeps one.
 local type, error, tostring, tonumber = type, error, tostring, tonumber
-local setmetatable, ipairs, pcall = setmetatable, ipairs, pcall
-local str_char, str_byte, str_sub, str_format = string.char, string.byte,
-    string.sub, string.format
+local setmetatable, getmetatable, ipairs, pcall, select = setmetatable,
+    getmetatable, ipairs, pcall, select
+local str_char, str_byte, str_sub, str_format, str_find = string.char,
+    string.byte, string.sub, string.format, string.find
 local floor = math.floor
 local INF, NEG_INF = math.huge, -math.huge
 
@@ -254,6 +255,43 @@ end
 --- The kind of a raw store key ("event" or "processing").
 function _M.kind_of(raw)
     return KIND_OF[str_sub(raw, 1, 1)]
+end
+
+--- An on_timer for libraries whose timers are keyed "<name>\0<rest>"
+--- (tide.windows, tide.joins): hands each to the object of that name
+--- among `...` (objects of metatable `mt`) as obj:fire(rest, at, ctx);
+--- other timers go to a function given last. `lib` ("windows"), `one`
+--- ("window") and `many` ("windows") name them in errors, which are
+--- raised at the caller of lib.timers.
+function _M.router(lib, one, many, mt, ...)
+    local by, fallback = {}, nil
+    local n = select("#", ...)
+    for i = 1, n do
+        local o = select(i, ...)
+        if getmetatable(o) == mt then
+            by[o.name] = o
+        elseif i == n and type(o) == "function" then
+            fallback = o
+        else
+            error(str_format("tide.%s: timers: %s (and a function for other "
+                             .. "timers last) expected, got a %s", lib, many,
+                             type(o)), 3)
+        end
+    end
+    return function(key, at, ctx, kind)
+        if type(key) == "string" then
+            local z = str_find(key, "\0", 1, true)
+            local o = z and by[str_sub(key, 1, z - 1)]
+            if o then
+                return o:fire(str_sub(key, z + 1), at, ctx)
+            end
+        end
+        if fallback then
+            return fallback(key, at, ctx, kind)
+        end
+        error(str_format("tide.%s: a timer of key %q belongs to no %s given "
+                         .. "to %s.timers()", lib, tostring(key), one, lib))
+    end
 end
 
 _M.be64, _M.read_be64 = be64, read_be64

@@ -297,33 +297,8 @@ end
 --- on_timer for a job: hands each timer to the window it belongs to;
 --- others go to `fallback(key, at, ctx, kind)` (the job's own timers).
 function _M.timers(...)
-    local by, fallback = {}, nil
-    local n = select("#", ...)
-    for i = 1, n do
-        local w = select(i, ...)
-        if getmetatable(w) == Win then
-            by[w.name] = w
-        elseif i == n and type(w) == "function" then
-            fallback = w
-        else
-            bad("timers: windows (and a function for other timers last) "
-                .. "expected, got a %s", type(w))
-        end
-    end
-    return function(key, at, ctx, kind)
-        if type(key) == "string" then
-            local z = str_find(key, "\0", 1, true)
-            local w = z and by[str_sub(key, 1, z - 1)]
-            if w then
-                return w:fire(str_sub(key, z + 1), at, ctx)
-            end
-        end
-        if fallback then
-            return fallback(key, at, ctx, kind)
-        end
-        error(str_format("tide.windows: a timer of key %q belongs to no "
-                         .. "window given to windows.timers()", tostring(key)))
-    end
+    local on_timer = timers.router("windows", "window", "windows", Win, ...)
+    return on_timer
 end
 
 -- The group key of msg, as a string.
