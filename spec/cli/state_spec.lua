@@ -650,6 +650,12 @@ describe("job state", function()
                         { dir = other })
       assert_error_line(r2, "state", { "job 'never-ran' has not run",
                                        "give its job file" })
+      -- A damaged record: one line naming it, and what to do instead.
+      h.write_file(other .. "/jobs/pageview-counts/job.json", "{not json")
+      local r3 = h.tide({ "state", "dump", "pageview-counts", "counts" },
+                        { dir = other })
+      assert_error_line(r3, "state", { "job.json' is damaged",
+                                       "give the job file" })
       h.rmdir(other)
       assert_counts(want, over, "pageview counts per URL, input overridden")
       local sum = 0
