@@ -78,6 +78,7 @@ build = {
          ["tide.timers"]            = "lua/tide/timers.lua",
          ["tide.windows"]           = "lua/tide/windows.lua",
          ["tide.joins"]             = "lua/tide/joins.lua",
+         ["tide.logging"]           = "lua/tide/logging.lua",
          ["tide.tables"]            = "lua/tide/tables.lua",
          ["tide.ctx"]               = "lua/tide/ctx.lua",
          ["tide.supervisor"]        = "lua/tide/supervisor.lua",

@@ -21,7 +21,8 @@ local _M = {}
 local RUN_USAGE = [[
 usage: tide run JOB [-c KEY=VALUE]... [--workers N] [--drain] [--final]
                 [--load-timeout T] [--data-dir DIR] [--create]
-                [--http ADDR]
+                [--http ADDR] [--log-format text|json]
+                [--log-level debug|info|warn|error] [-q]
 Runs the job in file JOB: one task per input partition, spread over worker
 processes, until SIGINT or SIGTERM (then every worker finishes its batch,
 makes the outputs durable, writes the checkpoint and exits 0). A restart
@@ -43,6 +44,11 @@ resumes from the checkpoint.
                 whose inputs are all on Kafka may start from nothing)
   --http ADDR   serve /metrics (Prometheus) and /health on ADDR: PORT
                 (binds 127.0.0.1) or HOST:PORT (docs/operate.md)
+  --log-format F  text (default: time, level, what happened, key=value
+                fields) or json (one JSON object per line)
+  --log-level L   the lowest level logged: debug, info (default), warn or
+                error; debug adds Lua tracebacks and per-store restores
+  -q            the same as --log-level warn
 ]]
 
 local function fail(cmd, fmt, ...)
@@ -97,9 +103,7 @@ local function suggest(word, known)
     return best
 end
 
-local function log(level, line)
-    stderr:write(os.date("!%Y-%m-%dT%H:%M:%SZ "), level, " ", line, "\n")
-end
+local log = require("tide.logging").logger()
 
 -- Parses the arguments every Lua command shares: --help, --data-dir DIR
 -- (or =DIR), -c KEY=VALUE (repeatable; where `with_c`), --drain and
@@ -300,12 +304,61 @@ local function data_dir_ready(dir, create)
     return fs.mkdir_p(dir, 493)                      -- 0755, as the log does
 end
 
+-- The directories of tide's own Lua runtime, whose frames a job's
+-- traceback leaves out.
+local function runtime_dirs()
+    local dirs = {}
+    for _, m in ipairs({ "tide.task", "tide.loop" }) do
+        local f = package.searchpath(m, package.path)
+        if f then
+            dirs[#dirs + 1] = f:match("^(.*/)tide/[^/]*$") or f
+        end
+    end
+    return dirs
+end
+
+-- A failed run: one line (the error's first), then, at --log-level
+-- debug, the Lua traceback through the job's own code only.
+local function run_failed(text)
+    local first, rest = text:match("^([^\n]*)\n(.*)$")
+    if not first then
+        return fail("run", "%s", text)
+    end
+    local code = fail("run", "%s", first)
+    local logging = require("tide.logging")
+    if logging.enabled("debug") then
+        local dirs, keep = runtime_dirs(), {}
+        for line in rest:gmatch("[^\n]+") do
+            local own = line:find("[C]:", 1, true) ~= nil
+            for _, d in ipairs(dirs) do
+                own = own or line:find(d, 1, true) ~= nil
+            end
+            if not own and not line:find("^%s*%(tail call%)") then
+                keep[#keep + 1] = line
+            end
+        end
+        log("debug", "the job's Lua traceback:\n" .. concat(keep, "\n"))
+    end
+    return code
+end
+
 local function run(args)
     local o, code = parse_args("run", args, RUN_USAGE, true, true,
-                               { ["--http"] = "http" },
-                               { ["--create"] = "create" })
+                               { ["--http"] = "http",
+                                 ["--log-format"] = "log_format",
+                                 ["--log-level"] = "log_level" },
+                               { ["--create"] = "create", ["-q"] = "quiet" })
     if not o then
         return code
+    end
+    if o.quiet and o.log_level then
+        return usage_error("run", "-q and --log-level both set the level; "
+                           .. "use one")
+    end
+    local lok, lerr = require("tide.logging").configure(
+        o.log_format, o.log_level or (o.quiet and "warn") or nil)
+    if not lok then
+        return usage_error("run", "%s", lerr)
     end
     if #o.pos > 1 then
         return usage_error("run", "one JOB file expected, got '%s' and '%s'",
@@ -425,7 +478,7 @@ local function run(args)
     loop:close()
     lock:close()
     if not ok then
-        return fail("run", "%s", tostring(rerr))
+        return run_failed(tostring(rerr))
     end
     log("info", str_format("job '%s' stopped cleanly", job.name))
     return 0

@@ -544,7 +544,9 @@ function State:open_one(spec, p, ckpt)
                                    spec.name, p, berr)
         end
     end
-    self.log("info", str_format(
+    -- A store that replayed nothing logs only at debug: the task's
+    -- assignment line is its start summary.
+    self.log((n > 0 or back > 0) and "info" or "debug", str_format(
         "store '%s' task %d: %s%s, replayed %d changelog records (%.1f MB%s)%s",
         spec.name, p,
         best and str_format("from local snapshot at offset %.0f", best_off)

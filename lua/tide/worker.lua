@@ -35,9 +35,7 @@ local GC_STEPMUL = 1000
 local PROGRESS_EVERY_MS = 10000
 local PUBLISH_MS = 1            -- longest a busy worker holds its outputs
 
-local function default_log(level, line)
-    io.stderr:write(os.date("!%Y-%m-%dT%H:%M:%SZ "), level, " ", line, "\n")
-end
+local default_log = require("tide.logging").logger()
 
 --- Opens a worker for `job` in `env` ({ data_dir, mem }).
 ---@param opts table  { loop, log, drain, collect_stores, final_window,

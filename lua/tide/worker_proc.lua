@@ -24,15 +24,6 @@ local STATS_MS = 1000           -- how often stats go out under --http
 
 local real_exit = os.exit
 
--- Worker lines end with the worker's name, so that each line still
--- starts with its time, level and what happened.
-local function log_to_stderr(suffix)
-    return function(level, line)
-        io.stderr:write(os.date("!%Y-%m-%dT%H:%M:%SZ "), level, " ", line,
-                        suffix, "\n")
-    end
-end
-
 -- The channel to the supervisor, with frames that arrived while waiting
 -- for another one kept in order.
 local Link = {}
@@ -222,19 +213,20 @@ function _M.main()
         return EXIT_FAILED
     end
     link.id = init.id
-    local log = log_to_stderr(str_format(" [worker %d]", init.id))
+    -- Each line carries the worker's id (worker=N).
+    local log = require("tide.logging").logger({ worker = init.id })
     if init.metrics then
         -- A restore's progress (tide.state logs it each second) goes to
         -- the supervisor too, for /health.
         local plain = log
-        log = function(level, line)
+        log = function(level, line, fields)
             local store, p, n, of = line:match(
                 "^restoring (%S+) task (%d+): (%d+) of about (%d+) records")
             if store then
                 link:send({ op = "restore", task = tonumber(p), store = store,
                             records = tonumber(n), total = tonumber(of) })
             end
-            return plain(level, line)
+            return plain(level, line, fields)
         end
     end
     init.overrides = wire.list(init.overrides)

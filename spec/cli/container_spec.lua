@@ -137,8 +137,8 @@ describe("the container", function()
       assert.matches(fmt("%d workers?;", n), r.err)
       if n == 2 then
         -- both workers took part
-        assert.matches("[1-9]%d* messages processed[^\n]*%[worker 1%]", r.err)
-        assert.matches("[1-9]%d* messages processed[^\n]*%[worker 2%]", r.err)
+        assert.matches("[1-9]%d* messages processed[^\n]*worker=1", r.err)
+        assert.matches("[1-9]%d* messages processed[^\n]*worker=2", r.err)
       end
       outs[n] = {}
       for p = 0, PARTS - 1 do

@@ -204,6 +204,7 @@ local function drain(dir, job, extra)
   local args = { "run", job or COUNTER }
   for _, a in ipairs(extra or {}) do args[#args + 1] = a end
   args[#args + 1] = "--drain"
+  args[#args + 1] = "--log-level=debug"   -- restore lines of empty replays
   local r = h.tide(args, { dir = dir })
   assert.are.equal(0, r.code, r.err)
   assert.matches("stopped cleanly", r.err, 1, true)

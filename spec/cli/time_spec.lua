@@ -320,15 +320,15 @@ return {
 ]]))
     for _, want in ipairs({
       "offset 0: %S+:6: ctx:send: partition 7 is out of range for 'out' "
-        .. "%(partitions 0 to 0%) %[worker",
+        .. "%(partitions 0 to 0%) worker=",
       "offset 1: %S+:7: ctx:send: timestamp must be a positive whole number "
-        .. "of milliseconds since the epoch, not a string %[worker",
+        .. "of milliseconds since the epoch, not a string worker=",
       "offset 2: %S+:8: ctx:send: unknown option 'color' %(known: "
-        .. "partition, timestamp, headers; headers go in { headers = h }%) %[worker",
+        .. "partition, timestamp, headers; headers go in { headers = h }%) worker=",
       "offset 3: %S+:10: ctx.log: unknown level 'loud' %(use debug, info, "
-        .. "warn or error%) %[worker",
+        .. "warn or error%) worker=",
       "offset 4: %S+:11: ctx:send: timestamp must be a positive whole number "
-        .. "of milliseconds since the epoch, not 1.5 %[worker",
+        .. "of milliseconds since the epoch, not 1.5 worker=",
     }) do
       assert.matches("skipped stream 'in' partition 0 " .. want, err)
     end
