@@ -9,7 +9,7 @@
 DEPS := cmake pkg-config gcc make luajit libluajit-5.1-dev librdkafka-dev \
         librocksdb-dev libuv1-dev libhttp-parser-dev lua-cjson lua-busted \
         luarocks curl prometheus \
-        clang libclang-rt-14-dev libedit2 tmux util-linux \
+        clang libclang-rt-14-dev libedit2 tmux util-linux strace \
         openjdk-17-jdk-headless maven kcat
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS ?= 2

@@ -125,7 +125,40 @@ local function parse_value(s)
     return s
 end
 
---- Applies "a.b.c=value" overrides to table `t` in place.
+-- The error of override `o` (its path split into `keys`, keys[1] ==
+-- "config") when the job's config table has no such key: -c sets what
+-- the job declares, so that a typo is not silently ignored.
+local function config_key_error(t, keys, o)
+    local node, path = t.config, "config"
+    if node == nil then
+        return str_format("bad -c '%s': the job has no config table; "
+                          .. "declare config = { %s = ... } in the job file "
+                          .. "to make it settable", o, tostring(keys[2]))
+    end
+    for i = 2, #keys do
+        if type(node) ~= "table" then
+            break                      -- reported as "not a table" below
+        end
+        local k = keys[i]
+        if node[k] == nil then
+            local known = {}
+            for name in pairs(node) do
+                known[#known + 1] = tostring(name)
+            end
+            sort(known)
+            return str_format("bad -c '%s': the job's %s has no key '%s' "
+                              .. "(%s); declare it in the job file with a "
+                              .. "default to make it settable", o, path,
+                              tostring(k), #known > 0 and "its keys: "
+                              .. concat(known, ", ") or "it is empty")
+        end
+        node, path = node[k], path .. "." .. tostring(k)
+    end
+    return nil
+end
+
+--- Applies "a.b.c=value" overrides to table `t` in place; a config key
+--- must be declared by the job.
 ---@param t table
 ---@param overrides string[]
 ---@return boolean|nil ok, string|nil err
@@ -145,6 +178,12 @@ function _M.override(t, overrides)
         if keys[1] == "kafka" and #keys > 2 then
             -- kafka.<librdkafka property>: the property keeps its dots.
             keys = { "kafka", path:sub(7) }
+        end
+        if keys[1] == "config" then
+            local cerr = config_key_error(t, keys, o)
+            if cerr then
+                return nil, cerr
+            end
         end
         for i = 1, #keys - 1 do
             local k = keys[i]

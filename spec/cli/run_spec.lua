@@ -697,7 +697,7 @@ describe("tide run", function()
 
     it("passes -c config.x=5 to ctx.config.x as a number", function()
       local path = job_file([[return { name = "j", inputs = { "in" },
-        outputs = { "out" }, config = { x = 1 },
+        outputs = { "out" }, config = { x = 1, y = "" },
         process = function(msg, ctx)
           ctx:send("out", nil, type(ctx.config.x) .. " " .. tostring(ctx.config.x + 1)
                    .. " " .. type(ctx.config.y) .. " " .. tostring(ctx.config.y))
@@ -707,6 +707,11 @@ describe("tide run", function()
       assert.are.equal(0, r.code, r.err)
       local out = h.ok({ "consume", "out", "-e" }, { dir = dir })
       assert.are.equal("number 6 string hello\nnumber 6 string hello\n", out)
+      -- a key the job does not declare (a typo) is refused, not ignored
+      r = h.tide({ "run", path, "-c", "config.z=1", "--drain" }, { dir = dir })
+      assert.are.equal(1, r.code, r.err)
+      assert.matches("tide run: [^\n]*bad %-c 'config.z=1': the job's config "
+                     .. "has no key 'z' %(its keys: x, y%)", r.err)
     end)
   end)
 

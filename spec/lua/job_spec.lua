@@ -197,7 +197,8 @@ end }]])
     describe("override()", function()
         it("sets nested keys, numbers and booleans", function()
             local path = tmpjob([[return { name = "j", inputs = { "i" },
-                config = { top_n = 10, deep = { x = "a" } },
+                config = { top_n = 10, deep = { x = "a" }, flag = false,
+                           new = { k = "u" } },
                 process = function() end }]])
             local j = assert(job.load(path, { "config.top_n=5",
                 "config.deep.x=b", "config.flag=true", "commit_interval=1s",
@@ -208,6 +209,29 @@ end }]])
             assert.is_true(j.config.flag)
             assert.equals("v", j.config.new.k)
             assert.equals(1000, j.commit_interval_ms)
+        end)
+
+        it("refuses a config key the job does not declare, naming the "
+           .. "keys it has", function()
+            local path = tmpjob([[return { name = "j", inputs = { "i" },
+                config = { top_n = 10, deep = { x = "a" } },
+                process = function() end }]])
+            local j, err = job.load(path, { "config.topn=5" })
+            assert.is_nil(j)
+            assert.matches("bad -c 'config.topn=5': the job's config has no "
+                           .. "key 'topn' (its keys: deep, top_n)", err, 1,
+                           true)
+            j, err = job.load(path, { "config.deep.y=1" })
+            assert.is_nil(j)
+            assert.matches("config.deep has no key 'y' (its keys: x)", err,
+                           1, true)
+            os.remove(path)
+            path = tmpjob([[return { name = "j", inputs = { "i" },
+                process = function() end }]])
+            j, err = job.load(path, { "config.x=1" })
+            os.remove(path)
+            assert.is_nil(j)
+            assert.matches("the job has no config table", err, 1, true)
         end)
 
         it("rejects a malformed override", function()

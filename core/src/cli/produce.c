@@ -1,9 +1,12 @@
 /*
  * tide produce STREAM [FILE]: lines of FILE or stdin -> records. Records
- * are flushed (one write and fdatasync per partition) whenever the input
- * has nothing more to give at once, every flush_bytes, and at the end, so
- * an interactive producer is durable line by line and a piped one is
- * written in large batches. Exit 0 means every record read is durable.
+ * are flushed (one write and fdatasync per partition) when the input has
+ * given nothing more for LINGER_MS, at least every MAX_DELAY_MS while it
+ * keeps coming, every flush_bytes, and at the end. An interactive
+ * producer is durable line by line within LINGER_MS; a live program
+ * (`gen | tide produce`) that pauses briefly between its writes is
+ * written in large batches, as a file is. Exit 0 means every record read
+ * is durable. On a terminal, stderr shows the progress every second.
  *
  * A record ends at DELIM (-D, newline by default); a last record without
  * one is still a record, and a trailing DELIM makes no empty record.
@@ -20,7 +23,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CHUNK (256 * 1024)
+#define CHUNK         (256 * 1024)
+#define LINGER_MS     20      /* a pause this long flushes what was read */
+#define MAX_DELAY_MS  200     /* ... and a steady input flushes this often */
+#define PROGRESS_MS   1000
 
 static volatile sig_atomic_t  stop_sig;
 
@@ -30,16 +36,21 @@ on_signal(int sig)
     stop_sig = sig;
 }
 
-/* Returns whether a read of 'fd' would return data (or EOF) now. */
+/* Returns whether a read of 'fd' would return data (or EOF) within
+ * 'ms' milliseconds (0: now). */
 static int
-input_ready(int fd)
+input_ready(int fd, int ms)
 {
     struct pollfd  pfd;
+    int            n;
 
     pfd.fd = fd;
     pfd.events = POLLIN;
     pfd.revents = 0;
-    return poll(&pfd, 1, 0) > 0;
+    do {
+        n = poll(&pfd, 1, ms);
+    } while (n < 0 && errno == EINTR && !stop_sig);
+    return n > 0;
 }
 
 static const char usage[] =
@@ -78,6 +89,11 @@ typedef struct {
     int64_t       partitions;
     uint64_t      count;
     int           rerrno;     /* errno of a failed read, else 0 */
+    uint64_t      flushed;    /* count at the last flush */
+    int64_t       dirty_ms;   /* when the first record not yet flushed
+                                 was read; 0: none */
+    int           tty;        /* stderr is a terminal: show progress */
+    int64_t       start_ms, shown_ms;
 } prod_t;
 
 static int
@@ -337,8 +353,54 @@ prod_open(prod_t *p, const cli_t *c)
     return -1;
 }
 
+/* On a terminal: the records so far and their rate, once a second, on
+ * one line that each update overwrites; 'last' ends it. */
+static void
+show_progress(prod_t *p, int64_t now, int last)
+{
+    double  secs;
+
+    if (!p->tty || (!last && now - p->shown_ms < PROGRESS_MS)
+        || (last && p->shown_ms == p->start_ms))
+    {
+        return;
+    }
+    p->shown_ms = now;
+    secs = (double) (now - p->start_ms) / 1000.0;
+    fprintf(stderr, "\rtide produce: %llu records to '%s' (%.0f/s)%s",
+            (unsigned long long) p->count, p->stream,
+            secs > 0 ? (double) p->count / secs : 0.0, last ? "\n" : "");
+}
+
+/* Flushes when the records read and not yet flushed are due: the input
+ * paused LINGER_MS, or the oldest of them waits MAX_DELAY_MS. */
+static int
+flush_due(prod_t *p)
+{
+    int64_t  now = tide_time_get(TIDE_TIME_MONO);
+    int64_t  left;
+
+    show_progress(p, now, 0);
+    if (p->count == p->flushed) {
+        p->dirty_ms = 0;
+        return TIDE_OK;
+    }
+    if (p->dirty_ms == 0) {
+        p->dirty_ms = now;
+    }
+    left = p->dirty_ms + MAX_DELAY_MS - now;
+    if (left > 0
+        && input_ready(p->fd, left < LINGER_MS ? (int) left : LINGER_MS))
+    {
+        return TIDE_OK;                 /* more input comes: keep reading */
+    }
+    p->flushed = p->count;
+    p->dirty_ms = 0;
+    return tide_log_flush(p->log);
+}
+
 /* Reads the input to its end (or a signal) and pushes one record per
- * DELIM, flushing whenever the input has nothing more at once. Returns
+ * DELIM, flushing as flush_due says. Returns
  * TIDE_OK or the first error; a failed read sets p->rerrno and returns
  * TIDE_EIO. */
 static int
@@ -395,9 +457,9 @@ prod_run(prod_t *p)
         /* A DELIM cut by the end of this read starts in its last dlen-1
          * bytes: search again from there. */
         from = have >= p->dlen ? have - p->dlen + 1 : 0;
-        /* Nothing more to read at once: commit what we have. */
-        if (rc == TIDE_OK && !eof && !input_ready(p->fd)) {
-            rc = tide_log_flush(p->log);
+        /* Nothing more to read at once: commit what we have, when due. */
+        if (rc == TIDE_OK && !eof && !input_ready(p->fd, 0)) {
+            rc = flush_due(p);
         }
     }
     free(buf);
@@ -444,7 +506,10 @@ cmd_produce(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
+    p.tty = isatty(STDERR_FILENO);
+    p.start_ms = p.shown_ms = tide_time_get(TIDE_TIME_MONO);
     rc = prod_run(&p);
+    show_progress(&p, tide_time_get(TIDE_TIME_MONO), 1);
     if (rc == TIDE_EINVAL || rc == TIDE_ERANGE) {
         /* A record the stream refuses: keep what came before it. */
         snprintf(why, sizeof(why), "%s", tide_log_errmsg(p.log));
