@@ -31,9 +31,15 @@ end=$(date +%s%3N)
 echo "      took $((end - start)) ms for $N events"
 echo
 echo "== 3. what came out"
-for s in pageviews-desktop pageviews-mobile bot-filter-dead-letters; do
-    printf '   %-26s %8s records\n' "$s" "$($TIDE consume $s -e -f 'x\n' | wc -l)"
-done
+count() { $TIDE consume "$1" -e -f 'x\n' | wc -l; }
+in=$(count pageviews); desk=$(count pageviews-desktop)
+mob=$(count pageviews-mobile); dead=$(count bot-filter-dead-letters)
+printf '   %8d events in (pageviews)\n' "$in"
+printf '   %8d bots dropped (user agents of crawlers)\n' \
+    "$((in - desk - mob - dead))"
+printf '   %8d desktop views  -> pageviews-desktop\n' "$desk"
+printf '   %8d mobile views   -> pageviews-mobile\n' "$mob"
+printf '   %8d broken lines   -> bot-filter-dead-letters (not JSON)\n' "$dead"
 echo
 echo "   first mobile event:"
 $TIDE consume pageviews-mobile -p 0 -c 1 -f '   %k %s\n'
