@@ -6,6 +6,8 @@
 -- TIDE_LIB is unset. build.install.lua lists every Lua module once more,
 -- for LuaRocks' own manifest; spec/bindings/drift_spec.lua checks that it
 -- names every .lua file under bindings/ and lua/, so add new modules here.
+-- The dashboard's page (lua/tide/web/: HTML, CSS, JS) is not a module:
+-- CMake's install rules put it beside tide/dashboard.lua in $(LUADIR).
 --
 --   luarocks --lua-version=5.1 make --deps-mode=none rockspec/tide-scm-1.rockspec
 --
@@ -87,6 +89,7 @@ build = {
          ["tide.wire"]              = "lua/tide/wire.lua",
          ["tide.worker"]            = "lua/tide/worker.lua",
          ["tide.metrics"]           = "lua/tide/metrics.lua",
+         ["tide.dashboard"]         = "lua/tide/dashboard.lua",
          ["tide.control"]           = "lua/tide/control.lua",
          ["tide.versions"]          = "lua/tide/versions.lua",
          ["tide.watchdog"]          = "lua/tide/watchdog.lua",

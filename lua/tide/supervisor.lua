@@ -12,6 +12,7 @@ local proc = require("tide.proc")
 local wire = require("tide.wire")
 local ckpt_kafka = require("tide.checkpoint_kafka")
 local metrics = require("tide.metrics")
+local dashboard = require("tide.dashboard")
 
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local setmetatable = setmetatable
@@ -360,6 +361,7 @@ function Sup:on_commit(w, msg)
         return self:send(w, { op = "committed", seq = msg.seq,
                               gmeta = gmeta and wire.hex(gmeta) or nil })
     end
+    local t0, rec = now_ms(), dashboard.commit_record(self, w, entries)
     self:keep_entries(entries)
     -- In a Kafka group only this commit's tasks are committed: the
     -- others may be another process's by now.
@@ -379,6 +381,7 @@ function Sup:on_commit(w, msg)
                               error = err })
     end
     self.commits = (self.commits or 0) + 1
+    dashboard.note_commit(self, rec, now_ms() - t0)
     return self:send(w, { op = "committed", seq = msg.seq })
 end
 
@@ -394,12 +397,15 @@ function Sup:handle(w, msg)
     elseif op == "commit" then
         self:on_commit(w, msg)
     elseif op == "txn_done" then
-        self:keep_entries(wire.by_task(msg.entries))
+        local entries = wire.by_task(msg.entries)
+        local t0, rec = now_ms(), dashboard.commit_record(self, w, entries)
+        self:keep_entries(entries)
         local ok, err = self.ckpt.file:save(self.saved)
         if not ok then
             self.log("warn", "the local copy of the checkpoint: " .. err)
         end
         self.commits = (self.commits or 0) + 1
+        dashboard.note_commit(self, rec, now_ms() - t0)
     elseif op == "ready" then
         self.replies["ready" .. w.id] = msg
     elseif op == "rolled_back" then
@@ -927,7 +933,8 @@ function Sup:run()
     return true
 end
 
--- ---- --http: /metrics and /health (tide.metrics) ----------------------------------
+-- ---- --http: /metrics and /health (tide.metrics), the dashboard and /state
+-- (tide.dashboard) ------------------------------------------------------------
 
 -- Keeps the stats worker `w` sent for its tasks, and a lag sample per
 -- task at most once per commit interval (Burrow samples at commits).
@@ -942,6 +949,9 @@ function Sup:on_stats(w, msg)
             st.parts = wire.list(st.parts)
             st.hist = st.hist and wire.list(st.hist)
             self.tstats[p] = st
+            if st.commit_ms then
+                dashboard.note_commit_ms(self, w, st.commit_ms)
+            end
             local list = self.samples[p] or { at = 0 }
             self.samples[p] = list
             if now - list.at >= every then
@@ -1013,18 +1023,21 @@ function Sup:metrics_view()
     return view
 end
 
--- Answers every HTTP request that waits.
+-- Answers every HTTP request that waits. A /state read waits for a
+-- worker's answer, serving the loop meanwhile: requests that come then
+-- wait for it (the server answers one request at a time).
 function Sup:serve_http()
     local http = self.http
-    if http:poll() == 0 then
+    if self.http_busy or http:poll() == 0 then
         return
     end
+    self.http_busy = true
     while true do
         local method, target = http:pop()
         if not method then
             break
         end
-        local path = target:match("^[^?#]*")
+        local path, query = target:match("^([^?#]*)%??([^#]*)")
         local status, ctype, body
         if method ~= "GET" and method ~= "HEAD" then
             status, ctype, body = 405, "text/plain; charset=utf-8",
@@ -1036,11 +1049,27 @@ function Sup:serve_http()
             status, body = metrics.health(self:metrics_view())
             ctype = "application/json"
         else
+            -- A fault here must not stop the job: it answers 500.
+            local ok
+            ok, status, ctype, body = pcall(dashboard.route, self, path,
+                                            query)
+            if not ok then
+                self.log("error", str_format("--http %s: %s", path,
+                                             tostring(status)))
+                status, ctype, body = 500, "text/plain; charset=utf-8",
+                                      "500 Internal Server Error: see the "
+                                      .. "job's log\n"
+            end
+        end
+        if not status then
             status, ctype, body = 404, "text/plain; charset=utf-8",
-                                  "404 Not Found: try /metrics or /health\n"
+                                  "404 Not Found: try / (the dashboard), "
+                                  .. "/metrics, /health, /api/status or "
+                                  .. "/state/STORE/KEY\n"
         end
         http:reply(status, ctype, body)
     end
+    self.http_busy = false
 end
 
 function Sup:stats()

@@ -4,15 +4,43 @@
 --- Installs its methods on the supervisor's class.
 local reload_mod = require("tide.reload")
 local loop_mod = require("tide.loop")
+local dashboard = require("tide.dashboard")
 
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local str_format, concat, sort = string.format, table.concat, table.sort
 local now_ms = loop_mod.now
+local realtime = loop_mod.realtime
 
 --- Adds rollback and reload to `Sup`; `util` holds the supervisor's
 --- helpers (alive).
 return function(Sup, util)
 local alive = util.alive
+
+--- Keeps a reload in the history the dashboard shows (the last
+--- dashboard.HISTORY): when, what asked for it, the versions, the
+--- outcome (ok, refused, rolled_back, failed) and why.
+function Sup:note_reload(trigger, from, to, outcome, why, t0)
+    local list = self.reload_log or {}
+    self.reload_log = list
+    list[#list + 1] = { at = realtime(), trigger = trigger, from = from,
+                        to = to, outcome = outcome, why = why,
+                        ms = t0 and now_ms() - t0 }
+    if #list > dashboard.HISTORY then
+        table.remove(list, 1)
+    end
+end
+
+-- A later rollback of version `bad` (on probation) changes the outcome
+-- of its reload.
+local function note_rollback(self, bad, why)
+    local list = self.reload_log or {}
+    for i = #list, 1, -1 do
+        if list[i].to == bad and list[i].outcome == "ok" then
+            list[i].outcome, list[i].why = "rolled_back", why
+            return
+        end
+    end
+end
 
 --- Goes back to the code before the last reload in every worker (one
 --- worker's failure rolls every worker back). `from` already did.
@@ -25,6 +53,7 @@ function Sup:rollback(bad, why, from)
     self.max_process_ms = self.job.max_process_time_ms
     self.prev = nil
     self.rolled_back = self.rolled_back + 1
+    note_rollback(self, bad, why)
     self.log("warn", str_format("reload: version %s rolled back to %s: %s; "
                                 .. "every worker runs %s again; %s is not "
                                 .. "tried again until its files change", bad,
@@ -72,6 +101,7 @@ function Sup:reload(trigger, quiet)
     local id = reload_mod.version(job.path, job.modules)
     if id == nil then
         local msg = str_format("cannot read %s", job.path)
+        self:note_reload(trigger, self.version, nil, "failed", msg, t0)
         self.log("warn", str_format("reload (%s): %s; still running version "
                                     .. "%s", trigger, msg, self.version))
         return nil, msg
@@ -90,6 +120,7 @@ function Sup:reload(trigger, quiet)
                                or self.bad[id])
         if not quiet then
             self.log("warn", str_format("reload (%s): %s", trigger, msg))
+            self:note_reload(trigger, self.version, id, "refused", msg, t0)
         end
         return nil, msg
     end
@@ -108,6 +139,7 @@ function Sup:reload(trigger, quiet)
         self.log("warn", str_format("reload (%s) of %s: %s; still running "
                                     .. "version %s", trigger, job.path, msg,
                                     self.version))
+        self:note_reload(trigger, self.version, id, "refused", why, t0)
         return nil, msg
     end
     local new_id = reload_mod.version_of(new)
@@ -140,6 +172,7 @@ function Sup:reload(trigger, quiet)
         if self.version == new_id then
             self:rollback(new_id, failed)
         end
+        self:note_reload(trigger, old_id, new_id, "rolled_back", failed, t0)
         self.bad[new_id] = failed
         return nil, str_format("version %s rolled back: %s", new_id, failed)
     end
@@ -153,6 +186,7 @@ function Sup:reload(trigger, quiet)
                            probation)
     self.log("info", str_format("reloaded %s (%s): %s", job.path, trigger,
                                 msg))
+    self:note_reload(trigger, old_id, new_id, "ok", nil, t0)
     if late then
         -- A worker failed on probation while the others were swapping.
         self:rollback(late[1], late[2], late[3])
