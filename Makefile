@@ -5,10 +5,11 @@
 # build the fuzz targets. A JDK, Maven and kcat run the real Kafka broker
 # of the Kafka specs and 'make kafka'. libhttp-parser-dev parses the
 # requests of 'tide run --http'; curl and prometheus (its promtool checks
-# /metrics) are for spec/cli/http_spec.lua.
+# /metrics) are for spec/cli/http_spec.lua, headless chromium (the
+# dashboard's page, run and screenshotted) for spec/cli/dashboard_spec.lua.
 DEPS := cmake pkg-config gcc make luajit libluajit-5.1-dev librdkafka-dev \
         librocksdb-dev libuv1-dev libhttp-parser-dev lua-cjson lua-busted \
-        luarocks curl prometheus \
+        luarocks curl prometheus chromium \
         clang libclang-rt-14-dev libedit2 tmux util-linux strace \
         openjdk-17-jdk-headless maven kcat
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
