@@ -121,6 +121,10 @@ local function task_status(t)
                         committed = t.committed and t.committed[part.key],
                         lag = last and math.max(last - part.next, 0) }
     end
+    local e2e = s.latency           -- end-to-end latency, when measured
+    if type(e2e) == "table" then
+        e.e2e_seconds, e.e2e_count = e2e.sum, e2e.count
+    end
     local r = t.restore
     if r then
         e.restore = { store = r.store, records = r.records, total = r.total }

@@ -91,14 +91,16 @@
     return (t[f] - p[f]) / dt;
   }
 
-  // Mean batch process time in ms since the last poll, over all tasks.
-  function latency(tasks) {
+  // The mean in ms since the last poll, over all tasks, of the histogram
+  // whose sum (seconds) and count are the tasks' fields `sum` and `count`:
+  // batch process time, or end-to-end latency.
+  function latency(tasks, sum, count) {
     var secs = 0, n = 0;
     tasks.forEach(function (t) {
       var p = prev && prev.byTask[t.task];
-      if (p && isNum(t.batches) && isNum(p.batches) && t.batches >= p.batches) {
-        n += t.batches - p.batches;
-        secs += t.batch_seconds - p.batch_seconds;
+      if (p && isNum(t[count]) && isNum(p[count]) && t[count] >= p[count]) {
+        n += t[count] - p[count];
+        secs += t[sum] - p[sum];
       }
     });
     return n > 0 ? secs / n * 1000 : null;
@@ -389,7 +391,7 @@
     return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
   }
 
-  // Draws the series of `ring` named in `lines` ({ key, color }) over the
+  // Draws the series of `ring` named in `lines` ({ key, color, dash }) over the
   // last WINDOW_MS, a null value leaving a gap.
   function drawChart(canvas, lines) {
     var dpr = window.devicePixelRatio || 1;
@@ -437,20 +439,26 @@
     lines.forEach(function (l) {
       c.strokeStyle = cssVar(l.color) || '#36c';
       c.lineWidth = 1.8;
+      c.fillStyle = c.strokeStyle;
+      c.setLineDash(l.dash || []);
       c.beginPath();
       var open = false;
-      ring.forEach(function (s) {
+      ring.forEach(function (s, i) {
         var v = s[l.key];
         if (!isNum(v)) { open = false; return; }
         if (open) { c.lineTo(X(s.t), Y(v)); } else { c.moveTo(X(s.t), Y(v)); open = true; }
+        var next = ring[i + 1];
+        if (!open || !next || !isNum(next[l.key])) {
+          c.fillRect(X(s.t) - 1.5, Y(v) - 1.5, 3, 3);    // a lone sample shows too
+        }
       });
       c.stroke();
     });
   }
 
   function drawCharts() {
-    drawChart($('chart-rate'), [{ key: 'rin', color: '--in' }, { key: 'rout', color: '--out' }]);
-    drawChart($('chart-latency'), [{ key: 'lat', color: '--lat' }]);
+    drawChart($('chart-rate'), [{ key: 'rin', color: '--in' }, { key: 'rout', color: '--out', dash: [5, 3] }]);
+    drawChart($('chart-latency'), [{ key: 'lat', color: '--lat' }, { key: 'e2e', color: '--e2e' }]);
   }
 
   // ---- state browser -------------------------------------------------------------
@@ -546,7 +554,8 @@
       if (a !== null) { rin = (rin || 0) + a; }
       if (b !== null) { rout = (rout || 0) + b; }
     });
-    var lat = latency(tasks);
+    var lat = latency(tasks, 'batch_seconds', 'batches');
+    var e2e = latency(tasks, 'e2e_seconds', 'e2e_count');
     renderSummary(s, tasks, rin, rout);
     renderTopology(s);
     renderTasks(tasks, dt);
@@ -556,7 +565,8 @@
     renderReloads(list(s.reload_log));
     renderStores(s);
     if (prev) {
-      ring.push({ t: s.now, rin: rin, rout: rout, lat: lat });
+      ring.push({ t: s.now, rin: rin, rout: rout, lat: lat, e2e: e2e });
+      if (e2e !== null) { $('legend-e2e').hidden = false; }
       while (ring.length && ring[0].t < s.now - WINDOW_MS) { ring.shift(); }
     }
     drawCharts();
