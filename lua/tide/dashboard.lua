@@ -10,6 +10,7 @@ local metrics = require("tide.metrics")
 local realtime = require("tide.loop").realtime
 
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
+local setmetatable = setmetatable
 local str_format, concat, sort = string.format, table.concat, table.sort
 local char = string.char
 
@@ -84,21 +85,59 @@ end
 
 --- Keeps commit record `rec` whose checkpoint took `save_ms` to write.
 function _M.note_commit(sup, rec, save_ms)
-    rec.save_ms = save_ms
+    sup.commit_seq = (sup.commit_seq or 0) + 1
+    rec.seq, rec.save_ms = sup.commit_seq, save_ms
     remember(sup, "commit_log", rec)
 end
 
---- Worker `w` says its last commit took `ms` (its stats): that is the
---- duration of its latest commit kept, when none is known yet.
-function _M.note_commit_ms(sup, w, ms)
+-- The latest commit record of worker `w`, or nil.
+local function latest_commit(sup, w)
     local list = sup.commit_log or {}
     for i = #list, 1, -1 do
-        local rec = list[i]
-        if rec.worker == w.id then
-            if rec.ms == nil then
-                rec.ms = ms
+        if list[i].worker == w.id then
+            return list[i]
+        end
+    end
+    return nil
+end
+
+-- The bytes of a commit record by task, as they come (not shown).
+local bytes_of = setmetatable({}, { __mode = "k" })
+
+local function num(v)
+    return type(v) == "number"
+end
+
+--- Worker `w` sent stats `st` of task `p` (after any commit it made
+--- before them): its last commit's duration (st.commit_ms) goes into
+--- its latest commit record, when none is there yet; and when the task
+--- took part in exactly one commit since its last stats (st.commits),
+--- and that commit is the record, the bytes it wrote for the task (the
+--- growth of st.commit_bytes).
+function _M.note_stats(sup, w, p, st)
+    local seen = sup.commit_seen or {}
+    sup.commit_seen = seen
+    local before = seen[p]
+    local rec = latest_commit(sup, w)
+    seen[p] = { worker = w.id, commits = st.commits,
+                bytes = st.commit_bytes, seq = rec and rec.seq or 0 }
+    if not rec then
+        return
+    end
+    if rec.ms == nil then
+        rec.ms = st.commit_ms
+    end
+    local by = bytes_of[rec] or {}
+    bytes_of[rec] = by
+    if before and before.worker == w.id and rec.seq > before.seq
+       and by[p] == nil and num(st.commits) and num(before.commits)
+       and st.commits - before.commits == 1 and num(st.commit_bytes)
+       and num(before.bytes) then
+        for _, q in ipairs(rec.tasks) do
+            if q == p then
+                by[p] = st.commit_bytes - before.bytes
+                rec.bytes = (rec.bytes or 0) + by[p]
             end
-            return
         end
     end
 end

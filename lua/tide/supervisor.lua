@@ -949,9 +949,7 @@ function Sup:on_stats(w, msg)
             st.parts = wire.list(st.parts)
             st.hist = st.hist and wire.list(st.hist)
             self.tstats[p] = st
-            if st.commit_ms then
-                dashboard.note_commit_ms(self, w, st.commit_ms)
-            end
+            dashboard.note_stats(self, w, p, st)
             local list = self.samples[p] or { at = 0 }
             self.samples[p] = list
             if now - list.at >= every then

@@ -220,6 +220,7 @@
       tr.appendChild(el('td', { id: id + 'tasks' }, list(c.tasks).join(', ')));
       tr.appendChild(num('td', id + 'ms', c.ms, fmtMs(c.ms)));
       tr.appendChild(num('td', id + 'save-ms', c.save_ms, fmtMs(c.save_ms)));
+      tr.appendChild(num('td', id + 'bytes', c.bytes, fmtBytes(c.bytes)));
       tr.appendChild(num('td', id + 'messages', c.messages, fmtInt(c.messages)));
       tr.appendChild(num('td', id + 'changelog-records', c.changelog_records,
                          fmtInt(c.changelog_records)));
