@@ -29,6 +29,16 @@
 /* Records polled at once by one reader, at most. */
 #define READER_BATCH_MAX 4096
 
+/* Topic handles kept by the producer, at most (a job's outputs, changelogs
+ * and dead-letter stream); past them a record gets a handle for the one
+ * call, as librdkafka makes for a topic named by a string: a lookup under
+ * its write lock each time. */
+#define TOPICS_MAX 64
+
+/* Records queued between two serves of the producer's delivery reports
+ * (rd_kafka_poll); flush and a full queue serve them too. */
+#define POLL_EVERY 256
+
 /* Slots for the end of each partition this client's producer wrote to,
  * as its delivery reports tell (open addressing; a full table stops
  * recording, and the caller asks the broker instead). */
@@ -57,6 +67,9 @@ struct tide_kafka_s {
     int64_t      dr_seen;           /* failures reported by flush so far */
     char         dr_err[256];       /* the first failure since dr_seen */
     char         errmsg[512];
+    rd_kafka_topic_t *rkts[TOPICS_MAX];  /* ours: the producer's handles */
+    int          nrkts;
+    int          unpolled;          /* records queued since the last poll */
     written_t    ends[ENDS_SLOTS];
 };
 
@@ -327,6 +340,8 @@ tide_kafka_free(tide_kafka_t *k)
 static void
 kafka_destroy(tide_kafka_t *k)
 {
+    int  i;
+
     if (k->held != NULL) {
         rd_kafka_event_destroy(k->held);
     }
@@ -348,6 +363,9 @@ kafka_destroy(tide_kafka_t *k)
         if (e != NULL) {
             rd_kafka_error_destroy(e);
         }
+    }
+    for (i = 0; i < k->nrkts; i++) {
+        rd_kafka_topic_destroy(k->rkts[i]);
     }
     if (k->prod != NULL) {
         /* Whatever was not flushed is dropped: a commit flushes first. */
@@ -579,11 +597,36 @@ headers_of(const char *b, int32_t len)
     return h;
 }
 
+/* The producer's handle of 'topic', made on first use and kept until the
+ * client is freed; NULL once TOPICS_MAX are kept. Topics are few, so a
+ * scan is enough. */
+static rd_kafka_topic_t *
+topic_of(tide_kafka_t *k, const char *topic)
+{
+    rd_kafka_topic_t  *rkt;
+    int                i;
+
+    for (i = 0; i < k->nrkts; i++) {
+        if (strcmp(rd_kafka_topic_name(k->rkts[i]), topic) == 0) {
+            return k->rkts[i];
+        }
+    }
+    if (k->nrkts == TOPICS_MAX) {
+        return NULL;
+    }
+    rkt = rd_kafka_topic_new(k->prod, topic, NULL);
+    if (rkt != NULL) {
+        k->rkts[k->nrkts++] = rkt;
+    }
+    return rkt;
+}
+
 int
 tide_kafka_produce(tide_kafka_t *k, const char *topic, int32_t partition,
                    const tide_rec_t *rec)
 {
     rd_kafka_headers_t   *h;
+    rd_kafka_topic_t     *rkt, *tmp;
     rd_kafka_resp_err_t   e;
     size_t                klen, vlen;
     int32_t               part;
@@ -602,10 +645,17 @@ tide_kafka_produce(tide_kafka_t *k, const char *topic, int32_t partition,
     klen = rec->key != NULL ? (size_t) rec->klen : 0;
     vlen = rec->val != NULL ? (size_t) rec->vlen : 0;
     part = partition >= 0 ? partition : RD_KAFKA_PARTITION_UA;
+    rkt = topic_of(k, topic);
+    tmp = rkt == NULL ? rd_kafka_topic_new(k->prod, topic, NULL) : NULL;
+    if (rkt == NULL && tmp == NULL) {
+        return fail(k, TIDE_EIO, "producing to %s: %s", topic,
+                    rd_kafka_err2str(rd_kafka_last_error()));
+    }
     for (tries = 0; ; tries++) {
         h = headers_of(rec->hdrs, rec->hlen);
         e = rd_kafka_producev(
-            k->prod, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(part),
+            k->prod, RD_KAFKA_V_RKT(rkt != NULL ? rkt : tmp),
+            RD_KAFKA_V_PARTITION(part),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_KEY(rec->key, klen),
             RD_KAFKA_V_VALUE((void *) rec->val, vlen),
@@ -618,12 +668,24 @@ tide_kafka_produce(tide_kafka_t *k, const char *topic, int32_t partition,
             rd_kafka_headers_destroy(h);
         }
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || tries > 600) {
-            return fail(k, TIDE_EIO, "producing to %s: %s", topic,
-                        rd_kafka_err2str(e));
+            break;
         }
         rd_kafka_poll(k->prod, 100);    /* let deliveries drain the queue */
+        k->unpolled = 0;
     }
-    rd_kafka_poll(k->prod, 0);
+    if (tmp != NULL) {
+        rd_kafka_topic_destroy(tmp);    /* a queued record keeps its own */
+    }
+    if (e) {
+        return fail(k, TIDE_EIO, "producing to %s: %s", topic,
+                    rd_kafka_err2str(e));
+    }
+    /* Delivery reports only count (dr_cb): serving them now and then is
+     * enough, and a poll per record cost a lock and a queue scan each. */
+    if (++k->unpolled >= POLL_EVERY) {
+        rd_kafka_poll(k->prod, 0);
+        k->unpolled = 0;
+    }
     return TIDE_OK;
 }
 
