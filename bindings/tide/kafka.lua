@@ -197,6 +197,12 @@ function Client:watermarks(topic, p, timeout_ms)
     return tonumber(i64a[0]), tonumber(i64b[0])
 end
 
+--- Returns the partition (0 .. n - 1) that Kafka's default partitioner
+--- (murmur2, as tide.partition, in C) gives the string `key` among n.
+function _M.partition(key, n)
+    return lib.tide_partition_get(key, #key, n)
+end
+
 --- Queues a record (strings or nil; hdrs: an encoded header block) to
 --- partition p of topic (nil: the partitioner's choice).
 function Client:produce(topic, p, key, value, ts, hdrs)

@@ -6,12 +6,12 @@
 --- job's name } says where the cluster is; one client per env serves
 --- every stream opened with it (created on first use).
 local kafka = require("tide.kafka")
-local partition = require("tide.partition")
 local base = require("tide.base")
 
 local type, error, setmetatable, tostring, tonumber = type, error, setmetatable, tostring, tonumber
 local pairs = pairs
 local msg_of = require("tide.system").msg_of
+local kpartition = kafka.partition
 local str_format = string.format
 
 local _M = {}
@@ -192,8 +192,10 @@ end
 --- key (murmur2, as local does), round-robin without one.
 function Stream:push(key, value, p, ts, hdrs)
     if p == nil then
-        if key ~= nil then
-            p = partition.get(key, self.parts)
+        if type(key) == "string" then
+            p = kpartition(key, self.parts)
+        elseif key ~= nil then
+            error("bad key: string expected, got " .. type(key), 2)
         else
             p = self.rr % self.parts
             self.rr = self.rr + 1
