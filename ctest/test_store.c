@@ -1643,6 +1643,68 @@ test_new_without_descriptors(void)
     tmp_free(dir);
 }
 
+/* tide_store_count: cache hits and misses of gets, changelog bytes of
+ * flushes, RocksDB's key estimate and size once flushed; out written on
+ * every failure. */
+static void
+test_count(void)
+{
+    tide_store_params_t  p;
+    tide_store_t        *s;
+    tide_log_t          *log;
+    char                 path[4096];
+    char                *dir = tmp_new();
+    int64_t              n;
+
+    n = 7;
+    ASSERT_EQ(tide_store_count(NULL, TIDE_STORE_COUNT_HITS, &n), TIDE_EINVAL);
+    ASSERT_EQ(n, 0);
+    log = log_open(dir, 1);
+    memset(&p, 0, sizeof(p));
+    p.changelog = log;
+    snprintf(path, sizeof(path), "%s/store", dir);
+    s = store_open(path, &p);
+    ASSERT_EQ(tide_store_count(s, TIDE_STORE_COUNT_HITS, NULL), TIDE_EINVAL);
+    n = 7;
+    ASSERT_EQ(tide_store_count(s, 99, &n), TIDE_EINVAL);
+    ASSERT_EQ(n, 0);
+
+    expect(s, "a", NULL);                 /* RocksDB: a miss, then cached */
+    expect(s, "a", NULL);                 /* the cache */
+    put(s, "a", "12345");
+    put(s, "bb", "x");
+    expect(s, "a", "12345");
+    ASSERT_OK(tide_store_count(s, TIDE_STORE_COUNT_HITS, &n));
+    ASSERT_EQ(n, 2);
+    ASSERT_OK(tide_store_count(s, TIDE_STORE_COUNT_MISSES, &n));
+    ASSERT_EQ(n, 1);
+    ASSERT_OK(tide_store_count(s, TIDE_STORE_COUNT_LOG_BYTES, &n));
+    ASSERT_EQ(n, 0);
+    ASSERT_OK(tide_store_count(s, TIDE_STORE_COUNT_KEYS, &n));
+    ASSERT_EQ(n, 0);                      /* still in the cache */
+
+    ASSERT_OK(tide_store_flush(s));
+    ASSERT_OK(tide_store_count(s, TIDE_STORE_COUNT_LOG_BYTES, &n));
+    ASSERT_EQ(n, 1 + 5 + 2 + 1);
+    ASSERT_OK(tide_store_count(s, TIDE_STORE_COUNT_KEYS, &n));
+    ASSERT_EQ(n, 2);
+    ASSERT_OK(tide_store_count(s, TIDE_STORE_COUNT_BYTES, &n));
+    ASSERT(n > 0);
+
+    /* A delete: its record is the key alone; RocksDB takes one key off
+     * its estimate. */
+    put(s, "bb", NULL);
+    ASSERT_OK(tide_store_flush(s));
+    ASSERT_OK(tide_store_count(s, TIDE_STORE_COUNT_LOG_BYTES, &n));
+    ASSERT_EQ(n, 1 + 5 + 2 + 1 + 2);
+    ASSERT_OK(tide_store_count(s, TIDE_STORE_COUNT_KEYS, &n));
+    ASSERT_EQ(n, 1);
+
+    tide_store_free(s);
+    tide_log_free(log);
+    tmp_free(dir);
+}
+
 int
 main(void)
 {
@@ -1670,5 +1732,6 @@ main(void)
     RUN(test_free_with_write_out_in_flight);
     RUN(test_write_outs_race_reads);
     RUN(test_restore_in_many_runs);
+    RUN(test_count);
     return 0;
 }

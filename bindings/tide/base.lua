@@ -12,7 +12,7 @@ local str_format = string.format
 local _M = {}
 
 --- ABI version of tide.h these bindings were written for.
-_M.ABI_VERSION = 13
+_M.ABI_VERSION = 14
 
 -- Declare the C surface once, even when this module is loaded again
 -- (package.loaded cleared): a second ffi.cdef of the structs would raise.

@@ -803,6 +803,32 @@ int tide_store_snapshot(tide_store_t *s, const char *dir, char *err,
 int tide_store_restore(tide_store_t *s, tide_reader_t *r, int64_t until,
                        int64_t max, int64_t *records, int64_t *bytes);
 
+/* What tide_store_count reads. */
+enum {
+    TIDE_STORE_COUNT_KEYS      = 0,  /* RocksDB's estimate of its keys
+                                        (rocksdb.estimate-num-keys: keys
+                                        written again since the last
+                                        compaction may count twice) */
+    TIDE_STORE_COUNT_BYTES     = 1,  /* RocksDB's SST files plus memtables,
+                                        in bytes */
+    TIDE_STORE_COUNT_HITS      = 2,  /* tide_store_get calls the cache
+                                        answered, since the store opened */
+    TIDE_STORE_COUNT_MISSES    = 3,  /* tide_store_get calls that read
+                                        RocksDB, since the store opened */
+    TIDE_STORE_COUNT_LOG_BYTES = 4   /* key and value bytes pushed to the
+                                        changelog, since the store opened */
+};
+
+/* Sets *out to count 'what' (TIDE_STORE_COUNT_*) of the store. KEYS and
+ * BYTES are RocksDB's own figures: cached writes count once a flush or a
+ * write-out put them into RocksDB (a write-out in flight may not show
+ * yet); they read RocksDB's properties and wait for nothing. *out is
+ * always written (0 on failure). Returns TIDE_OK, TIDE_EINVAL (s or out
+ * NULL, unknown 'what'), TIDE_EAGAIN (KEYS or BYTES while a restore's
+ * records are not all in RocksDB yet: ask again after the next read or
+ * write). */
+int tide_store_count(tide_store_t *s, int what, int64_t *out);
+
 /* Returns the last error detail on this store; valid until the next call
  * on it or one of its iterators. Never NULL. */
 const char *tide_store_errmsg(const tide_store_t *s);

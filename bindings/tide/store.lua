@@ -31,10 +31,20 @@ local pkey     = ffi_new("const char *[1]")
 local pval     = ffi_new("const char *[1]")
 local pklen    = ffi_new("size_t[1]")
 local pvlen    = ffi_new("size_t[1]")
+local pcount   = ffi_new("int64_t[1]")
 
 local ENGINES = {
     rocksdb = lib.TIDE_STORE_ROCKSDB,
     memory  = lib.TIDE_STORE_MEMORY,
+}
+
+-- What count() reads (tide_store_count).
+local COUNTS = {
+    keys      = lib.TIDE_STORE_COUNT_KEYS,
+    bytes     = lib.TIDE_STORE_COUNT_BYTES,
+    hits      = lib.TIDE_STORE_COUNT_HITS,
+    misses    = lib.TIDE_STORE_COUNT_MISSES,
+    log_bytes = lib.TIDE_STORE_COUNT_LOG_BYTES,
 }
 
 -- Offsets and counts beyond any real log: "no limit".
@@ -253,6 +263,30 @@ function Store:restore(reader, upto, max)
         return store_fail(self.cdata, rc)
     end
     return tonumber(precs[0]), tonumber(pbytes[0]), rc == ENOENT
+end
+
+--- Returns a count of the store: "keys" (RocksDB's estimate of its keys;
+--- a key written again since the last compaction may count twice),
+--- "bytes" (its SST files and memtables), "hits" and "misses" (get()
+--- calls the cache answered, and those that read RocksDB, since open),
+--- "log_bytes" (key and value bytes pushed to the changelog since open).
+--- Cached writes count in "keys" and "bytes" once flushed. Returns nil,
+--- a message and the code when it cannot tell now (EAGAIN: a restore's
+--- records are not all in RocksDB yet).
+---@param what string
+---@return integer|nil n, string|nil err, integer|nil code
+function Store:count(what)
+    check_open(self, 2)
+    local w = COUNTS[what]
+    if not w then
+        error("bad count '" .. tostring(what) .. "': keys, bytes, hits, "
+              .. "misses or log_bytes expected", 2)
+    end
+    local rc = lib.tide_store_count(self.cdata, w, pcount)
+    if rc ~= OK then
+        return nil, base.strerror(rc), rc
+    end
+    return tonumber(pcount[0])
 end
 
 -- Checks the bounds of a range call (raising at the caller's caller)

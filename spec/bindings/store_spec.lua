@@ -282,6 +282,34 @@ describe("tide.store", function()
         end)
     end)
 
+    describe("count()", function()
+        it("counts cache hits and misses, changelog bytes, keys, bytes",
+           function()
+            local l = changelog(1)
+            local s = assert(store.open(dir .. "/s", { changelog = l }))
+            assert.is_nil(s:get("a"))               -- a miss, then cached
+            assert.is_nil(s:get("a"))               -- a hit
+            s:set("a", "v\0w")
+            assert.equals("v\0w", s:get("a"))       -- a hit
+            assert.equals(2, s:count("hits"))
+            assert.equals(1, s:count("misses"))
+            assert.equals(0, s:count("keys"))       -- not flushed yet
+            assert.equals(0, s:count("log_bytes"))
+            assert.is_true(s:flush())
+            assert.equals(1, s:count("keys"))
+            assert.equals(1 + 3, s:count("log_bytes"))
+            assert.is_true(s:count("bytes") > 0)
+            assert.has_error(function() s:count("nope") end,
+                             "bad count 'nope': keys, bytes, hits, misses "
+                             .. "or log_bytes expected")
+            s:close()
+            s:close()
+            assert.has_error(function() s:count("keys") end,
+                             "store is closed")
+            l:close()
+        end)
+    end)
+
     describe("iter()", function()
         it("iterates a range in key order, cached writes included", function()
             local s = assert(store.open(dir .. "/s"))

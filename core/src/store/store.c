@@ -459,6 +459,60 @@ tide_store_new(tide_store_t **out, const char *dir,
     return TIDE_OK;
 }
 
+/* Adds an integer property of the store's RocksDB to *out; a property
+ * RocksDB cannot tell adds nothing. */
+static int
+db_property(tide_store_t *s, const char *name, int64_t *out)
+{
+    uint64_t  v = 0;
+
+    if (rocksdb_property_int(s->db, name, &v) == 0) {
+        *out += (int64_t) v;
+    }
+    return TIDE_OK;
+}
+
+int
+tide_store_count(tide_store_t *s, int what, int64_t *out)
+{
+    if (out == NULL) {
+        return TIDE_EINVAL;
+    }
+    *out = 0;
+    if (s == NULL) {
+        return TIDE_EINVAL;
+    }
+    switch (what) {
+    case TIDE_STORE_COUNT_HITS:
+        *out = s->hits;
+        return TIDE_OK;
+    case TIDE_STORE_COUNT_MISSES:
+        *out = s->misses;
+        return TIDE_OK;
+    case TIDE_STORE_COUNT_LOG_BYTES:
+        *out = s->log_bytes;
+        return TIDE_OK;
+    case TIDE_STORE_COUNT_KEYS:
+    case TIDE_STORE_COUNT_BYTES:
+        break;
+    default:
+        return TIDE_EINVAL;
+    }
+    /* RocksDB's own estimates, read without waiting for anything: a
+     * write-out in flight (RocksDB reads its properties safely while
+     * another thread writes) is not in them yet. A store a restore left
+     * in bulk mode is not switched back for a count: that is the next
+     * read's or write's to do. */
+    if (s->bulk || s->ing.running) {
+        return TIDE_EAGAIN;
+    }
+    if (what == TIDE_STORE_COUNT_KEYS) {
+        return db_property(s, "rocksdb.estimate-num-keys", out);
+    }
+    db_property(s, "rocksdb.total-sst-files-size", out);
+    return db_property(s, "rocksdb.cur-size-all-mem-tables", out);
+}
+
 const char *
 tide_store_errmsg(const tide_store_t *s)
 {
@@ -483,11 +537,13 @@ tide_store_get(tide_store_t *s, const char *key, size_t klen, char *buf,
     e = tide__cache_find(&s->cache, key, klen, h);
     if (e != NULL) {
         e->flags |= TIDE__ENT_REF;
+        s->hits++;
     } else {
         /* A write-out in flight holds it: RocksDB may not yet. Cache it
          * as if read from RocksDB (a full cache only means no caching). */
         e = tide__spill_find(s, key, klen, h);
         if (e != NULL) {
+            s->hits++;
             tide__cache_put(&s->cache, key, klen, h,
                             (e->flags & TIDE__ENT_TOMB) ? NULL
                             : e->vlen ? e->val : "", e->vlen, 0, NULL);
@@ -511,6 +567,7 @@ tide_store_get(tide_store_t *s, const char *key, size_t klen, char *buf,
     if (s->bulk && tide__store_mode(s, 0) != TIDE_OK) {
         return TIDE_EIO;
     }
+    s->misses++;
     ps = rocksdb_get_pinned(s->db, s->ropts, key, klen, &dberr);
     if (dberr != NULL) {
         return db_fail(s, TIDE_EIO, "get failed", dberr);
@@ -666,6 +723,7 @@ tide__store_push_log(tide_store_t *s)
                 return rc;
             }
             e->flags &= ~(uint32_t) TIDE__ENT_LOG;
+            s->log_bytes += (int64_t) e->klen + (rec.vlen > 0 ? rec.vlen : 0);
             continue;
         }
         rc = tide_log_push(s->log, &rec);
@@ -680,6 +738,7 @@ tide__store_push_log(tide_store_t *s)
             return rc;
         }
         e->flags &= ~(uint32_t) TIDE__ENT_LOG;
+        s->log_bytes += (int64_t) e->klen + (rec.vlen > 0 ? rec.vlen : 0);
     }
     dirty_compact(c);
     return result;

@@ -143,6 +143,11 @@ struct tide_store_s {
     int32_t                   partition;
     int                       bulk;       /* opened for a restore: see
                                              tide__store_mode */
+    int64_t                   hits;       /* gets the cache answered (or a
+                                             write-out in flight) */
+    int64_t                   misses;     /* gets that read RocksDB */
+    int64_t                   log_bytes;  /* key and value bytes pushed to
+                                             the changelog */
     int                       refs;       /* 1 for the owner + 1 per iter */
     int                       freed;
     char                      errmsg[TIDE__STORE_ERRLEN];

@@ -6,7 +6,7 @@
 #include <stdio.h>
 
 /* Bump on every change to tide.h; bindings/tide/base.lua checks it. */
-#define TIDE_ABI_VERSION 13
+#define TIDE_ABI_VERSION 14
 
 int
 tide_abi_version(void)
