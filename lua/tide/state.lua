@@ -132,6 +132,7 @@ Store.__index = Store
 local function pending_get(self, kraw)
     local v = self.pending[kraw]
     if v ~= nil then
+        self.phits = self.phits + 1      -- a write cache hit (counts)
         return v
     end
     return self.s:get(kraw)
@@ -668,7 +669,7 @@ function State:add_task(p, entry)
         end
         entries[#entries + 1] = e
         stores[spec.name] = setmetatable({
-            s = e.s, name = spec.name, pending = {}, pkeys = {},
+            s = e.s, name = spec.name, pending = {}, pkeys = {}, phits = 0,
             kenc = spec.key_serde.encode, kdec = spec.key_serde.decode,
             venc = spec.serde.encode, vdec = spec.serde.decode,
         }, Store)
@@ -838,6 +839,48 @@ end
 function State:stores(p)
     local t = self.tasks[p]
     return t and t.stores or {}
+end
+
+--- Returns what /metrics shows of task `p`'s stores: { [store] = { keys,
+--- bytes (RocksDB's estimates; nil while it cannot tell), hits (reads
+--- answered by a message's own writes or the C store's cache), misses
+--- (reads of RocksDB), log_bytes (key and value bytes pushed to the
+--- changelog since the store opened) } }. tide's own stores (named
+--- "_...") are left out.
+---@param p integer
+---@return table
+function State:counts(p)
+    local out = {}
+    local t = self.tasks[p]
+    if not t then
+        return out
+    end
+    for _, e in ipairs(t.entries) do
+        local name = e.spec.name
+        if name:sub(1, 1) ~= "_" then
+            local s = e.s
+            out[name] = {
+                keys = s:count("keys"), bytes = s:count("bytes"),
+                hits = (s:count("hits") or 0) + t.stores[name].phits,
+                misses = s:count("misses") or 0,
+                log_bytes = s:count("log_bytes") or 0,
+            }
+        end
+    end
+    return out
+end
+
+--- Returns the key and value bytes task `p`'s stores pushed to their
+--- changelogs since they opened, tide's own stores included.
+---@param p integer
+---@return integer
+function State:log_bytes(p)
+    local n = 0
+    local t = self.tasks[p]
+    for _, e in ipairs(t and t.entries or {}) do
+        n = n + (e.s:count("log_bytes") or 0)
+    end
+    return n
 end
 
 --- Applies the held writes of every store of task `p` (the message is
