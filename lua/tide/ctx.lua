@@ -205,6 +205,10 @@ function _M.new(w, p, stores)
         version = w.version, watermark = -math.huge,
         _outs = w.outs, _out_list = w.out_list,
         _pending = { n = 0 }, _worker = w,
+        -- Set while process() runs, read by tide.task when it returns:
+        -- _dead (ctx:dead_letter's reason), _late (tide.windows found
+        -- the message late).
+        _dead = nil, _late = nil,
     }, Ctx)
     self.log = logger(self, w, p)
     return self

@@ -15,6 +15,43 @@ local _M = {}
 --- Lag samples kept per task for its lag status.
 _M.WINDOW = 10
 
+--- Upper bounds (seconds) of the end-to-end latency histogram: 1 ms to
+--- 5 min (record timestamps have millisecond resolution).
+_M.LATENCY_BUCKETS = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                       0.5, 1, 2.5, 5, 10, 30, 60, 300 }
+--- Upper bounds (seconds) of the commit duration histogram: 1 ms to 60 s.
+_M.COMMIT_BUCKETS = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                      0.5, 1, 2.5, 5, 10, 30, 60 }
+
+--- Returns a histogram to observe into: { counts = per bucket of
+--- `bounds` (the last value past them all is not kept: count has it),
+--- sum, count }. It travels in a worker's stats as is.
+---@param bounds table
+---@return table
+function _M.histogram(bounds)
+    local counts = {}
+    for i = 1, #bounds do
+        counts[i] = 0
+    end
+    return { counts = counts, sum = 0, count = 0 }
+end
+
+--- Adds observation `v` to histogram `h` (made by histogram(bounds)).
+---@param h table
+---@param bounds table
+---@param v number
+function _M.observe(h, bounds, v)
+    h.sum = h.sum + v
+    h.count = h.count + 1
+    local counts = h.counts
+    for i = 1, #bounds do
+        if v <= bounds[i] then
+            counts[i] = counts[i] + 1
+            return
+        end
+    end
+end
+
 --- Returns the lag status of samples { committed, lag } (oldest first),
 --- by Burrow's rules, with no threshold: OK while the window is not full
 --- or the lag was zero at some point of it; STALL when the committed
@@ -110,11 +147,21 @@ function Out:add(name, typ, help, l, v)
     f.lines[#f.lines + 1] = name .. labels(l) .. " " .. num(v)
 end
 
+-- The i-th item of a list that crossed the wire (tide.wire writes a
+-- list as an object keyed "1", "2", ...) or not.
+local function item(list, i)
+    local v = list[i]
+    if v == nil then
+        v = list[tostring(i)]
+    end
+    return v
+end
+
 function Out:hist(name, help, l, buckets, counts, sum, count)
     local f = self:family(name, "histogram", help)
     local acc = 0
     for i, le in ipairs(buckets) do
-        acc = acc + (counts[i] or 0)
+        acc = acc + (item(counts, i) or 0)
         f.lines[#f.lines + 1] = name .. "_bucket"
                                 .. labels(l, str_format('le="%s"', num(le)))
                                 .. " " .. num(acc)
@@ -135,6 +182,120 @@ function Out:text()
         end
     end
     return concat(out, "\n") .. "\n"
+end
+
+-- Errors by kind and action: the series always shown (others show
+-- once counted).
+local ERROR_SERIES = {
+    { "decode", "skip" }, { "decode", "dead_letter" },
+    { "process", "skip" }, { "process", "dead_letter" },
+    { "timeout", "skip" }, { "timeout", "dead_letter" },
+    { "memory", "skip" }, { "memory", "dead_letter" },
+    { "late", "dead_letter" }, { "late", "drop" },
+    { "job", "dead_letter" },
+}
+local ERRORS_HELP = "Messages that failed or were set aside, by kind "
+    .. "(decode, process: process(), on_timer() or a timestamp function "
+    .. "raised, timeout, memory, late: a window's late record, job: "
+    .. "dead-lettered by the job's own ctx:dead_letter) and by what "
+    .. "happened to them (skip, dead_letter, drop)."
+
+-- tide_task_errors_total of a task's stats `s`: s.errors = { [kind] =
+-- { [action] = n } } (absent until the task took its first batch).
+local function add_errors(o, job, task, s)
+    local errs = s.errors or {}
+    local shown = {}
+    for _, ka in ipairs(ERROR_SERIES) do
+        local k, a = ka[1], ka[2]
+        shown[k .. "\0" .. a] = true
+        o:add("tide_task_errors_total", "counter", ERRORS_HELP,
+              { job = job, task = task, kind = k, action = a },
+              errs[k] and errs[k][a] or 0)
+    end
+    local extra = {}
+    for k, acts in pairs(errs) do
+        for a, n in pairs(acts) do
+            if not shown[k .. "\0" .. a] then
+                extra[#extra + 1] = { k, a, n }
+            end
+        end
+    end
+    sort(extra, function(x, y)
+        return x[1] < y[1] or (x[1] == y[1] and x[2] < y[2])
+    end)
+    for _, e in ipairs(extra) do
+        o:add("tide_task_errors_total", "counter", ERRORS_HELP,
+              { job = job, task = task, kind = e[1], action = e[2] }, e[3])
+    end
+end
+
+-- The families of a task's stats `s` beyond the first ones: latency,
+-- time, commits, stores.
+local function add_task_extras(o, job, task, s)
+    local tl = { job = job, task = task }
+    local h = s.latency
+    if h then
+        o:hist("tide_task_end_to_end_latency_seconds",
+               "From an input message's timestamp to the end of the batch "
+               .. "that processed it (its sends handed to the outputs).",
+               tl, _M.LATENCY_BUCKETS, h.counts, h.sum, h.count)
+    end
+    for _, x in ipairs({
+        { "busy", "Time the task spent in its steps that took messages or "
+                  .. "fired timers (reading, process(), sends)." },
+        { "idle", "Time the task's worker waited for input, and the "
+                  .. "task's steps that found nothing to do." },
+        { "backpressure", "Time the task's worker spent handing its "
+                          .. "sends to the output streams (publishing "
+                          .. "them to readers)." } }) do
+        local ms = s[x[1] .. "_ms"]
+        if ms then
+            o:add("tide_task_" .. x[1] .. "_seconds_total", "counter", x[2],
+                  tl, ms / 1000)
+        end
+    end
+    if s.commits then
+        o:add("tide_task_commits_total", "counter",
+              "Commits of the task's worker while it ran the task.", tl,
+              s.commits)
+        o:add("tide_task_commit_bytes_total", "counter",
+              "Bytes (keys and values) the task wrote to its outputs and "
+              .. "store changelogs, counted at each commit.", tl,
+              s.commit_bytes or 0)
+    end
+    h = s.commit
+    if h then
+        o:hist("tide_task_commit_duration_seconds",
+               "How long the commits of the task's worker took (it commits "
+               .. "all its tasks at once).", tl, _M.COMMIT_BUCKETS,
+               h.counts, h.sum, h.count)
+    end
+    local names = {}
+    for name in pairs(s.stores or {}) do
+        names[#names + 1] = name
+    end
+    sort(names)
+    for _, name in ipairs(names) do
+        local st = s.stores[name]
+        local sl = { job = job, task = task, store = name }
+        if st.keys then
+            o:add("tide_store_entries", "gauge",
+                  "Keys in the store, as RocksDB estimates them (a key "
+                  .. "written again since the last compaction may count "
+                  .. "twice).", sl, st.keys)
+        end
+        if st.bytes then
+            o:add("tide_store_bytes", "gauge",
+                  "Bytes of the store's RocksDB: SST files and memtables.",
+                  sl, st.bytes)
+        end
+        o:add("tide_store_cache_hits_total", "counter",
+              "Store reads answered by the write cache (writes not yet "
+              .. "committed, and keys read lately) without RocksDB.", sl,
+              st.hits or 0)
+        o:add("tide_store_cache_misses_total", "counter",
+              "Store reads that went to RocksDB.", sl, st.misses or 0)
+    end
 end
 
 local STATES = { "RESTORING", "RUNNING", "PAUSED", "FAILED" }
@@ -198,16 +359,7 @@ function _M.prometheus(view)
             o:add("tide_task_messages_out_total", "counter",
                   "Messages the task sent to its outputs on its current "
                   .. "worker.", tl, s.sent or 0)
-            o:add("tide_task_errors_total", "counter",
-                  "Messages whose processing failed, by what on_error did "
-                  .. "(skip, dead_letter).",
-                  { job = job, task = t.task, action = "skip" },
-                  s.skipped or 0)
-            o:add("tide_task_errors_total", "counter",
-                  "Messages whose processing failed, by what on_error did "
-                  .. "(skip, dead_letter).",
-                  { job = job, task = t.task, action = "dead_letter" },
-                  s.dead or 0)
+            add_errors(o, job, t.task, s)
             if s.hist then
                 o:hist("tide_task_batch_process_seconds",
                        "CPU time of the worker per batch the task processed.",
@@ -224,6 +376,7 @@ function _M.prometheus(view)
                       .. "(it commits all its tasks at once).", tl,
                       s.commit_ms / 1000)
             end
+            add_task_extras(o, job, t.task, s)
             for _, part in ipairs(s.parts or {}) do
                 local pl = { job = job, task = t.task, stream = part.stream,
                              partition = part.partition }
@@ -236,6 +389,13 @@ function _M.prometheus(view)
                     o:add("tide_task_input_end_offset", "gauge",
                           "The offset the input partition's next message "
                           .. "will get.", pl, part["end"])
+                end
+                if type(part.lag_seconds) == "number" then
+                    o:add("tide_task_input_lag_seconds", "gauge",
+                          "Age of the input partition's oldest unprocessed "
+                          .. "message: now minus the timestamp of the last "
+                          .. "message processed, while the lag in messages "
+                          .. "is above 0; else 0.", pl, part.lag_seconds)
                 end
                 o:add("tide_task_input_offset", "gauge",
                       "The offset of the next message the task reads from "

@@ -11,12 +11,14 @@ local tables_mod = require("tide.tables")
 local serde = require("tide.serde")
 local realtime = require("tide.loop").realtime
 local pretty = require("tide.repl.pretty")
+local metrics = require("tide.metrics")
 
 local type, ipairs, tostring = type, ipairs, tostring
 local INF, NEG_INF = math.huge, -math.huge
 local setmetatable, xpcall, error, pcall = setmetatable, xpcall, error, pcall
 local str_format = string.format
 local traceback = debug.traceback
+local observe, LATENCY_BUCKETS = metrics.observe, metrics.LATENCY_BUCKETS
 
 local _M = {}
 local Task = {}
@@ -196,9 +198,45 @@ local function skip_hint(job, part, offset)
                       part.partition, offset + 1)
 end
 
+-- Counts a message that failed or was set aside, for /metrics (only
+-- under tide run --http: w.tstats): `kind` decode, process, timeout,
+-- memory, late or job; `action` skip, dead_letter or drop.
+local function count_error(w, p, kind, action)
+    if w.tstats == nil then
+        return
+    end
+    local errs = w:task_stats(p).errors
+    local k = errs[kind]
+    if k == nil then
+        k = {}
+        errs[kind] = k
+    end
+    k[action] = (k[action] or 0) + 1
+end
+
+-- What failed with error `e` on message i of `part` (w.raw_* its bytes):
+-- "timeout" or "memory" (the supervisor gave the message up), "decode"
+-- (its key, value or headers do not decode: decoding again tells, as
+-- the decoders are pure), else "process".
+local function error_kind(w, part, i, e)
+    if e == GIVE_UP then
+        local kind = w.give_up_text and w.give_up_text:match("^(%a+)")
+        return kind == "memory" and "memory" or "timeout"
+    end
+    if i > part.dec then
+        if (w.raw_v ~= nil and not pcall(part.vdec, w.raw_v))
+            or (w.raw_k ~= nil and not pcall(part.kdec, w.raw_k))
+            or (w.raw_h ~= nil and not pcall(headers.decode, w.raw_h)) then
+            return "decode"
+        end
+    end
+    return "process"
+end
+
 -- Drops what failed job code held (it leaves no trace).
 local function drop_held(self)
     self.ctx._pending.n = 0
+    self.ctx._late = nil
     if self.stores then
         for j = 1, #self.stores do
             state_mod.discard(self.stores[j])
@@ -210,12 +248,18 @@ local function drop_held(self)
 end
 
 -- pend holds 6 slots per send: output, key, value, timestamp, header
--- block, partition (tide.ctx).
+-- block, partition (tide.ctx). pend.nb, when set (tide run --http),
+-- counts the key and value bytes sent.
 local function push_pending(w, pend)
+    local nb = pend.nb
     for j = 1, pend.n, 6 do
         local out = pend[j]
-        local ok, err = out.stream:push(pend[j + 1], pend[j + 2], pend[j + 5],
-                                        pend[j + 3], pend[j + 4])
+        local k, v = pend[j + 1], pend[j + 2]
+        local ok, err = out.stream:push(k, v, pend[j + 5], pend[j + 3],
+                                        pend[j + 4])
+        if nb ~= nil then
+            nb = nb + (k and #k or 0) + (v and #v or 0)
+        end
         if not ok then
             pend.n = 0
             w.sys_err = str_format("sending to '%s': %s", out.spec, err)
@@ -226,6 +270,9 @@ local function push_pending(w, pend)
             pend[j + 5] = nil, nil, nil, nil, nil, nil
     end
     pend.n = 0
+    if nb ~= nil then
+        pend.nb = nb
+    end
 end
 _M.push_pending = push_pending
 
@@ -344,6 +391,29 @@ local function dead_letter(w, self, part, m, err)
     return true
 end
 
+-- After process() returned: the dead letter it asked for
+-- (ctx:dead_letter), and the count of a record tide.windows found late.
+local function set_aside(w, self, part, m)
+    local ctx = self.ctx
+    local reason, late = ctx._dead, ctx._late
+    ctx._dead, ctx._late = nil, nil
+    if reason ~= nil then
+        local ok, derr = dead_letter(w, self, part, m, reason)
+        if not ok then
+            w.sys_err = derr
+            error(SYSTEM_ERROR)
+        end
+        w.dead = w.dead + 1
+    end
+    if late then
+        count_error(w, self.partition, "late",
+                    reason == "late" and "dead_letter" or "drop")
+    end
+    if reason ~= nil and not (late and reason == "late") then
+        count_error(w, self.partition, "job", "dead_letter")
+    end
+end
+
 -- Processes part.buf[from..n] of one input partition of the task. Runs
 -- under xpcall; w.cur says which message was being processed when it
 -- raised.
@@ -427,16 +497,9 @@ local function batch_body(w, self, part, from, n)
         end
         process(m, ctx)
         w.in_code = false
-        if ctx._dead ~= nil then
-            -- ctx:dead_letter(reason) in process().
-            local reason = ctx._dead
-            ctx._dead = nil
-            local ok, derr = dead_letter(w, self, part, m, reason)
-            if not ok then
-                w.sys_err = derr
-                error(SYSTEM_ERROR)
-            end
-            w.dead = w.dead + 1
+        if ctx._dead ~= nil or ctx._late ~= nil then
+            -- ctx:dead_letter(reason) in process(), a late record.
+            set_aside(w, self, part, m)
         end
         if wt ~= nil then
             wt.in_call = 0
@@ -471,10 +534,10 @@ local function is_oom(msg)
     return msg == "not enough memory"
 end
 
---- Runs the messages part.buf[from..n] of input partition `part`,
---- applying on_error to each message that raises. Returns true, or nil
---- and the line to stop the job with.
-function Task:process_batch(part, from, n)
+-- Runs the messages part.buf[from..n] of input partition `part`,
+-- applying on_error to each message that raises. Returns true, or nil
+-- and the line to stop the job with.
+local function run_batch(self, part, from, n)
     local w = self.w
     local msgs = part.buf
     while from <= n do
@@ -526,6 +589,7 @@ function Task:process_batch(part, from, n)
                                    .. "call was stopped)" or e.tb)
         elseif policy == "skip" then
             w.skipped = w.skipped + 1
+            count_error(w, self.partition, error_kind(w, part, i, e), "skip")
             w.log("warn", str_format("skipped %s: %s", where, text))
         else
             local dok, derr = dead_letter(w, self, part, m,
@@ -534,6 +598,8 @@ function Task:process_batch(part, from, n)
                 return nil, derr
             end
             w.dead = w.dead + 1
+            count_error(w, self.partition, error_kind(w, part, i, e),
+                        "dead_letter")
             w.log("warn", str_format("dead-lettered %s to %s: %s", where,
                                      w.dlq_name, text))
         end
@@ -541,6 +607,51 @@ function Task:process_batch(part, from, n)
             part.next = m.offset + 1
             msgs[i] = nil
             from = i + 1
+        end
+    end
+    return true
+end
+
+--- Runs the messages part.buf[from..n] of input partition `part`,
+--- applying on_error to each message that raises. Returns true, or nil
+--- and the line to stop the job with. Notes the timestamp of the last
+--- message processed (part.last_ts, for the lag in seconds) and, under
+--- tide run --http, each message's end-to-end latency: from its
+--- timestamp to the end of the batch (one clock read per batch).
+function Task:process_batch(part, from, n)
+    local w = self.w
+    local msgs = part.buf
+    local last = msgs[n]
+    local tss
+    if w.tstats ~= nil and not part.table then
+        tss = self.tss
+        if tss == nil then
+            tss = {}
+            self.tss = tss
+        end
+        for i = from, n do
+            tss[i - from + 1] = msgs[i].timestamp
+        end
+        local pend = self.ctx._pending
+        if pend.nb == nil then
+            pend.nb = 0
+        end
+    end
+    local ok, err = run_batch(self, part, from, n)
+    if not ok or part.head <= n then
+        -- Failed, or a run bounded by time left some buffered (the REPL).
+        return ok, err
+    end
+    part.last_ts = last.timestamp
+    if tss ~= nil then
+        local now = realtime()
+        local lat = w:task_stats(self.partition).latency
+        for j = 1, n - from + 1 do
+            local ts = tss[j]
+            if ts ~= nil and ts > 0 then
+                local secs = (now - ts) / 1000
+                observe(lat, LATENCY_BUCKETS, secs > 0 and secs or 0)
+            end
         end
     end
     return true
@@ -729,6 +840,7 @@ function Task:fire_timers(upto)
                                        w.job.name, what, e.msg, e.tb)
             else
                 w.skipped = w.skipped + 1
+                count_error(w, self.partition, "process", "skip")
                 w.log("warn", str_format("skipped %s: %s; the timer is "
                                          .. "dropped", what, e.msg))
                 tm:remove(raw)

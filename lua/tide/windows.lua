@@ -346,6 +346,7 @@ end
 local function on_late(self, ctx)
     local st = ctx.stores[self.name]
     st:incr(LATE_KEY, 1)
+    ctx._late = true             -- counted for /metrics by tide.task
     if self.late == "dead_letter" then
         if ctx:has_dead_letters() then
             ctx:dead_letter("late")

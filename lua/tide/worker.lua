@@ -9,6 +9,7 @@ local state_mod = require("tide.state")
 local loop_mod = require("tide.loop")
 local topology = require("tide.topology")
 local task_mod = require("tide.task")
+local metrics = require("tide.metrics")
 
 local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
 local setmetatable = setmetatable
@@ -17,6 +18,8 @@ local bit_band = require("bit").band
 local now_ms = loop_mod.now
 local realtime = loop_mod.realtime
 local os_clock = os.clock
+local observe, histogram = metrics.observe, metrics.histogram
+local COMMIT_BUCKETS = metrics.COMMIT_BUCKETS
 
 local _M = {}
 local Worker = {}
@@ -239,12 +242,39 @@ function Worker:resume(p)
     return set_paused(self, p, false)
 end
 
+-- The lag in seconds of input partition `part` whose end is `last`, at
+-- wall-clock time `rt` (ms): the age of its oldest unprocessed message,
+-- taken as now minus the timestamp of the last message processed while
+-- the lag in messages is above 0 (before the first one: of the next
+-- message, when read ahead); 0 without lag; nil when unknown.
+local function lag_seconds(part, last, rt)
+    if type(last) ~= "number" then
+        return nil
+    end
+    if last <= part.next then
+        return 0
+    end
+    local ts = part.last_ts
+    if ts == nil and part.head and part.head <= part.n then
+        ts = part.buf[part.head].timestamp
+    end
+    if type(ts) ~= "number" or ts <= 0 then
+        return nil
+    end
+    local secs = (rt - ts) / 1000
+    return secs > 0 and secs or 0
+end
+
 --- Returns the status of every task here: { [p] = { state, offsets,
 --- lag, processed, version } }.
 --- With `full` it adds what /metrics shows (tide.metrics): per input
---- partition its stream, partition, next offset and end; messages sent,
---- skipped and dead-lettered; the batch time histogram; the watermark;
---- the worker's last commit time.
+--- partition its stream, partition, next offset, end and lag_seconds;
+--- messages sent, skipped and dead-lettered; the batch time histogram;
+--- the watermark; the worker's last commit time. Under tide run --http
+--- (self.tstats) also: errors = { [kind] = { [action] = n } }; latency
+--- and commit (histograms { counts, sum, count }: metrics.histogram);
+--- busy_ms, idle_ms, backpressure_ms; commits, commit_bytes; stores =
+--- { [name] = { keys, bytes, hits, misses } }.
 function Worker:status(full)
     local out = {}
     for p, task in pairs(self.tasks) do
@@ -257,17 +287,27 @@ function Worker:status(full)
         }
         if full then
             local parts = {}
+            local rt = realtime()
             for i, part in ipairs(task.parts) do
                 local _, last = part.stream:range(part.partition)
                 parts[i] = { key = part.key, stream = part.name,
                              partition = part.partition, next = part.next,
-                             ["end"] = last }
+                             ["end"] = last,
+                             lag_seconds = lag_seconds(part, last, rt) }
             end
             s.parts = parts
             local ts = self.tstats and self.tstats[p]
             if ts then
                 s.sent, s.skipped, s.dead = ts.sent, ts.skipped, ts.dead
                 s.hist, s.hsum, s.hcount = ts.hist, ts.hsum, ts.hcount
+                s.errors, s.latency, s.commit = ts.errors, ts.latency,
+                                                ts.commit
+                s.busy_ms, s.idle_ms = ts.busy_ms, ts.idle_ms
+                s.backpressure_ms = ts.backpressure_ms
+                s.commits, s.commit_bytes = ts.commits, ts.commit_bytes
+            end
+            if self.tstats then
+                s.stores = self.state:counts(p)
             end
             local wm = task.ctx.watermark
             if type(wm) == "number" and wm > -math.huge and wm < math.huge
@@ -286,18 +326,44 @@ _M.BATCH_BUCKETS = { 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                      0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 }
 local BUCKETS = _M.BATCH_BUCKETS
 
--- Counts one step of a task that took `n` messages in `secs` CPU seconds
--- and sent, skipped and dead-lettered what the worker's counters grew by.
-local function count_step(self, p, secs, sent, skipped, dead)
+--- Returns the /metrics counts of task `p` here (under tide run --http,
+--- self.tstats), made on first use: they live as long as the worker, so
+--- a task revoked and assigned again here counts on.
+---@param p integer
+---@return table
+function Worker:task_stats(p)
     local ts = self.tstats[p]
     if not ts then
         ts = { sent = 0, skipped = 0, dead = 0, hist = {}, hsum = 0,
-               hcount = 0 }
+               hcount = 0, errors = {},
+               latency = histogram(metrics.LATENCY_BUCKETS),
+               commit = histogram(COMMIT_BUCKETS), commits = 0,
+               commit_bytes = 0, busy_ms = 0, idle_ms = 0,
+               backpressure_ms = 0 }
         for i = 1, #BUCKETS do
             ts.hist[i] = 0
         end
         self.tstats[p] = ts
     end
+    return ts
+end
+
+-- Adds `ms` of `what` (idle_ms, backpressure_ms) to every running task.
+local function add_time(self, what, ms)
+    local order = self.order
+    for t = 1, #order do
+        local task = order[t]
+        if not task.paused then
+            local ts = self:task_stats(task.partition)
+            ts[what] = ts[what] + ms
+        end
+    end
+end
+
+-- Counts one step of a task that took `n` messages in `secs` CPU seconds
+-- and sent, skipped and dead-lettered what the worker's counters grew by.
+local function count_step(self, p, secs, sent, skipped, dead)
+    local ts = self:task_stats(p)
     ts.sent = ts.sent + sent
     ts.skipped = ts.skipped + skipped
     ts.dead = ts.dead + dead
@@ -394,8 +460,27 @@ function Worker:commit(force)
     local ok, err = self:commit_now()
     if ok then
         self.last_commit_ms = now_ms() - t0
+        if self.tstats then
+            self:count_commit(self.last_commit_ms)
+        end
     end
     return ok, err
+end
+
+--- Counts a commit that took `ms` for every task here (tide run --http):
+--- its duration, and the bytes each task sent to its outputs and its
+--- stores pushed to their changelogs since the previous one.
+function Worker:count_commit(ms)
+    for p, task in pairs(self.tasks) do
+        local ts = self:task_stats(p)
+        ts.commits = ts.commits + 1
+        observe(ts.commit, COMMIT_BUCKETS, ms / 1000)
+        local nb = task.ctx._pending.nb or 0
+        local cl = self.state:log_bytes(p)
+        ts.commit_bytes = ts.commit_bytes + (nb - (task.nb_seen or 0))
+                          + (cl - (task.cl_seen or 0))
+        task.nb_seen, task.cl_seen = nb, cl
+    end
 end
 
 function Worker:commit_now()
@@ -522,11 +607,13 @@ function Worker:progress(force)
         return
     end
     local secs = (now - self.started) / 1000
+    local rate = secs > 0 and self.processed / secs or 0
     self.log("info", str_format(
         "%s%d messages processed (%.0f/s), %d skipped, %d dead-lettered",
         self.label or str_format("job '%s': ", self.job.name),
-        self.processed, secs > 0 and self.processed / secs or 0,
-        self.skipped, self.dead))
+        self.processed, rate, self.skipped, self.dead),
+        { processed = self.processed, rate = math.floor(rate + 0.5),
+          skipped = self.skipped, dead = self.dead })
     self.last_progress = now
 end
 
@@ -676,12 +763,15 @@ function Worker:run()
                 full = full + task_mod.BATCH
             end
         end
+        -- Per-task counts for /metrics, only under --http (tstats): CPU
+        -- time, sends, errors of each step; wall time busy (steps that
+        -- took messages), idle (steps that found none, waits for input)
+        -- and backpressured (publishing), with one clock read per step.
+        local tstats = self.tstats
+        local tb = tstats and now_ms()
         for t = 1, #order do
             local task = order[t]
             if not task.paused then
-                -- Per-task counts for /metrics, only under --http
-                -- (tstats): CPU time, sends, errors of the step.
-                local tstats = self.tstats
                 local c0, s0, k0, d0
                 if tstats then
                     c0, s0, k0, d0 = os_clock(), self.sent, self.skipped,
@@ -691,10 +781,18 @@ function Worker:run()
                 if not n then
                     return self:finish(err)
                 end
-                if tstats and n > 0 then
-                    count_step(self, task.partition, os_clock() - c0,
-                               self.sent - s0, self.skipped - k0,
-                               self.dead - d0)
+                if tstats then
+                    local t1 = now_ms()
+                    local ts = self:task_stats(task.partition)
+                    if n > 0 then
+                        count_step(self, task.partition, os_clock() - c0,
+                                   self.sent - s0, self.skipped - k0,
+                                   self.dead - d0)
+                        ts.busy_ms = ts.busy_ms + (t1 - tb)
+                    else
+                        ts.idle_ms = ts.idle_ms + (t1 - tb)
+                    end
+                    tb = t1
                 end
                 got = got + n
             end
@@ -715,6 +813,9 @@ function Worker:run()
                 local ok, err = self:publish()
                 if not ok then
                     return self:finish(err)
+                end
+                if tstats then
+                    add_time(self, "backpressure_ms", now_ms() - now)
                 end
                 unpublished, last_publish = false, now
             end
@@ -745,6 +846,11 @@ function Worker:run()
                 wait = wait > 0 and wait or 0
             end
             local ev = loop:poll(wait)
+            if tstats and wait > 0 then
+                local t1 = now_ms()
+                add_time(self, "idle_ms", t1 - now)
+                now = t1
+            end
             if bit_band(ev, loop_mod.STOP) ~= 0 and not self.ignore_stop then
                 stop = true
                 self.log("info", "stopping: finishing the batch, then a "
