@@ -31,7 +31,7 @@ local ASSETS = {
 
 local JSON = "application/json"
 
--- ---- history -----------------------------------------------------------------
+-- ---- history ---------------------------------------------------------------
 
 -- Appends `item` to list `name` of `sup`, keeping the last HISTORY.
 local function remember(sup, name, item)
@@ -118,6 +118,10 @@ function _M.note_stats(sup, w, p, st)
     local seen = sup.commit_seen or {}
     sup.commit_seen = seen
     local before = seen[p]
+    if not before or before.worker ~= w.id then
+        -- New on this worker: its counters start from 0.
+        before = { commits = 0, bytes = 0, seq = 0 }
+    end
     local rec = latest_commit(sup, w)
     seen[p] = { worker = w.id, commits = st.commits,
                 bytes = st.commit_bytes, seq = rec and rec.seq or 0 }
@@ -129,10 +133,9 @@ function _M.note_stats(sup, w, p, st)
     end
     local by = bytes_of[rec] or {}
     bytes_of[rec] = by
-    if before and before.worker == w.id and rec.seq > before.seq
-       and by[p] == nil and num(st.commits) and num(before.commits)
-       and st.commits - before.commits == 1 and num(st.commit_bytes)
-       and num(before.bytes) then
+    if rec.seq > before.seq and by[p] == nil and num(st.commits)
+       and num(before.commits) and st.commits - before.commits == 1
+       and num(st.commit_bytes) and num(before.bytes) then
         for _, q in ipairs(rec.tasks) do
             if q == p then
                 by[p] = st.commit_bytes - before.bytes
@@ -142,7 +145,7 @@ function _M.note_stats(sup, w, p, st)
     end
 end
 
--- ---- /api/status ---------------------------------------------------------------
+-- ---- /api/status -----------------------------------------------------------
 
 -- The task entry of /api/status from one of the metrics view.
 local function task_status(t)
@@ -222,7 +225,7 @@ function _M.status(sup)
     return doc
 end
 
--- ---- /state --------------------------------------------------------------------
+-- ---- /state ----------------------------------------------------------------
 
 -- Decodes %XX escapes (and '+' as a space when `form`); nil when an
 -- escape is malformed.
@@ -422,7 +425,7 @@ local function state(sup, rest, query)
     return state_scan(sup, store, q)
 end
 
--- ---- the assets -------------------------------------------------------------------
+-- ---- the assets ------------------------------------------------------------
 
 -- The folder of the assets: web/ beside this module, wherever it was
 -- installed.

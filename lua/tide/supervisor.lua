@@ -934,7 +934,7 @@ function Sup:run()
 end
 
 -- ---- --http: /metrics and /health (tide.metrics), the dashboard and /state
--- (tide.dashboard) ------------------------------------------------------------
+-- (tide.dashboard) -----------------------------------------------------------
 
 -- Keeps the stats worker `w` sent for its tasks, and a lag sample per
 -- task at most once per commit interval (Burrow samples at commits).

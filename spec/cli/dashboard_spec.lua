@@ -157,8 +157,10 @@ describe("the dashboard of tide run --http", function()
       return a and b and a + b == total and r.body
     end, job)
 
-    -- The page, once its script polled a few times.
-    local dom = chromium("--virtual-time-budget=3000 --dump-dom", url).out
+    -- The page, once its script polled a few times; its state browser
+    -- reads the range the link names.
+    local dom = chromium("--virtual-time-budget=3000 --dump-dom",
+                         url .. "#state/counts?from=k1&to=k2&limit=5").out
     assert.matches('<h1 id="job">counter</h1>', dom, 1, true)
     assert.equal("UP", dom:match('id="status" class="badge UP">(%u+)<'))
     assert.equal("2", attr(dom, "sum-tasks", "data-value"))
@@ -192,6 +194,13 @@ describe("the dashboard of tide run --http", function()
     -- The commit history (counter commits every 50 ms) and the reload.
     assert.is_truthy(attr(dom, "commit-0-messages", "data-value"))
     assert.equal("ok", attr(dom, "reload-0-outcome", "data-value"))
+    assert.equal("5", attr(dom, "state-count", "data-value"))
+    local rows = {}
+    for k in dom:match('<table id="state%-entries">(.-)</table>')
+                :gmatch("<tr><td>([^<]*)</td>") do
+      rows[#rows + 1] = k
+    end
+    assert.same({ "k1", "k10", "k11", "k12", "k13" }, rows)
     local _, status = get_json(port, "/api/status")
     assert.equal(20, #status.commit_log)
     assert.equal(1, #status.reload_log)

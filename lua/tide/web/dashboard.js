@@ -481,7 +481,7 @@
   function showValue(v) { return typeof v === 'string' ? v : JSON.stringify(v); }
 
   function stateRead(ev) {
-    ev.preventDefault();
+    if (ev) { ev.preventDefault(); }
     var form = $('state-form');
     var out = $('state-result');
     var store = $('state-store').value;
@@ -497,6 +497,7 @@
     } else {
       url += '/' + encodeURIComponent($('state-key').value);
     }
+    history.replaceState(null, '', '#' + url.slice(1));   // a link to this read
     out.textContent = 'reading…';
     fetch(url, { cache: 'no-store' }).then(function (r) {
       return r.json().then(function (doc) { return { code: r.status, doc: doc }; });
@@ -539,6 +540,34 @@
     });
   }
 
+  // A link to a read, #state/STORE/KEY or #state/STORE?from=A&to=B&limit=N,
+  // fills the form and reads, once the stores are known.
+  function readFromLink() {
+    var m = /^#state\/([^\/?]*)(?:\/(.*)|\?(.*))?$/.exec(location.hash);
+    if (!m) { return; }
+    try {
+      $('state-store').value = decodeURIComponent(m[1]);
+      var range = m[2] === undefined;
+      $('state-form').elements.mode.value = range ? 'range' : 'key';
+      if (range) {
+        $('state-limit').value = '';
+        (m[3] || '').split('&').forEach(function (pair) {
+          var kv = pair.split('=');
+          var e = $('state-' + decodeURIComponent(kv[0]));
+          if (e && ['from', 'to', 'limit'].indexOf(kv[0]) >= 0) {
+            e.value = decodeURIComponent((kv[1] || '').replace(/\+/g, ' '));
+          }
+        });
+      } else {
+        $('state-key').value = decodeURIComponent(m[2]);
+      }
+    } catch (err) {
+      return;                         // a bad %-escape: no read
+    }
+    modeChanged();
+    stateRead();
+  }
+
   function modeChanged() {
     var form = $('state-form');
     form.classList.toggle('range', form.elements.mode.value === 'range');
@@ -565,6 +594,7 @@
     renderCommits(list(s.commit_log));
     renderReloads(list(s.reload_log));
     renderStores(s);
+    if (!prev) { readFromLink(); }
     if (prev) {
       ring.push({ t: s.now, rin: rin, rout: rout, lat: lat, e2e: e2e });
       if (e2e !== null) { $('legend-e2e').hidden = false; }
