@@ -14,7 +14,12 @@
 --- workers 1, run by run; the target is >= 1.7. Not pinned: the workers
 --- are meant to take both cores.
 ---
---- Usage: luajit bench/bench_workers.lua TIDE_BIN DIR [MESSAGES]
+--- With a fourth argument `http`, the two sides are instead `--workers 2`
+--- with `--http` on and a scraper fetching /metrics every second (curl,
+--- as Prometheus would), and the same without either (issue 15, "Speed":
+--- less than 2 % lower); the ratio is with / without, run by run.
+---
+--- Usage: luajit bench/bench_workers.lua TIDE_BIN DIR [MESSAGES [http]]
 --- (bench/run.sh sets package.path and TIDE_LIB). A temporary folder is
 --- made in DIR and removed after. Each side runs BENCH_RUNS times
 --- (default 5), the two alternating; figures are medians with their
@@ -39,11 +44,16 @@ local VAL_LEN = 100
 
 local tide_bin, base = arg[1], arg[2]
 local n = tonumber(arg[3] or 2000000)
-if not tide_bin or not base or not n or n < 1 then
+local http_mode = arg[4] == "http"
+if not tide_bin or not base or not n or n < 1
+    or (arg[4] ~= nil and not http_mode) then
     io.stderr:write("usage: luajit bench/bench_workers.lua TIDE_BIN DIR "
-                    .. "[MESSAGES]\n")
+                    .. "[MESSAGES [http]]\n")
     os.exit(2)
 end
+-- The --http port of http mode.
+local HTTP_PORT = 20000 + (tonumber(tostring({}):match("0x(%x+)"), 16) or 0)
+                  % 20000
 local jobs_dir = bench_dir .. "/jobs"
 
 local util = require("util")
@@ -112,23 +122,40 @@ end
 
 local short = {}        -- runs whose --drain stopped before the end
 
+-- Starts a shell loop that fetches /metrics every second; returns its
+-- pid.
+local function start_scraper()
+    local f = assert(io.popen(str_format(
+        "(while :; do curl -s -o /dev/null http://127.0.0.1:%d/metrics; "
+        .. "sleep 1; done) >/dev/null 2>&1 & echo $!", HTTP_PORT)))
+    local pid = tonumber(f:read("*a"):match("%d+"))
+    f:close()
+    return pid
+end
+
 -- Runs bench job `job` ("pass", "json", "incr") with `workers` workers
--- from scratch; returns the wall time. Checks the count of messages the
--- job says it processed, and of those in its output stream `out` (nil:
--- none, for incr).
-local function tide_run(job, workers, out)
+-- from scratch (with `http`: --http on and a scraper polling it); returns
+-- the wall time. Checks the count of messages the job says it processed,
+-- and of those in its output stream `out` (nil: none, for incr).
+local function tide_run(job, workers, out, http)
     local name = "bench-" .. job
     sh(str_format("rm -rf %s %s %s", quote(dir .. "/jobs/" .. name),
                   quote(dir .. "/streams/" .. name .. "-out"),
                   quote(dir .. "/streams/" .. name .. "-counts-changelog")))
     local logf = dir .. "/run.log"
     local cmd = str_format("%s run %s --drain --workers %d --data-dir %s "
-                           .. "2>%s", quote(tide_bin),
+                           .. "%s2>%s", quote(tide_bin),
                            quote(jobs_dir .. "/" .. job .. ".lua"), workers,
-                           quote(dir), quote(logf))
+                           quote(dir), http and str_format("--http %d ",
+                                                           HTTP_PORT) or "",
+                           quote(logf))
+    local scraper = http and start_scraper()
     local t0 = now()
     local ok = sh(cmd)
     local t = now() - t0
+    if scraper then
+        sh(str_format("kill %d 2>/dev/null", scraper))
+    end
     local text = read_file(logf)
     if not ok then
         die("%s failed:\n%s", cmd, text)
@@ -144,7 +171,7 @@ local function tide_run(job, workers, out)
         if #short > 20 then
             die("%s", table.concat(short, "\n"))
         end
-        return tide_run(job, workers, out)
+        return tide_run(job, workers, out, http)
     end
     if out then
         local log = assert(tlog.open(dir, out))
@@ -162,16 +189,25 @@ local function tide_run(job, workers, out)
     return t
 end
 
+-- Side 1 and side 2 of a round: --workers 1 and 2, or in http mode
+-- --workers 2 without and with --http.
+local function side(job, which, out)
+    if http_mode then
+        return tide_run(job, 2, out, which == 2)
+    end
+    return tide_run(job, which, out)
+end
+
 local function compare(job, out)
     local r1, r2, ratio = {}, {}, {}
     for round = 1, RUNS do
         local t1, t2
         if round % 2 == 1 then
-            t1 = tide_run(job, 1, out)
-            t2 = tide_run(job, 2, out)
+            t1 = side(job, 1, out)
+            t2 = side(job, 2, out)
         else
-            t2 = tide_run(job, 2, out)
-            t1 = tide_run(job, 1, out)
+            t2 = side(job, 2, out)
+            t1 = side(job, 1, out)
         end
         r1[round], r2[round], ratio[round] = n / t1 / 1e6, n / t2 / 1e6,
                                              t1 / t2
@@ -196,16 +232,26 @@ print(str_format("workers: %d messages over %d partitions (%d tasks), "
                  (read_file("/proc/cpuinfo"):gsub("[^\n]*\n", function(l)
                      return l:match("^processor") and "x" or ""
                  end)):len(), RUNS))
-print("  whole `tide run --drain` wall time; ratio = workers 2 / workers 1, "
-      .. "run by run; target >= 1.7")
+if http_mode then
+    print("  whole `tide run --drain --workers 2` wall time, with --http and "
+          .. "a curl of /metrics every second, and without; ratio = with / "
+          .. "without, run by run; target >= 0.98")
+else
+    print("  whole `tide run --drain` wall time; ratio = workers 2 / "
+          .. "workers 1, run by run; target >= 1.7")
+end
 for _, line in ipairs(short) do
     print("  run done again: `tide run --drain` " .. line)
+end
+local with, without = "--workers 2", "--workers 1"
+if http_mode then
+    with, without = "--http on ", "--http off"
 end
 for _, row in ipairs({ { "pass-through", p1, p2, pr },
                        { "json", j1, j2, jr },
                        { "incr", i1, i2, ir } }) do
-    print(str_format("%-13s --workers 2 %s   --workers 1 %s   ratio %s",
-                     row[1], stats.fmt(row[3], 2, "M msg/s"),
+    print(str_format("%-13s %s %s   %s %s   ratio %s", row[1], with,
+                     stats.fmt(row[3], 2, "M msg/s"), without,
                      stats.fmt(row[2], 2, "M msg/s"),
                      stats.fmt_ratio(row[4], 2)))
 end

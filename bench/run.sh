@@ -91,6 +91,11 @@ luajit bench/bench_reload.lua "$BUILD/tide" "$TMP" "$RELOADS"
 part workers
 luajit bench/bench_workers.lua "$BUILD/tide" "$TMP" "$WORKERS_MSGS"
 
+# The same --workers 2 runs with --http on and /metrics scraped every
+# second, beside them with it off.
+part http
+luajit bench/bench_workers.lua "$BUILD/tide" "$TMP" "$WORKERS_MSGS" http
+
 # End to end: paced writer -> pass-through job -> follower, p50/p99/max at
 # 10 K and 100 K msgs/s, beside the writer read directly.
 part latency
