@@ -33,7 +33,8 @@ local JSON = "application/json"
 
 -- ---- history ---------------------------------------------------------------
 
--- Appends `item` to list `name` of `sup`, keeping the last HISTORY.
+--- Appends `item` to list `name` of supervisor `sup` (commit_log,
+--- reload_log), keeping the last HISTORY.
 local function remember(sup, name, item)
     local list = sup[name] or {}
     sup[name] = list
@@ -42,6 +43,7 @@ local function remember(sup, name, item)
         table.remove(list, 1)
     end
 end
+_M.remember = remember
 
 -- Sums the offsets of `now` past those of `before` (both { key = offset };
 -- one missing from `before` was read from 0).
@@ -147,7 +149,7 @@ end
 
 -- ---- /api/status -----------------------------------------------------------
 
--- The task entry of /api/status from one of the metrics view.
+-- The /api/status entry of task `t` of the metrics view.
 local function task_status(t)
     local s = t.stats or {}
     local e = { task = t.task, state = t.state, worker = t.worker,

@@ -20,14 +20,9 @@ local alive = util.alive
 --- dashboard.HISTORY): when, what asked for it, the versions, the
 --- outcome (ok, refused, rolled_back, failed) and why.
 function Sup:note_reload(trigger, from, to, outcome, why, t0)
-    local list = self.reload_log or {}
-    self.reload_log = list
-    list[#list + 1] = { at = realtime(), trigger = trigger, from = from,
-                        to = to, outcome = outcome, why = why,
-                        ms = t0 and now_ms() - t0 }
-    if #list > dashboard.HISTORY then
-        table.remove(list, 1)
-    end
+    dashboard.remember(self, "reload_log", {
+        at = realtime(), trigger = trigger, from = from, to = to,
+        outcome = outcome, why = why, ms = t0 and now_ms() - t0 })
 end
 
 -- A later rollback of version `bad` (on probation) changes the outcome
