@@ -435,6 +435,7 @@ function Sup:handle(w, msg)
         self.restoring[msg.task] = msg
     elseif op == "idle" then
         w.idle, w.idle_processed = true, msg.processed
+        self.probe_soon = true       -- --drain: look now, not at the tick
     elseif op == "stopped" then
         w.clean_exit = true
         local t = self.totals
@@ -590,7 +591,9 @@ function Sup:assign(p, w, why)
                                 .. "in %.0f ms%s", p, w.id, w.pid or 0,
                                 why and " (" .. why .. ")" or "",
                                 reply.ms or 0,
-                                self.paused[p] and "; paused" or ""))
+                                self.paused[p] and "; paused" or ""),
+             { event = "assigned", task = p, worker = w.id,
+               ms = reply.ms or 0 })
     return true, reply.ms
 end
 
@@ -609,7 +612,9 @@ function Sup:revoke(p)
     w.tasks[p] = nil
     self.owner[p] = nil
     self.log("info", str_format("task %d revoked from worker %d in %.0f ms",
-                                p, w.id, reply.ms or 0))
+                                p, w.id, reply.ms or 0),
+             { event = "revoked", task = p, worker = w.id,
+               ms = reply.ms or 0 })
     return true, reply.ms
 end
 
@@ -702,7 +707,9 @@ function Sup:move(p, id)
     local total = now_ms() - t0
     self.log("info", str_format("task %d moved from worker %d to worker %d "
                                 .. "in %.0f ms (revoke %.0f ms, assign %.0f "
-                                .. "ms)", p, from.id, id, total, rms, ams))
+                                .. "ms)", p, from.id, id, total, rms, ams),
+             { event = "moved", task = p, from = from.id, to = id,
+               ms = total })
     return str_format("task %d moved from worker %d to worker %d in %.0f ms",
                       p, from.id, id, total)
 end
@@ -723,10 +730,11 @@ function Sup:set_paused(p, on)
         return nil, err
     end
     self.paused[p] = on or nil
+    local ms = now_ms() - t0
     local line = str_format("task %d %s on worker %d in %.1f ms", p,
-                            on and "paused" or "resumed", w.id,
-                            now_ms() - t0)
-    self.log("info", line)
+                            on and "paused" or "resumed", w.id, ms)
+    self.log("info", line, { event = on and "paused" or "resumed", task = p,
+                             worker = w.id, ms = ms })
     return line
 end
 
@@ -868,7 +876,10 @@ function Sup:run()
     end
     local next_probe = 0
     while true do
-        self:service(TICK_MS)
+        -- --drain: a worker just said it is idle; probe without waiting.
+        local soon = self.opts.drain and self.probe_soon
+                     and #self.orphans == 0
+        self:service(soon and 0 or TICK_MS)
         if self.fatal or self.stop_requested then
             break
         end
@@ -893,7 +904,9 @@ function Sup:run()
             self.reload_at = nil
             self:reload("file change", true)
         end
-        if self.opts.drain and #self.orphans == 0 and now_ms() >= next_probe then
+        if self.opts.drain and #self.orphans == 0
+            and (self.probe_soon or now_ms() >= next_probe) then
+            self.probe_soon = false
             next_probe = now_ms() + 200
             local all_idle = true
             for _, w in pairs(self.workers) do
