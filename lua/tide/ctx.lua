@@ -180,19 +180,22 @@ end
 ---@param stores table  the task's stores by name
 ---@return table
 function _M.new(w, p, stores)
-    local mine = stores
-    for name in pairs(stores) do
-        if name:sub(1, 1) == "_" then
-            -- tide's own stores (timers) are not the job's to touch.
-            mine = {}
-            for n, st in pairs(stores) do
-                if n:sub(1, 1) ~= "_" then
-                    mine[n] = st
-                end
-            end
-            break
+    -- The job's stores: tide's own (timers, "_"-named) are not the job's
+    -- to touch. A name that is not there raises, naming those that are,
+    -- so that a typo (ctx.stores.count for "counts") says so at once.
+    local mine, names = {}, {}
+    for n, st in pairs(stores) do
+        if n:sub(1, 1) ~= "_" then
+            mine[n] = st
+            names[#names + 1] = n
         end
     end
+    table.sort(names)
+    setmetatable(mine, { __index = function(_, name)
+        error(str_format("no store '%s' (stores: %s)", tostring(name),
+                         #names > 0 and table.concat(names, ", ") or "none; "
+                         .. "declare them in the job's stores table"), 2)
+    end })
     local tables = {}
     for _, spec in ipairs(w.job.tables or {}) do
         local t = tables_mod.new(spec, stores[spec.store])

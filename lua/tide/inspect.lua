@@ -178,7 +178,7 @@ local function store_of(self, p, name)
     if not task then
         return nil, err
     end
-    local st = task.ctx.stores[name]
+    local st = rawget(task.ctx.stores, name)
     if not st then
         local names = {}
         for n in pairs(task.ctx.stores) do

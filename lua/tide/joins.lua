@@ -281,7 +281,7 @@ function _M.stream_stream(name, opts)
 end
 
 local function store_of(self, ctx)
-    local st = ctx.stores[self.name]
+    local st = rawget(ctx.stores, self.name)
     if not st then
         error(str_format("join '%s' has no store: add it with stores = "
                          .. "joins.stores(...)", self.name), 0)

@@ -344,7 +344,7 @@ end
 
 -- A late record: counted, and dead-lettered unless told to drop.
 local function on_late(self, ctx)
-    local st = ctx.stores[self.name]
+    local st = rawget(ctx.stores, self.name)
     st:incr(LATE_KEY, 1)
     ctx._late = true             -- counted for /metrics by tide.task
     if self.late == "dead_letter" then
@@ -362,7 +362,7 @@ local function on_late(self, ctx)
 end
 
 local function store_of(self, ctx)
-    local st = ctx.stores[self.name]
+    local st = rawget(ctx.stores, self.name)
     if not st then
         error(str_format("window '%s' has no store: add it with stores = "
                          .. "windows.stores(...)", self.name), 0)

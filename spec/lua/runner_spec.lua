@@ -96,6 +96,19 @@ describe("tide.runner", function()
         assert.equals(1, #partial.outputs.out)    -- nothing past the bad one
     end)
 
+    it("names the stores there are when process() asks for one that is "
+       .. "not", function()
+        local res, err = testing.run({
+            name = "typo", inputs = { "in" }, outputs = { "out" },
+            stores = { counts = {} },
+            process = function(msg, ctx)
+                ctx.stores.count:incr(msg.value, 1)
+            end,
+        }, { inputs = { ["in"] = { { value = "a" } } } })
+        assert.is_nil(res)
+        assert.matches("no store 'count' (stores: counts)", err, 1, true)
+    end)
+
     it("treats a decode failure like an error of process", function()
         local res = assert(testing.run({
             name = "dec", inputs = { "in" }, outputs = { "out" },
