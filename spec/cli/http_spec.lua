@@ -288,6 +288,31 @@ describe("tide run --http", function()
     assert.matches("dead=0", line)
   end)
 
+  it("counts a message given up after two timeouts as kind timeout",
+     function()
+    -- stuck.lua: "hang" loops past max_process_time (2 s) twice, then is
+    -- dead-lettered by the worker started the third time.
+    h.ok({ "streams", "create", "events", "--partitions", "1" },
+         { dir = dir })
+    h.ok({ "produce", "events" }, { dir = dir, stdin = "a\nhang\nb\n" })
+    local job = h.start_tide(dir, work, { "run", SRC .. "/spec/cli/jobs/"
+                                          .. "stuck.lua", "--workers", "1",
+                                          "--http", "0" }, pids)
+    local log = h.wait_log(job, "http://127%.0%.0%.1:%d+/", 1, "the port")
+    local port = tonumber(log:match("http://127%.0%.0%.1:(%d+)/"))
+    local l = { job = "stuck", task = 0, kind = "timeout",
+                action = "dead_letter" }
+    local text = wait_until("the timeout counted", function()
+      local t = get(port, "/metrics").body
+      return sample(t, "tide_task_errors_total", l) == 1 and t
+    end, job)
+    l.kind = "process"
+    assert.equal(0, sample(text, "tide_task_errors_total", l))
+    l.kind = "memory"
+    assert.equal(0, sample(text, "tide_task_errors_total", l))
+    h.stop(job)
+  end)
+
   it("refuses a bad address and a port in use with one line", function()
     local r = h.tide({ "run", PASS, "--http", "bogus" }, { dir = dir })
     assert.equal(1, r.code)
