@@ -8,6 +8,7 @@
 -- its numbers are compared once it drained, so that they stand still.
 -- Waits are bounded hang guards, never timing assertions.
 local h = require("cli.helper")
+local get, sample, wait_until = h.http_get, h.metric, h.wait_until
 local cjson = require("cjson")
 
 local SRC = os.getenv("TIDE_SOURCE_DIR") or "."
@@ -18,33 +19,11 @@ local NKEYS = 23
 local fmt = string.format
 
 -- curl: { code = HTTP status, body = text }.
-local function get(port, path)
-  local r = h.run(fmt("env -u LD_PRELOAD curl -s -g -m 10 -w '\\n%%{http_code}' "
-                      .. "%s", h.q(fmt("http://127.0.0.1:%d%s", port, path))))
-  local body, code = r.out:match("^(.*)\n(%d+)$")
-  return { code = tonumber(code), body = body or "" }
-end
-
 local function get_json(port, path)
   local r = get(port, path)
   local ok, doc = pcall(cjson.decode, r.body)
   assert(ok, fmt("GET %s (%s): not JSON: %s", path, tostring(r.code), r.body))
   return r.code, doc
-end
-
--- The value of the sample `name{labels}` of a /metrics text.
-local function sample(text, name, labels)
-  for line in text:gmatch("[^\n]+") do
-    local n, l, v = line:match("^([%w_]+)(%b{}) (%S+)$")
-    if n == name then
-      local ok = true
-      for k, want in pairs(labels) do
-        if not l:find(fmt('%s="%s"', k, want), 1, true) then ok = false end
-      end
-      if ok then return tonumber(v) end
-    end
-  end
-  return nil
 end
 
 -- Runs headless Chromium on `url` with `args` (a string); its stdout.
@@ -84,20 +63,6 @@ local function attr(dom, id, name)
   local tag = dom:match('<[^>]- id="' .. lit(id) .. '"[^>]*>')
   assert(tag, "no element with id " .. id .. " in the page")
   return tag:match(" " .. lit(name) .. '="([^"]*)"')
-end
-
-local function wait_until(what, fn, job)
-  for _ = 1, 600 do
-    local v = fn()
-    if v then return v end
-    if job and h.exited(job) then
-      error(fmt("the job ended while waiting for %s; log:\n%s", what,
-                h.tide_stderr(job)), 2)
-    end
-    h.sleep(0.05)
-  end
-  error("waiting for " .. what .. ": gave up after 30 s; log:\n"
-        .. (job and h.tide_stderr(job) or ""), 2)
 end
 
 describe("the dashboard of tide run --http", function()

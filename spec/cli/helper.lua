@@ -635,4 +635,50 @@ function M.write_lines(path, n, line_of)
   assert(f:close())
 end
 
+-- GET (or `method`) http://127.0.0.1:PORT/PATH with curl, a client we
+-- did not write; returns { code = HTTP status, body =, curl = exit code }.
+function M.http_get(port, path, method)
+  local r = M.run(string.format(
+    "env -u LD_PRELOAD curl -s -g -m 10 %s -w '\\n%%{http_code}' %s",
+    method and ("-X " .. method) or "",
+    M.q(string.format("http://127.0.0.1:%d%s", port, path))))
+  local body, code = r.out:match("^(.*)\n(%d+)$")
+  return { code = tonumber(code), body = body or "", curl = r.code }
+end
+
+-- The value of the sample `name{labels}` of a /metrics text (each label
+-- of `labels` present with its value), or nil.
+function M.metric(text, name, labels)
+  for line in text:gmatch("[^\n]+") do
+    local n, l, v = line:match("^([%w_]+)(%b{}) (%S+)$")
+    if n == name then
+      local ok = true
+      for k, want in pairs(labels or {}) do
+        if not l:find(string.format('%s="%s"', k, want), 1, true) then
+          ok = false
+        end
+      end
+      if ok then return tonumber(v) end
+    end
+  end
+  return nil
+end
+
+-- Calls fn() every 0.1 s until it returns a true value, which it
+-- returns; fails after 60 s, or at once when the started `job` (optional)
+-- ended meanwhile, with its log.
+function M.wait_until(what, fn, job)
+  for _ = 1, 600 do
+    local v = fn()
+    if v then return v end
+    if job and M.exited(job) then
+      error(string.format("the job ended while waiting for %s; log:\n%s",
+                          what, M.tide_stderr(job)), 2)
+    end
+    M.sleep(0.1)
+  end
+  error("waiting for " .. what .. ": gave up after 60 s"
+        .. (job and ("; log:\n" .. M.tide_stderr(job)) or ""), 2)
+end
+
 return M

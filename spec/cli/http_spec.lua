@@ -3,6 +3,7 @@
 -- Prometheus's own parser (`promtool check metrics`) checks the text.
 -- Waits are bounded hang guards, never timing assertions.
 local h = require("cli.helper")
+local get, sample, wait_until = h.http_get, h.metric, h.wait_until
 
 local SRC = os.getenv("TIDE_SOURCE_DIR") or "."
 local PASS = SRC .. "/spec/cli/jobs/pass.lua"
@@ -15,43 +16,6 @@ local function have(cmd)
 end
 
 -- curl: { code = HTTP status (number), body = text }.
-local function get(port, path, method)
-  local r = h.run(fmt("env -u LD_PRELOAD curl -s -m 10 %s -w '\\n%%{http_code}' "
-                      .. "http://127.0.0.1:%d%s",
-                      method and ("-X " .. method) or "", port, path))
-  local body, code = r.out:match("^(.*)\n(%d+)$")
-  return { code = tonumber(code), body = body or "", curl = r.code }
-end
-
--- The value of the sample `name{labels}` (labels in the order written).
-local function sample(text, name, labels)
-  for line in text:gmatch("[^\n]+") do
-    local n, l, v = line:match("^([%w_]+)(%b{}) (%S+)$")
-    if n == name then
-      local ok = true
-      for k, want in pairs(labels or {}) do
-        if not l:find(fmt('%s="%s"', k, want), 1, true) then ok = false end
-      end
-      if ok then return tonumber(v) end
-    end
-  end
-  return nil
-end
-
-local function wait_until(what, fn, job)
-  for _ = 1, 600 do
-    local v = fn()
-    if v then return v end
-    if job and h.exited(job) then
-      error(fmt("the job ended while waiting for %s; log:\n%s", what,
-                h.tide_stderr(job)), 2)
-    end
-    h.sleep(0.1)
-  end
-  error("waiting for " .. what .. ": gave up after 60 s"
-        .. (job and ("; log:\n" .. h.tide_stderr(job)) or ""), 2)
-end
-
 describe("tide run --http", function()
   local work, dir
   local pids = {}
