@@ -15,7 +15,6 @@ local function have(cmd)
   return h.run("command -v " .. cmd).code == 0
 end
 
--- curl: { code = HTTP status (number), body = text }.
 describe("tide run --http", function()
   local work, dir
   local pids = {}
