@@ -55,7 +55,10 @@ describe("standby replicas in a Kafka group", function()
                        "-c", "config.out=kafka:ksb-out",
                        "-c", "kafka.bootstrap.servers=" .. c.bootstrap,
                        "-c", "kafka.session.timeout.ms=6000",
-                       "--workers", "1", "--create" }
+                       "--workers", "1", "--create",
+                       -- a takeover that replays nothing logs its store
+                       -- line at debug
+                       "--log-level=debug" }
         local p = {}
         p[1] = start(1, args)
         h.wait_log(p[1], "kafka group: tasks [%d,]+ assigned", 1,
