@@ -25,7 +25,7 @@ echo "       dead-letters what is not JSON)"
 start=$(date +%s%3N)
 $TIDE run jobs/bot_filter.lua --drain 2>"$TIDE_DATA_DIR/bot.log" \
     || { cat "$TIDE_DATA_DIR/bot.log"; exit 1; }
-grep -v "warn dead-lettered" "$TIDE_DATA_DIR/bot.log" | sed 's/^[^ ]* /      /'
+grep -v "warn dead-lettered" "$TIDE_DATA_DIR/bot.log" | sed -E 's/^[^ ]* /      /; s/( [a-z_]+=[^ ]+)+$//'
 
 end=$(date +%s%3N)
 echo "      took $((end - start)) ms for $N events"
@@ -52,7 +52,7 @@ echo "       it re-keys views by URL through its own stream pageview-urls)"
 start=$(date +%s%3N)
 $TIDE run jobs/pageview_counts.lua --drain -c inputs.1=pageviews-desktop \
     2>"$TIDE_DATA_DIR/count.log" || { cat "$TIDE_DATA_DIR/count.log"; exit 1; }
-grep -E "processed|stopped" "$TIDE_DATA_DIR/count.log" | sed 's/^[^ ]* /      /'
+grep -E "processed|stopped" "$TIDE_DATA_DIR/count.log" | sed -E 's/^[^ ]* /      /; s/( [a-z_]+=[^ ]+)+$//'
 end=$(date +%s%3N)
 echo "      took $((end - start)) ms"
 echo
@@ -66,7 +66,7 @@ echo "== 5. the store survives losing its local copy: delete it and rerun"
 rm -rf "$TIDE_DATA_DIR/jobs/pageview-counts/stores"
 $TIDE run jobs/pageview_counts.lua --drain -c inputs.1=pageviews-desktop \
     2>"$TIDE_DATA_DIR/count2.log" || { cat "$TIDE_DATA_DIR/count2.log"; exit 1; }
-grep "task 0:" "$TIDE_DATA_DIR/count2.log" | sed 's/^[^ ]* /      /'
+grep "task 0:" "$TIDE_DATA_DIR/count2.log" | sed -E 's/^[^ ]* /      /; s/( [a-z_]+=[^ ]+)+$//'
 echo "   same top URL after the rebuild:"
 $TIDE state dump jobs/pageview_counts.lua counts -c inputs.1=pageviews-desktop \
     >"$TIDE_DATA_DIR/dump.txt" || exit 1
