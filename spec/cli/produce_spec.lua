@@ -72,12 +72,17 @@ describe("tide produce from a live program", function()
     end
     assert.is_true(seen > 0 and seen < 30,
                    fmt("%d lines readable while producing", seen))
-    while not h.read_file(done) and h.now() - t0 < 20 do
+    -- (the shell makes the file before it writes the code in it)
+    while not (h.read_file(done) or ""):match("%d") and h.now() - t0 < 20 do
       h.sleep(0.1)
     end
     assert.are.equal("0", (h.read_file(done) or ""):match("%d+"), "exit code")
     assert.are.equal(30, #h.lines(h.ok({ "consume", "live", "-e" },
                                        { dir = dir })))
+    local t1 = h.now()
+    while h.alive(pid) and h.now() - t1 < 5 do
+      h.sleep(0.05)
+    end
     assert.is_false(h.alive(pid))
   end)
 
