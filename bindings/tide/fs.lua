@@ -89,6 +89,7 @@ int mkdir(const char *path, unsigned int mode);
 int poll(void *fds, unsigned long nfds, int timeout);
 int isatty(int fd);
 char *strerror(int errnum);
+int setenv(const char *name, const char *value, int overwrite);
 ]])
 local C = ffi.C
 
@@ -134,6 +135,18 @@ end
 --- Sleeps `ms` milliseconds.
 function _M.sleep_ms(ms)
     C.poll(nil, 0, ms)
+end
+
+--- Sets environment variable `name` to `value` for this process and the
+--- processes it starts. Returns true, or nil and the error.
+---@param name string
+---@param value string
+---@return boolean|nil ok, string|nil err
+function _M.setenv(name, value)
+    if C.setenv(name, value, 1) ~= 0 then
+        return nil, errno_text()
+    end
+    return true
 end
 
 return _M

@@ -6,14 +6,12 @@
 --- is `--log-level warn`. The choice travels to the job's worker
 --- processes in the environment (TIDE_LOG_FORMAT, TIDE_LOG_LEVEL), which
 --- they inherit.
-local ffi = require("ffi")
+local fs = require("tide.fs")
 local cjson = require("cjson.safe")
 
 local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
 local str_format, concat, sort = string.format, table.concat, table.sort
 local os_date, getenv, floor = os.date, os.getenv, math.floor
-
-pcall(ffi.cdef, "int setenv(const char *name, const char *value, int overwrite);")
 
 local _M = {}
 
@@ -44,11 +42,11 @@ function _M.configure(format, level)
     end
     if format then
         conf.format = format
-        ffi.C.setenv("TIDE_LOG_FORMAT", format, 1)
+        fs.setenv("TIDE_LOG_FORMAT", format)
     end
     if level then
         conf.level = _M.LEVELS[level]
-        ffi.C.setenv("TIDE_LOG_LEVEL", level, 1)
+        fs.setenv("TIDE_LOG_LEVEL", level)
     end
     return true
 end
